@@ -1,0 +1,183 @@
+"""The Vigía application object: the Python API, usable without HTTP.
+
+    app = Vigia.from_settings(Settings.from_env(), pipelines=[my_pipeline])
+    async with app:
+        job = await app.submit("my_pipeline", {"text": "..."})
+        async for event in app.events(job.id):
+            print(event.progress, event.stage)
+        job = await app.wait(job.id)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+from vigia import constants
+from vigia.config import Settings
+from vigia.coordinator import Coordinator
+from vigia.events import EventBus, LocalEventBus
+from vigia.executors.base import Executor
+from vigia.executors.embedded import EmbeddedExecutor
+from vigia.job import Event, Job, StageRun
+from vigia.pipeline import Pipeline
+from vigia.registry import Registry
+from vigia.store.base import JobFilter, JobPage
+from vigia.store.sqlalchemy import SQLJobStore
+
+log = logging.getLogger("vigia.app")
+
+
+class Vigia:
+    def __init__(self, settings: Settings, registry: Registry, store: SQLJobStore, bus: EventBus) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.bus = bus
+        self.coordinator = Coordinator(store, registry)
+        self.executor: Executor | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings | None = None, *, pipelines: Iterable[Pipeline] = (), upgrade: bool | None = None
+    ) -> Self:
+        """Build the app: pipelines given here, plus those named in settings and installed.
+
+        ``upgrade`` brings the store's schema up to date; by default only for a local SQLite
+        store (a shared database is upgraded on purpose, with `vigia db upgrade`).
+        """
+        settings = settings or Settings.from_env()
+        registry = Registry.discover(settings.pipelines)
+        for pipeline in pipelines:
+            registry.register(pipeline)
+        if settings.database_url.startswith("sqlite:///") and ":memory:" not in settings.database_url:
+            Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        store = SQLJobStore(settings.database_url)
+        if upgrade if upgrade is not None else store.is_sqlite:
+            store.upgrade()
+        return cls(settings, registry, store, LocalEventBus())
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, *, workers: bool = True) -> None:
+        """Check the store and, with ``workers``, start executing stages in this process."""
+        await asyncio.to_thread(self.store.check)
+        if workers and self.executor is None:
+            queues = self.settings.queues or tuple(self.registry.queues) or (constants.DEFAULT_QUEUE,)
+            self.executor = EmbeddedExecutor(
+                self.coordinator,
+                self.bus,
+                queues={queue: self.settings.concurrency_for(queue) for queue in queues},
+                lease_seconds=self.settings.lease_seconds,
+                poll_interval=self.settings.poll_interval,
+                shutdown_grace=self.settings.shutdown_grace,
+            )
+            await self.executor.start()
+
+    async def stop(self) -> None:
+        if self.executor is not None:
+            await self.executor.stop()
+            self.executor = None
+
+    def close(self) -> None:
+        self.store.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+        self.close()
+
+    # --- jobs ---------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        pipeline: str,
+        job_input: Any = None,
+        *,
+        tenant: str = constants.DEFAULT_TENANT,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+    ) -> Job:
+        """Store a new job and return it at once (the same job again for a repeated key)."""
+        submitted = await asyncio.to_thread(
+            self.coordinator.submit,
+            pipeline,
+            job_input,
+            tenant=tenant,
+            idempotency_key=idempotency_key,
+            priority=priority,
+        )
+        if submitted.created:
+            self.bus.publish(submitted.events)
+            if self.executor is not None:
+                self.executor.wake()
+        return submitted.job
+
+    async def get_job(self, job_id: str, tenant: str | None = None) -> Job:
+        return await asyncio.to_thread(self.store.get_job, job_id, tenant)
+
+    async def get_runs(self, job_id: str) -> list[StageRun]:
+        return await asyncio.to_thread(self.store.get_runs, job_id)
+
+    async def list_jobs(self, where: JobFilter | None = None, *, limit: int = 50, cursor: str | None = None) -> JobPage:
+        return await asyncio.to_thread(self.store.list_jobs, where or JobFilter(), limit, cursor)
+
+    async def cancel(self, job_id: str, tenant: str | None = None) -> Job:
+        job, events = await asyncio.to_thread(self.coordinator.cancel, job_id, tenant)
+        self.bus.publish(events)
+        if self.executor is not None:
+            self.executor.job_cancelled(job_id)
+        return job
+
+    async def events(self, job_id: str, after: int = 0, *, follow: bool = True) -> AsyncIterator[Event]:
+        """The job's events after sequence number ``after``: first those stored, then live
+        ones as they happen, until the job finishes (or only the stored ones without
+        ``follow``). Nothing is skipped or repeated, whatever the bus drops."""
+        subscription = self.bus.subscribe(job_id) if follow else None
+        try:
+            last = after
+            finished = False
+            for event in await asyncio.to_thread(self.store.events_after, job_id, last, 1_000_000):
+                yield event
+                last = event.seq
+                finished = finished or event.is_final
+            if subscription is None or finished:
+                return
+            job = await self.get_job(job_id)
+            if job.state.is_terminal and job.last_seq <= last:
+                return
+            while True:
+                event_or_none = await subscription.get(timeout=self.settings.poll_interval * 4)
+                if event_or_none is not None and event_or_none.seq == last + 1 and not subscription.overflowed:
+                    news: Sequence[Event] = [event_or_none]
+                elif event_or_none is not None and event_or_none.seq <= last:
+                    continue
+                else:
+                    # A gap, an overflow or a quiet spell: the store has the full story.
+                    subscription.overflowed = False
+                    subscription.drain()
+                    news = await asyncio.to_thread(self.store.events_after, job_id, last, 1_000_000)
+                for event in news:
+                    yield event
+                    last = event.seq
+                    if event.is_final:
+                        return
+        finally:
+            if subscription is not None:
+                subscription.close()
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Wait until the job has finished, and return it."""
+
+        async def until_finished() -> Job:
+            async for _ in self.events(job_id):
+                pass
+            return await self.get_job(job_id)
+
+        return await asyncio.wait_for(until_finished(), timeout)

@@ -1,0 +1,105 @@
+"""One typed settings object, read from `VIGIA_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from vigia import constants
+from vigia.exceptions import ConfigurationError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Vigía can be told. Each field reads ``VIGIA_<FIELD NAME IN CAPITALS>``."""
+
+    #: SQLAlchemy URL of the job store; SQLite under ``data_dir`` unless set.
+    database_url: str = ""
+    #: Where the embedded default keeps its database and files.
+    data_dir: Path = Path(constants.DEFAULT_DATA_DIR)
+    #: Redis URL of the Celery broker; set, it switches the installation to distributed mode.
+    broker_url: str | None = None
+    #: Extra pipelines to load, as ``package.module:attribute`` (comma-separated in the env).
+    pipelines: tuple[str, ...] = ()
+    #: Queues this process works on (empty: every queue of every registered pipeline).
+    queues: tuple[str, ...] = ()
+    #: Concurrent stage runs per queue, and exceptions per queue (``queue=n,...`` in the env).
+    concurrency: int = constants.DEFAULT_CONCURRENCY
+    queue_concurrency: Mapping[str, int] = field(default_factory=dict)
+    lease_seconds: float = constants.DEFAULT_LEASE_SECONDS
+    poll_interval: float = constants.DEFAULT_POLL_INTERVAL
+    shutdown_grace: float = constants.DEFAULT_SHUTDOWN_GRACE
+    log_level: str = "WARNING"
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(
+                self, "database_url", f"sqlite:///{Path(self.data_dir) / constants.DEFAULT_DATABASE_FILE}"
+            )
+        if self.concurrency < 1:
+            raise ConfigurationError(f"VIGIA_CONCURRENCY must be at least 1, got {self.concurrency}")
+        for queue, count in self.queue_concurrency.items():
+            if count < 1:
+                raise ConfigurationError(f"VIGIA_QUEUE_CONCURRENCY for {queue!r} must be at least 1, got {count}")
+        if self.lease_seconds <= 0 or self.poll_interval <= 0 or self.shutdown_grace < 0:
+            raise ConfigurationError("VIGIA_LEASE_SECONDS and VIGIA_POLL_INTERVAL must be > 0, VIGIA_SHUTDOWN_GRACE >= 0")
+
+    @property
+    def distributed(self) -> bool:
+        return bool(self.broker_url)
+
+    def concurrency_for(self, queue: str) -> int:
+        return self.queue_concurrency.get(queue, self.concurrency)
+
+    def evolve(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``environ`` (the process environment by default), then ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+
+        def read(name: str) -> str | None:
+            value = env.get(constants.ENV_PREFIX + name.upper())
+            return value if value not in (None, "") else None
+
+        for name in ("database_url", "broker_url", "log_level"):
+            if (text := read(name)) is not None:
+                values[name] = text
+        if (text := read("data_dir")) is not None:
+            values["data_dir"] = Path(text)
+        for name in ("pipelines", "queues"):
+            if (text := read(name)) is not None:
+                values[name] = tuple(part.strip() for part in text.split(",") if part.strip())
+        if (text := read("concurrency")) is not None:
+            values["concurrency"] = _number(int, "concurrency", text)
+        for name in ("lease_seconds", "poll_interval", "shutdown_grace"):
+            if (text := read(name)) is not None:
+                values[name] = _number(float, name, text)
+        if (text := read("queue_concurrency")) is not None:
+            values["queue_concurrency"] = _queue_counts(text)
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)
+
+
+def _number(kind: type[int] | type[float], name: str, text: str) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigurationError(f"{constants.ENV_PREFIX}{name.upper()} must be a number, got {text!r}") from None
+
+
+def _queue_counts(text: str) -> dict[str, int]:
+    counts = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        queue, sep, count = part.partition("=")
+        if not sep:
+            raise ConfigurationError(f"VIGIA_QUEUE_CONCURRENCY entries look like 'queue=4', got {part!r}")
+        counts[queue.strip()] = _number(int, "queue_concurrency", count.strip())
+    return counts

@@ -1,0 +1,39 @@
+"""Defaults and names in one place, so that a reader finds every tunable here."""
+
+from __future__ import annotations
+
+#: Queue a stage runs on unless it names another.
+DEFAULT_QUEUE = "default"
+#: Hard limit on one attempt of a stage, in seconds.
+DEFAULT_STAGE_TIMEOUT = 300.0
+#: Share of overall progress a stage has unless it declares a weight.
+DEFAULT_STAGE_WEIGHT = 1.0
+
+#: Backoff of the default retry policy: first delay, growth factor, cap and jitter share.
+DEFAULT_RETRY_BASE_DELAY = 1.0
+DEFAULT_RETRY_FACTOR = 2.0
+DEFAULT_RETRY_MAX_DELAY = 300.0
+DEFAULT_RETRY_JITTER = 0.25
+
+#: Where the embedded default keeps its SQLite database and blobs.
+DEFAULT_DATA_DIR = ".vigia"
+DEFAULT_DATABASE_FILE = "vigia.db"
+
+#: Embedded executor: concurrent stage runs per queue, and how long a lease lasts before
+#: the reaper may take the stage run back. A worker renews its leases every third of it.
+DEFAULT_CONCURRENCY = 8
+DEFAULT_LEASE_SECONDS = 30.0
+#: How often an idle embedded executor looks for work submitted by other processes and
+#: for delayed retries that came due.
+DEFAULT_POLL_INTERVAL = 0.5
+#: How long a stopping executor waits for running stages before leaving them to the reaper.
+DEFAULT_SHUTDOWN_GRACE = 10.0
+
+#: The tenant of jobs submitted without one (the Python API, the local CLI).
+DEFAULT_TENANT = "default"
+
+#: Entry-point group where installed packages register their pipelines.
+PIPELINE_ENTRY_POINT_GROUP = "vigia.pipelines"
+
+#: Prefix of every environment variable Vigía reads.
+ENV_PREFIX = "VIGIA_"

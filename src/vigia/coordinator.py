@@ -1,0 +1,304 @@
+"""Applies the orchestrator's decisions to the store, atomically. Shared by every executor.
+
+Each method opens one unit of work, loads (and locks) the jobs concerned, asks the
+orchestrator what follows, and writes the result with its events. Methods are synchronous:
+executors call them from a thread (embedded) or a worker process (Celery). They return the
+events written, for the caller to publish once the transaction has committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vigia import constants, orchestrator
+from vigia.exceptions import IdempotencyConflict, InvalidInput, JobNotFound
+from vigia.job import Event, EventType, Job, JobState, StageRun, StageState, new_job_id
+from vigia.orchestrator import EventDraft, ProgressReport, StageOutcome, Transition
+from vigia.registry import Registry
+from vigia.store.base import NewJob, Snapshot, UnitOfWork, WriteSet
+from vigia.store.sqlalchemy import SQLJobStore
+
+log = logging.getLogger("vigia.coordinator")
+
+#: Stage runs the reaper takes back per pass.
+REAP_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A claimed stage run with what its function needs."""
+
+    run: StageRun
+    job: Job
+    #: Outputs of the stages this one depends on, directly or not.
+    outputs: Mapping[str, Any]
+
+
+@dataclass(slots=True)
+class Settled:
+    events: list[Event] = field(default_factory=list)
+    #: Stage runs that became ready (id, queue): what a distributed executor sends next.
+    ready: list[tuple[int, str]] = field(default_factory=list)
+    #: Jobs that reached a terminal state.
+    finished: list[Job] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    job: Job
+    events: list[Event]
+    #: False when an idempotency key matched an earlier submission.
+    created: bool
+
+
+def input_fingerprint(pipeline: str, job_input: Any) -> str:
+    canonical = json.dumps([pipeline, job_input], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class _Batch:
+    """Transitions applied in order to in-memory snapshots, gathered into one write."""
+
+    def __init__(self, snapshots: Mapping[str, Snapshot], now: float) -> None:
+        self.now = now
+        self.jobs = {job_id: snapshot.job for job_id, snapshot in snapshots.items()}
+        self.runs = {job_id: dict(snapshot.runs) for job_id, snapshot in snapshots.items()}
+        self.writes = WriteSet()
+        self.settled = Settled()
+
+    def apply(self, transition: Transition) -> None:
+        if transition.ignored:
+            log.debug("transition.ignored", extra={"job_id": transition.job_id, "reason": transition.ignored})
+            return
+        job = self.jobs[transition.job_id]
+        runs = self.runs[transition.job_id]
+        for stage, changes in transition.run_changes.items():
+            run = runs[stage]
+            runs[stage] = run.evolve(**changes)
+            self.writes.runs.setdefault(run.id, {}).update(changes)
+        seq = job.last_seq
+        for draft in transition.events:
+            seq += 1
+            self.writes.events.append(self._event(job.id, seq, draft))
+        changes = dict(transition.job_changes)
+        if seq != job.last_seq or changes:
+            changes.update(last_seq=seq, updated_at=self.now)
+            job = job.evolve(**changes)
+            self.jobs[job.id] = job
+            self.writes.jobs.setdefault(job.id, {}).update(changes)
+        self.settled.ready.extend((runs[stage].id, runs[stage].queue) for stage in transition.ready)
+        if "state" in transition.job_changes and job.state.is_terminal:
+            self.settled.finished.append(job)
+
+    def _event(self, job_id: str, seq: int, draft: EventDraft) -> Event:
+        return Event(job_id, seq, draft.type, draft.state, draft.stage, draft.progress, draft.message, self.now)
+
+    def commit(self, unit: UnitOfWork) -> Settled:
+        if self.writes:
+            unit.write(self.writes)
+        self.settled.events = self.writes.events
+        return self.settled
+
+
+class Coordinator:
+    def __init__(
+        self, store: SQLJobStore, registry: Registry, *, clock: Callable[[], float] = time.time, rand: Callable[[], float] = random.random
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self._clock = clock
+        self._rand = rand
+
+    def submit(
+        self,
+        pipeline_name: str,
+        job_input: Any,
+        *,
+        tenant: str = constants.DEFAULT_TENANT,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+    ) -> Submitted:
+        pipeline = self.registry.get(pipeline_name)
+        try:
+            json.dumps(job_input, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise InvalidInput(f"the job input is not JSON: {error}") from None
+        if pipeline.validate_input is not None:
+            pipeline.validate_input(job_input)
+        fingerprint = input_fingerprint(pipeline.name, job_input)
+
+        def work(unit: UnitOfWork) -> Submitted:
+            if idempotency_key is not None:
+                existing = unit.find_idempotent(tenant, idempotency_key)
+                if existing is not None:
+                    if existing.input_hash != fingerprint:
+                        raise IdempotencyConflict(
+                            "this Idempotency-Key was already used with a different pipeline or input",
+                            job_id=existing.id,
+                        )
+                    return Submitted(existing, [], created=False)
+            now = self._clock()
+            job_id = new_job_id(now)
+            event = Event(job_id, 1, EventType.JOB_QUEUED, JobState.QUEUED, None, 0.0, None, now)
+            new = NewJob(
+                id=job_id,
+                tenant=tenant,
+                pipeline=pipeline.name,
+                pipeline_version=pipeline.version,
+                priority=priority,
+                input=job_input,
+                input_hash=fingerprint,
+                idempotency_key=idempotency_key,
+                runs=orchestrator.plan_job(pipeline),
+                created_at=now,
+            )
+            unit.insert_job(new, [event])
+            job = Job(
+                id=job_id,
+                tenant=tenant,
+                pipeline=pipeline.name,
+                pipeline_version=pipeline.version,
+                state=JobState.QUEUED,
+                priority=priority,
+                progress=0.0,
+                current_stage=None,
+                input=job_input,
+                input_hash=fingerprint,
+                idempotency_key=idempotency_key,
+                result=None,
+                error_type=None,
+                error_message=None,
+                created_at=now,
+                started_at=None,
+                finished_at=None,
+                updated_at=now,
+                last_seq=1,
+            )
+            return Submitted(job, [event], created=True)
+
+        return self.store.transact(work)
+
+    def claim(self, free_slots: Mapping[str, int], owner: str, lease_seconds: float) -> tuple[list[Assignment], list[Event]]:
+        """Claim up to ``free_slots[queue]`` ready stage runs per queue."""
+
+        def work(unit: UnitOfWork) -> tuple[list[Assignment], list[Event]]:
+            now = self._clock()
+            claimed: list[StageRun] = []
+            for queue, limit in free_slots.items():
+                claimed.extend(unit.claim(queue, limit, owner, now + lease_seconds, now))
+            if not claimed:
+                return [], []
+            batch = _Batch(unit.load([run.job_id for run in claimed]), now)
+            for run in claimed:
+                pipeline = self.registry.get(batch.jobs[run.job_id].pipeline)
+                batch.apply(orchestrator.on_claimed(pipeline, batch.jobs[run.job_id], run, now))
+            settled = batch.commit(unit)
+            return [self._assignment(batch, run) for run in claimed], settled.events
+
+        return self.store.transact(work)
+
+    def claim_run(self, run_id: int, owner: str, lease_seconds: float) -> tuple[Assignment | None, list[Event]]:
+        """Claim one named stage run (a distributed worker got its message)."""
+
+        def work(unit: UnitOfWork) -> tuple[Assignment | None, list[Event]]:
+            now = self._clock()
+            run = unit.claim_run(run_id, owner, now + lease_seconds, now)
+            if run is None:
+                return None, []
+            batch = _Batch(unit.load([run.job_id]), now)
+            pipeline = self.registry.get(batch.jobs[run.job_id].pipeline)
+            batch.apply(orchestrator.on_claimed(pipeline, batch.jobs[run.job_id], run, now))
+            settled = batch.commit(unit)
+            return self._assignment(batch, run), settled.events
+
+        return self.store.transact(work)
+
+    @staticmethod
+    def _assignment(batch: _Batch, run: StageRun) -> Assignment:
+        job = batch.jobs[run.job_id]
+        runs = batch.runs[run.job_id]
+        return Assignment(
+            run=runs[run.stage],
+            job=job,
+            outputs={
+                name: other.output for name, other in runs.items() if other.state is StageState.SUCCEEDED
+            },
+        )
+
+    def settle(self, outcomes: Sequence[StageOutcome] = (), reports: Sequence[ProgressReport] = ()) -> Settled:
+        """Record progress reports and finished attempts, and decide what follows each."""
+        if not outcomes and not reports:
+            return Settled()
+
+        def work(unit: UnitOfWork) -> Settled:
+            now = self._clock()
+            batch = _Batch(unit.load([item.job_id for item in (*reports, *outcomes)]), now)
+            # Progress first: an attempt's reports come before its outcome.
+            for report in reports:
+                if report.job_id in batch.jobs:
+                    job = batch.jobs[report.job_id]
+                    pipeline = self.registry.get(job.pipeline)
+                    batch.apply(orchestrator.on_progress(pipeline, job, batch.runs[job.id], report))
+            for outcome in outcomes:
+                if outcome.job_id not in batch.jobs:
+                    log.warning("outcome.job_missing", extra={"job_id": outcome.job_id})
+                    continue
+                job = batch.jobs[outcome.job_id]
+                pipeline = self.registry.get(job.pipeline)
+                batch.apply(orchestrator.on_outcome(pipeline, job, batch.runs[job.id], outcome, now, self._rand()))
+            return batch.commit(unit)
+
+        return self.store.transact(work)
+
+    def cancel(self, job_id: str, tenant: str | None = None) -> tuple[Job, list[Event]]:
+        self.store.get_job(job_id, tenant)  # JobNotFound for another tenant's job
+
+        def work(unit: UnitOfWork) -> tuple[Job, list[Event]]:
+            now = self._clock()
+            snapshots = unit.load([job_id])
+            if job_id not in snapshots:
+                raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+            batch = _Batch(snapshots, now)
+            batch.apply(orchestrator.on_cancel(batch.jobs[job_id], batch.runs[job_id], now))
+            settled = batch.commit(unit)
+            return batch.jobs[job_id], settled.events
+
+        return self.store.transact(work)
+
+    def reap(self) -> Settled:
+        """Take back stage runs whose worker stopped renewing its lease: each counts as a
+        failed attempt (`LeaseExpired`, retryable) and follows the stage's retry policy."""
+
+        def work(unit: UnitOfWork) -> Settled:
+            now = self._clock()
+            expired = unit.expired_leases(now, REAP_BATCH)
+            if not expired:
+                return Settled()
+            batch = _Batch(unit.load([run.job_id for run in expired]), now)
+            for run in expired:
+                job = batch.jobs[run.job_id]
+                log.warning("lease.expired", extra={"job_id": job.id, "stage": run.stage, "owner": run.lease_owner})
+                outcome = StageOutcome(
+                    run_id=run.id,
+                    job_id=run.job_id,
+                    stage=run.stage,
+                    attempt=run.attempts,
+                    status="failed",
+                    started_at=run.started_at or now,
+                    finished_at=now,
+                    error_type="LeaseExpired",
+                    error_message=f"worker {run.lease_owner} stopped renewing its lease",
+                    retryable=True,
+                )
+                pipeline = self.registry.get(job.pipeline)
+                batch.apply(orchestrator.on_outcome(pipeline, job, batch.runs[job.id], outcome, now, self._rand()))
+            return batch.commit(unit)
+
+        return self.store.transact(work)

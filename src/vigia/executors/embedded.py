@@ -1,0 +1,289 @@
+"""The embedded executor: stage runs on this process's asyncio loop and threads.
+
+The job store is the queue: the dispatcher claims ready stage runs per queue up to that
+queue's concurrency, so work submitted by another process, retries that came due and
+stages left behind by a killed process are all found the same way. Everything a stage
+reports goes through one settle loop that writes what has accumulated in a single
+transaction, so the store's cost is paid per batch rather than per stage run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from vigia.context import StageContext
+from vigia.coordinator import Assignment, Coordinator
+from vigia.events import EventBus
+from vigia.exceptions import StoreError
+from vigia.job import Event
+from vigia.orchestrator import ProgressReport, StageOutcome
+from vigia.runner import run_attempt
+
+log = logging.getLogger("vigia.embedded")
+
+T = TypeVar("T")
+
+#: Pause before trying the store again after it failed.
+STORE_RETRY_DELAY = 1.0
+
+
+def worker_id(kind: str = "embedded") -> str:
+    return f"{kind}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(slots=True)
+class _Inflight:
+    assignment: Assignment
+    context: StageContext
+    task: asyncio.Task[None]
+
+
+class EmbeddedExecutor:
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        bus: EventBus,
+        *,
+        queues: Mapping[str, int],
+        lease_seconds: float,
+        poll_interval: float,
+        shutdown_grace: float,
+        owner: str | None = None,
+    ) -> None:
+        self.coordinator = coordinator
+        self.bus = bus
+        self.capacity = dict(queues)
+        self.lease_seconds = lease_seconds
+        self.poll_interval = poll_interval
+        self.shutdown_grace = shutdown_grace
+        self.owner = owner or worker_id()
+        # Store calls are serialised on one thread: SQLite has one writer anyway, and one
+        # thread keeps the order of claims and settlements simple to reason about.
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="vigia-store")
+        # Each slot can hold a thread, plus room for abandoned (timed-out) sync stages.
+        self._threads = ThreadPoolExecutor(2 * sum(self.capacity.values()) + 4, thread_name_prefix="vigia-stage")
+        self._inflight: dict[int, _Inflight] = {}
+        self._busy: dict[str, int] = dict.fromkeys(self.capacity, 0)
+        self._outcomes: list[StageOutcome] = []
+        self._reports: list[ProgressReport] = []
+        self._wake = asyncio.Event()
+        self._pending = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Stage runs finished by this executor (monitoring and benchmarks read it).
+        self.completed = 0
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._tasks = [
+            asyncio.create_task(self._dispatch_loop(), name="vigia-dispatch"),
+            asyncio.create_task(self._settle_loop(), name="vigia-settle"),
+            asyncio.create_task(self._lease_loop(), name="vigia-leases"),
+            asyncio.create_task(self._reap_loop(), name="vigia-reaper"),
+        ]
+        log.info("executor.started", extra={"owner": self.owner, "queues": self.capacity})
+
+    async def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wake.set()
+        dispatcher, settler, *others = self._tasks
+        for task in (dispatcher, *others):
+            task.cancel()
+        running = [item.task for item in self._inflight.values()]
+        if running:
+            _, late = await asyncio.wait(running, timeout=self.shutdown_grace)
+            for item in list(self._inflight.values()):
+                if item.task in late:
+                    item.context.cancel()
+                    item.task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=5)
+        self._pending.set()
+        settler.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Record what is left (stopped stages are handed back) so a restart need not wait
+        # for their leases to expire; if the store is down, the reaper recovers them later.
+        await self._settle_pending(attempts=3)
+        self._db.shutdown(wait=True)
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        log.info("executor.stopped", extra={"owner": self.owner})
+
+    def wake(self, queues: Iterable[str] = ()) -> None:
+        self._wake.set()
+
+    def job_cancelled(self, job_id: str) -> None:
+        for item in self._inflight.values():
+            if item.assignment.job.id == job_id:
+                item.context.cancel()
+
+    @property
+    def running(self) -> int:
+        return len(self._inflight)
+
+    # --- the loops ----------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while not self._stopping:
+            free = {queue: cap - self._busy[queue] for queue, cap in self.capacity.items() if cap > self._busy[queue]}
+            self._wake.clear()
+            if free:
+                try:
+                    assignments, events = await self._store(
+                        self.coordinator.claim, free, self.owner, self.lease_seconds
+                    )
+                except StoreError as error:
+                    log.error("claim.failed", extra={"error": str(error)})
+                    await asyncio.sleep(STORE_RETRY_DELAY)
+                    continue
+                self._publish(events)
+                for assignment in assignments:
+                    self._start(assignment)
+                if assignments and any(self._busy[q] < self.capacity[q] for q in self.capacity):
+                    continue  # stages finished meanwhile, or more became ready: look again now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    def _start(self, assignment: Assignment) -> None:
+        run = assignment.run
+        context = StageContext(
+            job_id=run.job_id,
+            stage=run.stage,
+            attempt=run.attempts,
+            input=assignment.job.input,
+            outputs=assignment.outputs,
+            report=self._reporter(run.id, run.job_id, run.stage, run.attempts),
+        )
+        self._busy[run.queue] += 1
+        task = asyncio.create_task(self._execute(assignment, context), name=f"vigia-stage-{run.id}")
+        self._inflight[run.id] = _Inflight(assignment, context, task)
+
+    async def _execute(self, assignment: Assignment, context: StageContext) -> None:
+        run = assignment.run
+        pipeline = self.coordinator.registry.get(assignment.job.pipeline)
+        stage = pipeline.node(run.stage).stage
+        try:
+            outcome = await run_attempt(stage, context, run_id=run.id, threads=self._threads)
+        except asyncio.CancelledError:
+            outcome = StageOutcome(
+                run_id=run.id,
+                job_id=run.job_id,
+                stage=run.stage,
+                attempt=run.attempts,
+                status="cancelled",
+                started_at=run.started_at or time.time(),
+                finished_at=time.time(),
+            )
+        finally:
+            self._inflight.pop(run.id, None)
+            self._busy[run.queue] -= 1
+            self._wake.set()
+        self._outcomes.append(outcome)
+        self._pending.set()
+
+    def _reporter(self, run_id: int, job_id: str, stage: str, attempt: int) -> Callable[[float, str | None], None]:
+        loop = self._loop
+        assert loop is not None
+
+        def report(fraction: float, message: str | None) -> None:
+            item = ProgressReport(run_id, job_id, stage, attempt, fraction, message)
+            if _on_loop(loop):
+                self._add_report(item)
+            else:
+                loop.call_soon_threadsafe(self._add_report, item)
+
+        return report
+
+    def _add_report(self, report: ProgressReport) -> None:
+        self._reports.append(report)
+        self._pending.set()
+
+    async def _settle_loop(self) -> None:
+        while True:
+            await self._pending.wait()
+            self._pending.clear()
+            await self._settle_pending()
+
+    async def _settle_pending(self, attempts: int | None = None) -> None:
+        failures = 0
+        while self._outcomes or self._reports:
+            outcomes, self._outcomes = self._outcomes, []
+            reports, self._reports = self._reports, []
+            try:
+                settled = await self._store(self.coordinator.settle, outcomes, reports)
+            except StoreError as error:
+                # Nothing is dropped: put it back and try again.
+                log.error("settle.failed", extra={"error": str(error)})
+                self._outcomes[:0] = outcomes
+                self._reports[:0] = reports
+                failures += 1
+                if attempts is not None and failures >= attempts:
+                    return
+                await asyncio.sleep(STORE_RETRY_DELAY)
+                continue
+            self.completed += len(outcomes)
+            self._publish(settled.events)
+            if settled.ready:
+                self._wake.set()
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            if not self._inflight:
+                continue
+            try:
+                lost, cancelled = await self._store(
+                    self.coordinator.store.renew_leases,
+                    list(self._inflight),
+                    self.owner,
+                    time.time() + self.lease_seconds,
+                )
+            except StoreError as error:
+                log.error("lease.renew_failed", extra={"error": str(error)})
+                continue
+            for run_id in lost | cancelled:
+                item = self._inflight.get(run_id)
+                if item is not None:
+                    item.context.cancel()
+
+    async def _reap_loop(self) -> None:
+        while True:
+            try:
+                settled = await self._store(self.coordinator.reap)
+            except StoreError as error:
+                log.error("reap.failed", extra={"error": str(error)})
+            else:
+                self._publish(settled.events)
+                if settled.ready or settled.events:
+                    self._wake.set()
+            await asyncio.sleep(max(self.lease_seconds / 2, self.poll_interval))
+
+    # --- helpers ------------------------------------------------------------------------
+
+    async def _store(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db, function, *args)
+
+    def _publish(self, events: list[Event]) -> None:
+        if events:
+            self.bus.publish(events)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

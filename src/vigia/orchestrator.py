@@ -1,0 +1,358 @@
+"""What happens next: pure decisions shared by every executor.
+
+Each function takes a job as it is stored (the job, its stage runs, the pipeline) and one
+thing that happened (a stage was claimed, reported progress, finished, or the job was
+cancelled), and returns a `Transition`: the changes to write and the events to append.
+Nothing here does I/O, reads the clock or draws random numbers: callers pass `now` and
+`rand`, so every decision can be tested by value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from vigia.exceptions import InvalidTransition
+from vigia.job import CLAIMABLE_STAGE_STATES, EventType, Job, JobState, StageRun, StageState
+from vigia.pipeline import Pipeline
+
+#: Progress stays below this until the job has finished, so 100 always means "done".
+PROGRESS_CEILING_WHILE_RUNNING = 99.0
+
+OutcomeStatus = Literal["succeeded", "failed", "skipped", "cancelled", "released"]
+
+
+@dataclass(frozen=True, slots=True)
+class StageOutcome:
+    """How one attempt of a stage ended, as the worker that ran it reports it."""
+
+    run_id: int
+    job_id: str
+    stage: str
+    attempt: int
+    status: OutcomeStatus
+    started_at: float
+    finished_at: float
+    output: Any = None
+    error_type: str | None = None
+    error_message: str | None = None
+    #: Whether the stage's retry policy considers the error worth another attempt.
+    retryable: bool = False
+    #: A delay the stage asked for with `Retry(after=...)`.
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressReport:
+    """A stage's own progress within its current attempt."""
+
+    run_id: int
+    job_id: str
+    stage: str
+    attempt: int
+    fraction: float
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """An event to append; the store gives it its sequence number and timestamp."""
+
+    type: EventType
+    state: JobState
+    progress: float
+    stage: str | None = None
+    message: str | None = None
+
+
+@dataclass(slots=True)
+class Transition:
+    """Changes to one job, to be written atomically."""
+
+    job_id: str
+    #: Columns to set per stage run, by stage name.
+    run_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Columns to set on the job.
+    job_changes: dict[str, Any] = field(default_factory=dict)
+    events: list[EventDraft] = field(default_factory=list)
+    #: Stages this transition made ready to run (to dispatch after commit).
+    ready: list[str] = field(default_factory=list)
+    #: Why nothing changed (a duplicate or stale delivery), for logs and tests.
+    ignored: str | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.run_changes or self.job_changes or self.events)
+
+
+@dataclass(frozen=True, slots=True)
+class InitialRun:
+    stage: str
+    state: StageState
+    queue: str
+
+
+def plan_job(pipeline: Pipeline) -> list[InitialRun]:
+    """The stage runs of a new job: roots queued, the rest pending."""
+    return [
+        InitialRun(
+            stage=name,
+            state=StageState.QUEUED if not node.depends_on else StageState.PENDING,
+            queue=node.stage.queue,
+        )
+        for name, node in pipeline.nodes.items()
+    ]
+
+
+def on_claimed(pipeline: Pipeline, job: Job, run: StageRun, now: float) -> Transition:
+    """A worker took ``run`` (already marked running by the store's claim)."""
+    transition = Transition(job.id)
+    state = job.state
+    if state is JobState.QUEUED:
+        state = JobState.RUNNING
+        transition.job_changes.update(state=state, started_at=now)
+        transition.events.append(EventDraft(EventType.JOB_STARTED, state, job.progress))
+    transition.job_changes["current_stage"] = run.stage
+    transition.events.append(
+        EventDraft(EventType.STAGE_STARTED, state, job.progress, run.stage, f"attempt {run.attempts}")
+    )
+    return transition
+
+
+def on_progress(pipeline: Pipeline, job: Job, runs: Mapping[str, StageRun], report: ProgressReport) -> Transition:
+    transition = Transition(job.id)
+    run = runs.get(report.stage)
+    if run is None or run.id != report.run_id or run.state is not StageState.RUNNING or run.attempts != report.attempt:
+        transition.ignored = "progress from a stage run that is no longer running"
+        return transition
+    if job.state.is_terminal:
+        transition.ignored = "progress for a finished job"
+        return transition
+    fraction = min(1.0, max(0.0, report.fraction))
+    if fraction < run.progress or (fraction == run.progress and not report.message):
+        transition.ignored = "progress did not advance"
+        return transition
+    updated = {**runs, run.stage: run.evolve(progress=fraction)}
+    progress = _running_progress(pipeline, job, updated)
+    transition.run_changes[run.stage] = {"progress": fraction}
+    if progress != job.progress:
+        transition.job_changes["progress"] = progress
+    transition.events.append(EventDraft(EventType.STAGE_PROGRESS, job.state, progress, run.stage, report.message))
+    return transition
+
+
+def on_outcome(
+    pipeline: Pipeline, job: Job, runs: Mapping[str, StageRun], outcome: StageOutcome, now: float, rand: float
+) -> Transition:
+    """A stage attempt ended (or its lease expired): record it and decide what follows."""
+    transition = Transition(job.id)
+    run = runs.get(outcome.stage)
+    if run is None or run.id != outcome.run_id or run.state is not StageState.RUNNING or run.attempts != outcome.attempt:
+        transition.ignored = "duplicate or stale delivery: the stage run is not running this attempt"
+        return transition
+
+    finished = {
+        "finished_at": outcome.finished_at,
+        "duration": max(0.0, outcome.finished_at - outcome.started_at),
+        "lease_owner": None,
+        "lease_until": None,
+    }
+    status = outcome.status
+    if job.state is JobState.CANCELLED or status == "cancelled":
+        if job.state is not JobState.CANCELLED:
+            # The worker stopped the stage without the job being cancelled (it lost its
+            # lease, or is shutting down): hand the stage run back rather than lose it.
+            status = "released"
+        else:
+            transition.run_changes[run.stage] = {**finished, "state": StageState.CANCELLED}
+            transition.events.append(
+                EventDraft(EventType.STAGE_CANCELLED, job.state, job.progress, run.stage, "stopped: job cancelled")
+            )
+            return transition
+
+    if status == "released":
+        transition.run_changes[run.stage] = {
+            "state": StageState.QUEUED,
+            "attempts": run.attempts - 1,
+            "available_at": now,
+            "lease_owner": None,
+            "lease_until": None,
+            "progress": 0.0,
+        }
+        transition.events.append(
+            EventDraft(EventType.STAGE_RETRYING, job.state, job.progress, run.stage, "released by its worker; queued again")
+        )
+        return transition
+
+    node = pipeline.node(run.stage)
+    if status == "skipped" and node.stage.critical:
+        status = "failed"
+        outcome = _as_permanent_failure(outcome, "a critical stage cannot be skipped: " + (outcome.error_message or ""))
+
+    if status == "succeeded":
+        transition.run_changes[run.stage] = {
+            **finished,
+            "state": StageState.SUCCEEDED,
+            "output": outcome.output,
+            "progress": 1.0,
+            "error_type": None,
+            "error_message": None,
+        }
+        runs = {**runs, run.stage: run.evolve(state=StageState.SUCCEEDED, output=outcome.output, progress=1.0)}
+        event_type, message = EventType.STAGE_SUCCEEDED, None
+    elif status == "skipped":
+        transition.run_changes[run.stage] = {
+            **finished,
+            "state": StageState.SKIPPED,
+            "error_message": outcome.error_message,
+        }
+        runs = {**runs, run.stage: run.evolve(state=StageState.SKIPPED)}
+        event_type, message = EventType.STAGE_SKIPPED, outcome.error_message
+    else:
+        error = {"error_type": outcome.error_type, "error_message": outcome.error_message}
+        policy = node.stage.retry_policy
+        if job.state.is_terminal:
+            decision_retry = False
+            delay = 0.0
+        else:
+            decision = policy.decide(
+                outcome.attempt, retryable=outcome.retryable, requested_delay=outcome.retry_after, rand=rand
+            )
+            decision_retry, delay = decision.retry, decision.delay
+        described = f"attempt {outcome.attempt} of {policy.max_attempts} failed: {outcome.error_type}: {outcome.error_message}"
+        if decision_retry:
+            transition.run_changes[run.stage] = {
+                **finished,
+                **error,
+                "state": StageState.RETRYING,
+                "available_at": now + delay,
+                "progress": 0.0,
+            }
+            transition.events.append(
+                EventDraft(
+                    EventType.STAGE_RETRYING, job.state, job.progress, run.stage, f"{described}; retrying in {delay:.1f} s"
+                )
+            )
+            transition.job_changes["current_stage"] = _current_stage(pipeline, runs, exclude=run.stage)
+            return transition
+        transition.run_changes[run.stage] = {**finished, **error, "state": StageState.FAILED}
+        runs = {**runs, run.stage: run.evolve(state=StageState.FAILED)}
+        if node.stage.critical and not job.state.is_terminal:
+            final_state = JobState.DEAD if outcome.retryable else JobState.FAILED
+            transition.events.append(EventDraft(EventType.STAGE_FAILED, job.state, job.progress, run.stage, described))
+            _park_claimable_runs(transition, runs)
+            _finish(transition, job, final_state, now, job.progress, error=error)
+            return transition
+        event_type, message = EventType.STAGE_FAILED, described + ("" if node.stage.critical else " (non-critical: going on without it)")
+
+    if job.state.is_terminal:
+        # A branch that was still running when the job ended: keep what it did, start nothing.
+        transition.events.append(EventDraft(event_type, job.state, job.progress, run.stage, message))
+        return transition
+
+    progress = _running_progress(pipeline, job, runs)
+    transition.events.append(EventDraft(event_type, job.state, progress, run.stage, message))
+    ready = ready_stages(pipeline, runs)
+    for stage_name in ready:
+        transition.run_changes[stage_name] = {"state": StageState.QUEUED, "available_at": now}
+        runs = {**runs, stage_name: runs[stage_name].evolve(state=StageState.QUEUED)}
+    transition.ready = ready
+    if all(r.state.is_terminal for r in runs.values()):
+        degraded = any(r.state in (StageState.FAILED, StageState.SKIPPED) for r in runs.values())
+        final = runs[pipeline.final_stage]
+        transition.job_changes["result"] = final.output if final.state is StageState.SUCCEEDED else None
+        _finish(transition, job, JobState.DEGRADED if degraded else JobState.SUCCEEDED, now, 100.0)
+    else:
+        if progress != job.progress:
+            transition.job_changes["progress"] = progress
+        transition.job_changes["current_stage"] = _current_stage(pipeline, runs)
+    return transition
+
+
+def on_cancel(job: Job, runs: Mapping[str, StageRun], now: float) -> Transition:
+    """Cancel a job: nothing more is dispatched; running stages see `ctx.cancelled`."""
+    if job.state.is_terminal:
+        raise InvalidTransition(f"job {job.id} is already {job.state.value}", job_id=job.id, state=job.state.value)
+    transition = Transition(job.id)
+    for run in runs.values():
+        if run.state in (StageState.PENDING, *CLAIMABLE_STAGE_STATES):
+            transition.run_changes[run.stage] = {"state": StageState.CANCELLED, "finished_at": now}
+    _finish(transition, job, JobState.CANCELLED, now, job.progress)
+    return transition
+
+
+def ready_stages(pipeline: Pipeline, runs: Mapping[str, StageRun]) -> list[str]:
+    """Pending stages whose dependencies have all finished in a way they can build on."""
+    ready = []
+    for name, node in pipeline.nodes.items():
+        run = runs.get(name)
+        if run is None or run.state is not StageState.PENDING:
+            continue
+        if all(_satisfies(pipeline, runs[dependency]) for dependency in node.depends_on):
+            ready.append(name)
+    return ready
+
+
+def stage_progress(pipeline: Pipeline, runs: Mapping[str, StageRun]) -> float:
+    """Overall progress in percent from each stage's share (its weight) and state."""
+    total = pipeline.total_weight
+    done = 0.0
+    for name, node in pipeline.nodes.items():
+        run = runs.get(name)
+        if run is None:
+            continue
+        if run.state in (StageState.SUCCEEDED, StageState.FAILED, StageState.SKIPPED):
+            done += node.stage.weight
+        elif run.state is StageState.RUNNING:
+            done += node.stage.weight * run.progress
+    return 100.0 * done / total
+
+
+def _running_progress(pipeline: Pipeline, job: Job, runs: Mapping[str, StageRun]) -> float:
+    computed = min(PROGRESS_CEILING_WHILE_RUNNING, round(stage_progress(pipeline, runs), 2))
+    return max(job.progress, computed)
+
+
+def _satisfies(pipeline: Pipeline, run: StageRun) -> bool:
+    if run.state is StageState.SUCCEEDED:
+        return True
+    return run.state in (StageState.FAILED, StageState.SKIPPED) and not pipeline.node(run.stage).stage.critical
+
+
+def _current_stage(pipeline: Pipeline, runs: Mapping[str, StageRun], exclude: str | None = None) -> str | None:
+    for wanted in (StageState.RUNNING, StageState.QUEUED, StageState.RETRYING):
+        for name in pipeline.execution_order:
+            run = runs.get(name)
+            if name != exclude and run is not None and run.state is wanted:
+                return name
+    return None
+
+
+def _park_claimable_runs(transition: Transition, runs: Mapping[str, StageRun]) -> None:
+    """A job that ended dispatches nothing more; its waiting stages return to pending so that
+    a retry from the dead-letter queue can pick them up again."""
+    for run in runs.values():
+        if run.state in CLAIMABLE_STAGE_STATES and run.stage not in transition.run_changes:
+            transition.run_changes[run.stage] = {"state": StageState.PENDING}
+
+
+def _finish(
+    transition: Transition,
+    job: Job,
+    state: JobState,
+    now: float,
+    progress: float,
+    error: Mapping[str, Any] | None = None,
+) -> None:
+    transition.job_changes.update(state=state, finished_at=now, progress=progress, current_stage=None)
+    if error:
+        transition.job_changes.update(error)
+    message = None if error is None else f"{error['error_type']}: {error['error_message']}"
+    transition.events.append(EventDraft(EventType.JOB_FINISHED, state, progress, None, message))
+
+
+def _as_permanent_failure(outcome: StageOutcome, message: str) -> StageOutcome:
+    from dataclasses import replace
+
+    return replace(outcome, status="failed", error_type="SkipNotAllowed", error_message=message.strip(), retryable=False)

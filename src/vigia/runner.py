@@ -1,0 +1,108 @@
+"""Run one attempt of one stage and say how it ended. Shared by every executor."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import time
+from concurrent.futures import Executor
+from typing import Any
+
+from vigia.context import StageContext
+from vigia.exceptions import Permanent, Retry, Skip, StageCancelled, StageTimeout
+from vigia.orchestrator import StageOutcome
+from vigia.pipeline import Stage
+
+log = logging.getLogger("vigia.runner")
+
+#: Error messages are kept short: they are stored, listed and shown.
+MAX_ERROR_MESSAGE = 2000
+
+
+class OutputNotSerialisable(TypeError):
+    """A stage returned something that is not JSON."""
+
+
+async def run_attempt(
+    stage: Stage, ctx: StageContext, *, run_id: int, threads: Executor | None = None
+) -> StageOutcome:
+    """Run ``stage`` once under its timeout; never raises for the stage's own failures.
+
+    A synchronous stage runs in ``threads``. Python cannot stop a thread, so a sync stage
+    that overruns its timeout is abandoned: the attempt is recorded as timed out and
+    `ctx.cancelled` turns true, and the thread runs on until the function returns, its
+    result discarded.
+    """
+    started = time.time()
+
+    def ended(status: Any, **fields: Any) -> StageOutcome:
+        return StageOutcome(
+            run_id=run_id,
+            job_id=ctx.job_id,
+            stage=stage.name,
+            attempt=ctx.attempt,
+            status=status,
+            started_at=started,
+            finished_at=time.time(),
+            **fields,
+        )
+
+    def failed(error: BaseException, *, retryable: bool, retry_after: float | None = None) -> StageOutcome:
+        return ended(
+            "failed",
+            error_type=type(error).__name__,
+            error_message=_message(error),
+            retryable=retryable,
+            retry_after=retry_after,
+        )
+
+    try:
+        result = await asyncio.wait_for(_invoke(stage, ctx, threads), timeout=stage.timeout)
+        return ended("succeeded", output=_as_json(result))
+    except TimeoutError as error:
+        if time.time() - started < stage.timeout:
+            # The stage's own I/O timed out, not the stage: an ordinary failure.
+            return failed(error, retryable=stage.retry_policy.is_retryable(type(error)))
+        ctx.cancel()
+        timeout = StageTimeout(f"stage {stage.name!r} ran past its {stage.timeout:g} s timeout")
+        return failed(timeout, retryable=stage.retry_policy.is_retryable(StageTimeout))
+    except StageCancelled:
+        return ended("cancelled")
+    except Retry as retry:
+        return failed(retry, retryable=True, retry_after=retry.after)
+    except Skip as skip:
+        return ended("skipped", error_message=_message(skip))
+    except Permanent as permanent:
+        return failed(permanent, retryable=False)
+    except OutputNotSerialisable as error:
+        return failed(error, retryable=False)
+    except Exception as error:  # a stage's own failure, whatever it is
+        log.info("stage.failed", extra={"stage": stage.name, "error_type": type(error).__name__})
+        return failed(error, retryable=stage.retry_policy.is_retryable(type(error)))
+
+
+async def _invoke(stage: Stage, ctx: StageContext, threads: Executor | None) -> Any:
+    if stage.is_async:
+        return await stage.function(ctx)
+    if stage.run_in == "loop":
+        result = stage.function(ctx)
+    else:
+        result = await asyncio.get_running_loop().run_in_executor(threads, stage.function, ctx)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+def _as_json(value: Any) -> Any:
+    """The value as it will be stored: tuples become lists, keys strings; NaN is refused."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise OutputNotSerialisable(f"the stage's output is not JSON-serialisable: {error}") from None
+
+
+def _message(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text if len(text) <= MAX_ERROR_MESSAGE else text[: MAX_ERROR_MESSAGE - 1] + "…"

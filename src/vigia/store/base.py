@@ -1,0 +1,111 @@
+"""The job store interface: the source of truth every executor and the API share.
+
+Writes that must see a consistent job happen inside a `UnitOfWork`, which locks the jobs
+it loads until it commits; that is how two workers finishing parallel stages of one job
+agree on what runs next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from vigia.job import Event, Job, JobState, StageRun
+from vigia.orchestrator import InitialRun
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    id: str
+    tenant: str
+    pipeline: str
+    pipeline_version: str
+    priority: int
+    input: Any
+    input_hash: str
+    idempotency_key: str | None
+    runs: Sequence[InitialRun]
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    tenant: str | None = None
+    pipeline: str | None = None
+    states: tuple[JobState, ...] = ()
+    created_after: float | None = None
+    created_before: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    jobs: list[Job]
+    #: Pass back to get the next (older) page; None when this is the last one.
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A job and its stage runs by stage name, as loaded (and locked) in a unit of work."""
+
+    job: Job
+    runs: Mapping[str, StageRun]
+
+
+@dataclass(slots=True)
+class WriteSet:
+    """Everything one unit of work writes: column changes by primary key, and new events."""
+
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    runs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.jobs or self.runs or self.events)
+
+
+class UnitOfWork(Protocol):
+    def load(self, job_ids: Sequence[str]) -> dict[str, Snapshot]:
+        """Load jobs with their stage runs, locking them until the unit of work ends."""
+
+    def insert_job(self, new: NewJob, events: Sequence[Event]) -> None: ...
+
+    def find_idempotent(self, tenant: str, key: str) -> Job | None: ...
+
+    def claim(self, queue: str, limit: int, owner: str, lease_until: float, now: float) -> list[StageRun]:
+        """Mark up to ``limit`` ready stage runs of ``queue`` as running under ``owner``."""
+
+    def claim_run(self, run_id: int, owner: str, lease_until: float, now: float) -> StageRun | None:
+        """Claim one given stage run if it is still ready (None: taken or finished already)."""
+
+    def expired_leases(self, now: float, limit: int) -> list[StageRun]: ...
+
+    def write(self, changes: WriteSet) -> None: ...
+
+
+class JobStore(Protocol):
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
+
+    def get_job(self, job_id: str, tenant: str | None = None) -> Job:
+        """The job, or `JobNotFound` (also for another tenant's job)."""
+
+    def get_runs(self, job_id: str) -> list[StageRun]: ...
+
+    def list_jobs(self, where: JobFilter, limit: int = 50, cursor: str | None = None) -> JobPage: ...
+
+    def events_after(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[Event]: ...
+
+    def iter_events(self, job_id: str, after_seq: int = 0) -> Iterator[Event]: ...
+
+    def renew_leases(self, run_ids: Sequence[int], owner: str, lease_until: float) -> tuple[set[int], set[int]]:
+        """Extend the leases ``owner`` holds; returns (lost, cancelled): run ids whose lease is
+        no longer ours, and run ids whose job was cancelled."""
+
+    def count_jobs(self, where: JobFilter) -> int: ...
+
+    def check(self) -> None:
+        """Raise `StoreUnavailable` or `SchemaOutOfDate` unless the store is usable."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,451 @@
+"""The job store on SQLAlchemy Core: SQLite (the embedded default) and PostgreSQL.
+
+The only module that speaks SQL. Driver errors are translated here, once, into Vigía's
+own exceptions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from enum import Enum
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine
+
+from vigia.exceptions import JobNotFound, SchemaOutOfDate, StoreError, StoreUnavailable
+from vigia.job import CLAIMABLE_STAGE_STATES, Event, Job, JobState, StageRun, StageState
+from vigia.store import migrations
+from vigia.store.base import JobFilter, JobPage, NewJob, Snapshot, WriteSet
+from vigia.store.schema import events, jobs, stage_runs
+
+log = logging.getLogger("vigia.store")
+
+T = TypeVar("T")
+
+_CLAIMABLE = [state.value for state in CLAIMABLE_STAGE_STATES]
+#: PostgreSQL error codes worth running a unit of work again for.
+_TRANSIENT_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57")  # connection exceptions, operator intervention
+
+
+class TransientConflict(StoreError):
+    """Two transactions collided; running the unit of work again will succeed."""
+
+    code = "transient_conflict"
+
+
+class DuplicateIdempotencyKey(StoreError):
+    """Another submission with this idempotency key was stored at the same moment."""
+
+    code = "duplicate_idempotency_key"
+
+
+def normalise_url(url: str) -> str:
+    """Pick the drivers Vigía ships with when a URL names only the database."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def create_engine(url: str) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=8,
+            max_overflow=8,
+        )
+        _configure_sqlite(engine)
+        return engine
+    return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @sa_event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the sqlite3 module so that writers can BEGIN
+        # IMMEDIATE: they queue for the write lock at the start instead of failing midway.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL never corrupts and survives a killed process; only an OS
+        # crash or power loss may lose the last commits.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @sa_event.listens_for(engine, "begin")
+    def on_begin(connection: Connection) -> None:
+        mode = "BEGIN IMMEDIATE" if connection.get_execution_options().get("vigia_write") else "BEGIN"
+        connection.exec_driver_sql(mode)
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn driver exceptions into Vigía's: unavailable, transient, or a plain store error."""
+    try:
+        yield
+    except sa_exc.DBAPIError as error:
+        raise _translate(error) from error
+
+
+def _translate(error: sa_exc.DBAPIError) -> StoreError:
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    if sqlstate in _TRANSIENT_SQLSTATES:
+        return TransientConflict(str(error.orig))
+    if error.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATE_CLASSES):
+        return StoreUnavailable(f"the job store cannot be reached: {error.orig}")
+    if isinstance(error, sa_exc.OperationalError):
+        text = str(error.orig).lower()
+        if "database is locked" in text:
+            return TransientConflict(str(error.orig))
+        if "no such table" in text or ("relation" in text and "does not exist" in text):
+            return SchemaOutOfDate()
+        return StoreUnavailable(f"the job store cannot be reached: {error.orig}")
+    if isinstance(error, sa_exc.ProgrammingError) and "does not exist" in str(error.orig):
+        return SchemaOutOfDate()
+    return StoreError(f"the job store failed: {error.orig}")
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+class SQLUnitOfWork:
+    """One transaction; jobs it loads stay locked (PostgreSQL row locks, SQLite's write lock)."""
+
+    def __init__(self, connection: Connection, *, row_locks: bool) -> None:
+        self._connection = connection
+        self._row_locks = row_locks
+
+    def load(self, job_ids: Sequence[str]) -> dict[str, Snapshot]:
+        if not job_ids:
+            return {}
+        ordered = sorted(set(job_ids))  # one lock order everywhere: no deadlock between us
+        query = sa.select(jobs).where(jobs.c.id.in_(ordered)).order_by(jobs.c.id)
+        if self._row_locks:
+            query = query.with_for_update()
+        job_rows = {row.id: Job.from_row(row._mapping) for row in self._connection.execute(query)}
+        runs: dict[str, dict[str, StageRun]] = defaultdict(dict)
+        for row in self._connection.execute(sa.select(stage_runs).where(stage_runs.c.job_id.in_(list(job_rows)))):
+            run = StageRun.from_row(row._mapping)
+            runs[run.job_id][run.stage] = run
+        return {job_id: Snapshot(job, runs[job_id]) for job_id, job in job_rows.items()}
+
+    def find_idempotent(self, tenant: str, key: str) -> Job | None:
+        row = self._connection.execute(
+            sa.select(jobs).where(jobs.c.tenant == tenant, jobs.c.idempotency_key == key)
+        ).first()
+        return None if row is None else Job.from_row(row._mapping)
+
+    def insert_job(self, new: NewJob, new_events: Sequence[Event]) -> None:
+        last = new_events[-1].seq if new_events else 0
+        try:
+            with self._connection.begin_nested() if self._row_locks else contextlib.nullcontext():
+                self._connection.execute(
+                    jobs.insert().values(
+                        id=new.id,
+                        tenant=new.tenant,
+                        pipeline=new.pipeline,
+                        pipeline_version=new.pipeline_version,
+                        state=JobState.QUEUED.value,
+                        priority=new.priority,
+                        progress=0.0,
+                        input=new.input,
+                        input_hash=new.input_hash,
+                        idempotency_key=new.idempotency_key,
+                        created_at=new.created_at,
+                        updated_at=new.created_at,
+                        last_seq=last,
+                    )
+                )
+        except sa_exc.IntegrityError as error:
+            raise DuplicateIdempotencyKey() from error
+        self._connection.execute(
+            stage_runs.insert(),
+            [
+                {
+                    "job_id": new.id,
+                    "stage": run.stage,
+                    "state": run.state.value,
+                    "queue": run.queue,
+                    "priority": new.priority,
+                    "attempts": 0,
+                    "available_at": new.created_at,
+                    "progress": 0.0,
+                }
+                for run in new.runs
+            ],
+        )
+        self._insert_events(new_events)
+
+    def claim(self, queue: str, limit: int, owner: str, lease_until: float, now: float) -> list[StageRun]:
+        if limit <= 0:
+            return []
+        candidates = self._connection.execute(
+            sa.select(stage_runs.c.id, stage_runs.c.job_id)
+            .where(
+                stage_runs.c.queue == queue,
+                stage_runs.c.state.in_(_CLAIMABLE),
+                stage_runs.c.available_at <= now,
+            )
+            .order_by(stage_runs.c.priority.desc(), stage_runs.c.available_at, stage_runs.c.id)
+            .limit(limit)
+        ).all()
+        if not candidates:
+            return []
+        run_ids = [row.id for row in candidates]
+        if self._row_locks:
+            # Lock the jobs first (the order every unit of work uses), skipping jobs another
+            # transaction is deciding on right now: their stages are claimed next time.
+            locked = set(
+                self._connection.scalars(
+                    sa.select(jobs.c.id)
+                    .where(jobs.c.id.in_({row.job_id for row in candidates}))
+                    .order_by(jobs.c.id)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            run_ids = [row.id for row in candidates if row.job_id in locked]
+        return self._mark_running(run_ids, owner, lease_until, now)
+
+    def claim_run(self, run_id: int, owner: str, lease_until: float, now: float) -> StageRun | None:
+        job_id = self._connection.scalar(sa.select(stage_runs.c.job_id).where(stage_runs.c.id == run_id))
+        if job_id is None:
+            return None
+        if self._row_locks:
+            self._connection.execute(sa.select(jobs.c.id).where(jobs.c.id == job_id).with_for_update())
+        claimed = self._mark_running([run_id], owner, lease_until, now)
+        return claimed[0] if claimed else None
+
+    def _mark_running(self, run_ids: list[int], owner: str, lease_until: float, now: float) -> list[StageRun]:
+        if not run_ids:
+            return []
+        rows = self._connection.execute(
+            stage_runs.update()
+            .where(stage_runs.c.id.in_(run_ids), stage_runs.c.state.in_(_CLAIMABLE))
+            .values(
+                state=StageState.RUNNING.value,
+                attempts=stage_runs.c.attempts + 1,
+                lease_owner=owner,
+                lease_until=lease_until,
+                started_at=now,
+                finished_at=None,
+                duration=None,
+                progress=0.0,
+            )
+            .returning(*stage_runs.c)
+        )
+        return [StageRun.from_row(row._mapping) for row in rows]
+
+    def expired_leases(self, now: float, limit: int) -> list[StageRun]:
+        rows = self._connection.execute(
+            sa.select(stage_runs)
+            .where(stage_runs.c.state == StageState.RUNNING.value, stage_runs.c.lease_until < now)
+            .order_by(stage_runs.c.lease_until)
+            .limit(limit)
+        )
+        return [StageRun.from_row(row._mapping) for row in rows]
+
+    def write(self, changes: WriteSet) -> None:
+        self._update_many(jobs, jobs.c.id, changes.jobs)
+        self._update_many(stage_runs, stage_runs.c.id, changes.runs)
+        self._insert_events(changes.events)
+
+    def _update_many(self, table: sa.Table, key: sa.Column[Any], changes: Mapping[Any, Mapping[str, Any]]) -> None:
+        # Rows changing the same columns go in one executemany: one statement per shape.
+        by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for row_id, values in changes.items():
+            shape = tuple(sorted(values))
+            by_shape[shape].append({"_key": row_id, **{f"_{name}": _plain(values[name]) for name in shape}})
+        for shape, parameters in by_shape.items():
+            statement = (
+                table.update()
+                .where(key == sa.bindparam("_key"))
+                .values({name: sa.bindparam(f"_{name}") for name in shape})
+            )
+            self._connection.execute(statement, parameters)
+
+    def _insert_events(self, new_events: Sequence[Event]) -> None:
+        if new_events:
+            self._connection.execute(
+                events.insert(),
+                [
+                    {
+                        "job_id": item.job_id,
+                        "seq": item.seq,
+                        "type": item.type.value,
+                        "state": item.state.value,
+                        "stage": item.stage,
+                        "progress": item.progress,
+                        "message": item.message,
+                        "created_at": item.created_at,
+                    }
+                    for item in new_events
+                ],
+            )
+
+
+class SQLJobStore:
+    """Job store on a SQLAlchemy engine."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.url = normalise_url(url)
+        self.engine = engine or create_engine(self.url)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        # SQLite has one writer at a time; queueing our own threads on a lock is far
+        # quicker than SQLite's sleeping busy handler (other processes still use that).
+        self._write_lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.is_sqlite else contextlib.nullcontext()
+        )
+
+    # --- transactions -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def unit_of_work(self) -> Iterator[SQLUnitOfWork]:
+        with self._write_lock, translate_errors():
+            with self.engine.connect().execution_options(vigia_write=True) as connection:
+                with connection.begin():
+                    yield SQLUnitOfWork(connection, row_locks=not self.is_sqlite)
+
+    def transact(self, work: Callable[[SQLUnitOfWork], T], attempts: int = 5) -> T:
+        """Run ``work`` in a unit of work, again if it collided with another transaction."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.unit_of_work() as unit:
+                    return work(unit)
+            except (TransientConflict, DuplicateIdempotencyKey):
+                if attempt == attempts:
+                    raise
+                log.info("store.transaction_retried", extra={"attempt": attempt})
+        raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        with translate_errors(), self.engine.connect() as connection:
+            yield connection
+
+    # --- reads --------------------------------------------------------------------------
+
+    def get_job(self, job_id: str, tenant: str | None = None) -> Job:
+        query = sa.select(jobs).where(jobs.c.id == job_id)
+        if tenant is not None:
+            query = query.where(jobs.c.tenant == tenant)
+        with self._reading() as connection:
+            row = connection.execute(query).first()
+        if row is None:
+            raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+        return Job.from_row(row._mapping)
+
+    def get_runs(self, job_id: str) -> list[StageRun]:
+        with self._reading() as connection:
+            rows = connection.execute(sa.select(stage_runs).where(stage_runs.c.job_id == job_id).order_by(stage_runs.c.id))
+            return [StageRun.from_row(row._mapping) for row in rows]
+
+    def list_jobs(self, where: JobFilter, limit: int = 50, cursor: str | None = None) -> JobPage:
+        query = self._filtered(sa.select(jobs), where)
+        if cursor:
+            query = query.where(jobs.c.id < cursor)
+        query = query.order_by(jobs.c.id.desc()).limit(limit + 1)
+        with self._reading() as connection:
+            found = [Job.from_row(row._mapping) for row in connection.execute(query)]
+        more = len(found) > limit
+        found = found[:limit]
+        return JobPage(found, found[-1].id if more and found else None)
+
+    def count_jobs(self, where: JobFilter) -> int:
+        with self._reading() as connection:
+            return int(connection.scalar(self._filtered(sa.select(sa.func.count()).select_from(jobs), where)) or 0)
+
+    @staticmethod
+    def _filtered(query: sa.Select[Any], where: JobFilter) -> sa.Select[Any]:
+        from vigia.job import id_floor
+
+        if where.tenant is not None:
+            query = query.where(jobs.c.tenant == where.tenant)
+        if where.pipeline is not None:
+            query = query.where(jobs.c.pipeline == where.pipeline)
+        if where.states:
+            query = query.where(jobs.c.state.in_([state.value for state in where.states]))
+        if where.created_after is not None:
+            # Ids start with their creation time: bound the id too, so the index does the work.
+            query = query.where(jobs.c.id >= id_floor(where.created_after), jobs.c.created_at >= where.created_after)
+        if where.created_before is not None:
+            query = query.where(jobs.c.id < id_floor(where.created_before + 0.001), jobs.c.created_at < where.created_before)
+        return query
+
+    def events_after(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[Event]:
+        with self._reading() as connection:
+            rows = connection.execute(
+                sa.select(events)
+                .where(events.c.job_id == job_id, events.c.seq > after_seq)
+                .order_by(events.c.seq)
+                .limit(limit)
+            )
+            return [Event.from_row(row._mapping) for row in rows]
+
+    def iter_events(self, job_id: str, after_seq: int = 0) -> Iterator[Event]:
+        while True:
+            page = self.events_after(job_id, after_seq)
+            yield from page
+            if len(page) < 1000:
+                return
+            after_seq = page[-1].seq
+
+    # --- leases -------------------------------------------------------------------------
+
+    def renew_leases(self, run_ids: Sequence[int], owner: str, lease_until: float) -> tuple[set[int], set[int]]:
+        if not run_ids:
+            return set(), set()
+        wanted = set(run_ids)
+        with self._write_lock, translate_errors():
+            with self.engine.connect().execution_options(vigia_write=True) as connection, connection.begin():
+                renewed = set(
+                    connection.scalars(
+                        stage_runs.update()
+                        .where(
+                            stage_runs.c.id.in_(sorted(wanted)),
+                            stage_runs.c.lease_owner == owner,
+                            stage_runs.c.state == StageState.RUNNING.value,
+                        )
+                        .values(lease_until=lease_until)
+                        .returning(stage_runs.c.id)
+                    )
+                )
+                cancelled = set(
+                    connection.scalars(
+                        sa.select(stage_runs.c.id)
+                        .join(jobs, jobs.c.id == stage_runs.c.job_id)
+                        .where(stage_runs.c.id.in_(sorted(renewed)), jobs.c.state == JobState.CANCELLED.value)
+                    )
+                )
+        return wanted - renewed, cancelled
+
+    # --- health -------------------------------------------------------------------------
+
+    def check(self) -> None:
+        with self._reading() as connection:
+            current = migrations.current_revision(connection)
+        if current != migrations.head_revision():
+            raise SchemaOutOfDate(
+                f"the job store's schema is at {current or 'nothing'}, this Vigía needs "
+                f"{migrations.head_revision()}: run `vigia db upgrade`"
+            )
+
+    def upgrade(self) -> None:
+        with translate_errors(), self.engine.begin() as connection:
+            migrations.upgrade(connection)
+
+    def close(self) -> None:
+        self.engine.dispose()
