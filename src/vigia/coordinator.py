@@ -98,7 +98,9 @@ class _Batch:
             self.settled.finished.append(job)
 
     def _event(self, job_id: str, seq: int, draft: EventDraft) -> Event:
-        return Event(job_id, seq, draft.type, draft.state, draft.stage, draft.progress, draft.message, self.now)
+        return Event(
+            job_id, seq, draft.type, draft.state, draft.stage, draft.progress, draft.message, self.now, draft.stage_progress
+        )
 
     def commit(self, unit: UnitOfWork) -> Settled:
         if self.writes:

@@ -174,6 +174,8 @@ class Event:
     progress: float
     message: str | None
     created_at: float
+    #: The stage's own progress (0.0–1.0) for stage events, so a client can draw a bar per stage.
+    stage_progress: float | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Self:
@@ -192,6 +194,7 @@ class Event:
             "progress": self.progress,
             "message": self.message,
             "created_at": self.created_at,
+            "stage_progress": self.stage_progress,
         }
 
     @property

@@ -64,6 +64,8 @@ class EventDraft:
     progress: float
     stage: str | None = None
     message: str | None = None
+    #: The stage's own progress, 0.0–1.0, for stage events.
+    stage_progress: float | None = None
 
 
 @dataclass(slots=True)
@@ -115,7 +117,7 @@ def on_claimed(pipeline: Pipeline, job: Job, run: StageRun, now: float) -> Trans
         transition.events.append(EventDraft(EventType.JOB_STARTED, state, job.progress))
     transition.job_changes["current_stage"] = run.stage
     transition.events.append(
-        EventDraft(EventType.STAGE_STARTED, state, job.progress, run.stage, f"attempt {run.attempts}")
+        EventDraft(EventType.STAGE_STARTED, state, job.progress, run.stage, f"attempt {run.attempts}", 0.0)
     )
     return transition
 
@@ -138,7 +140,9 @@ def on_progress(pipeline: Pipeline, job: Job, runs: Mapping[str, StageRun], repo
     transition.run_changes[run.stage] = {"progress": fraction}
     if progress != job.progress:
         transition.job_changes["progress"] = progress
-    transition.events.append(EventDraft(EventType.STAGE_PROGRESS, job.state, progress, run.stage, report.message))
+    transition.events.append(
+        EventDraft(EventType.STAGE_PROGRESS, job.state, progress, run.stage, report.message, fraction)
+    )
     return transition
 
 
@@ -200,7 +204,7 @@ def on_outcome(
             "error_message": None,
         }
         runs = {**runs, run.stage: run.evolve(state=StageState.SUCCEEDED, output=outcome.output, progress=1.0)}
-        event_type, message = EventType.STAGE_SUCCEEDED, None
+        event_type, message, fraction = EventType.STAGE_SUCCEEDED, None, 1.0
     elif status == "skipped":
         transition.run_changes[run.stage] = {
             **finished,
@@ -208,7 +212,7 @@ def on_outcome(
             "error_message": outcome.error_message,
         }
         runs = {**runs, run.stage: run.evolve(state=StageState.SKIPPED)}
-        event_type, message = EventType.STAGE_SKIPPED, outcome.error_message
+        event_type, message, fraction = EventType.STAGE_SKIPPED, outcome.error_message, None
     else:
         error = {"error_type": outcome.error_type, "error_message": outcome.error_message}
         policy = node.stage.retry_policy
@@ -244,15 +248,16 @@ def on_outcome(
             _park_claimable_runs(transition, runs)
             _finish(transition, job, final_state, now, job.progress, error=error)
             return transition
-        event_type, message = EventType.STAGE_FAILED, described + ("" if node.stage.critical else " (non-critical: going on without it)")
+        event_type, fraction = EventType.STAGE_FAILED, None
+        message = described + ("" if node.stage.critical else " (non-critical: going on without it)")
 
     if job.state.is_terminal:
         # A branch that was still running when the job ended: keep what it did, start nothing.
-        transition.events.append(EventDraft(event_type, job.state, job.progress, run.stage, message))
+        transition.events.append(EventDraft(event_type, job.state, job.progress, run.stage, message, fraction))
         return transition
 
     progress = _running_progress(pipeline, job, runs)
-    transition.events.append(EventDraft(event_type, job.state, progress, run.stage, message))
+    transition.events.append(EventDraft(event_type, job.state, progress, run.stage, message, fraction))
     ready = ready_stages(pipeline, runs)
     for stage_name in ready:
         transition.run_changes[stage_name] = {"state": StageState.QUEUED, "available_at": now}

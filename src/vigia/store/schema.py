@@ -82,4 +82,5 @@ events = sa.Table(
     sa.Column("progress", sa.Float, nullable=False),
     sa.Column("message", sa.Text),
     sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("stage_progress", sa.Float),
 )

@@ -291,6 +291,7 @@ class SQLUnitOfWork:
                         "progress": item.progress,
                         "message": item.message,
                         "created_at": item.created_at,
+                        "stage_progress": item.stage_progress,
                     }
                     for item in new_events
                 ],

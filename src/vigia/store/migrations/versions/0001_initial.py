@@ -81,6 +81,7 @@ def upgrade() -> None:
         sa.Column("progress", sa.Float, nullable=False),
         sa.Column("message", sa.Text),
         sa.Column("created_at", Timestamp, nullable=False),
+        sa.Column("stage_progress", sa.Float),
     )
 
 

@@ -1,0 +1,133 @@
+"""Rendering for the terminal: live per-stage progress bars, job tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from vigia.job import Event, EventType, Job, JobState, StageRun
+from vigia.pipeline import Pipeline
+
+STATE_STYLES = {
+    "queued": "grey62",
+    "pending": "grey62",
+    "running": "cyan",
+    "retrying": "yellow",
+    "succeeded": "green",
+    "degraded": "yellow",
+    "skipped": "yellow",
+    "failed": "red",
+    "dead": "bold red",
+    "cancelled": "magenta",
+}
+
+
+def styled(state: str) -> str:
+    return f"[{STATE_STYLES.get(state, 'white')}]{state}[/]"
+
+
+def when(moment: float | None) -> str:
+    if moment is None:
+        return "-"
+    return dt.datetime.fromtimestamp(moment).strftime("%Y-%m-%d %H:%M:%S")
+
+
+async def follow_progress(console: Console, pipeline: Pipeline, job: Job, events: AsyncIterator[Event]) -> Event | None:
+    """Draw one bar for the job and one per stage until the job's final event."""
+    final: Event | None = None
+    with Progress(
+        TextColumn("{task.fields[label]:<14}"),
+        BarColumn(bar_width=32),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bars:
+        overall = bars.add_task("job", total=100, label=f"[bold]{job.pipeline}[/]", status=styled(job.state.value))
+        stage_bars: dict[str, TaskID] = {
+            name: bars.add_task(name, total=1.0, label=f"  {name}", status=styled("pending"), start=False)
+            for name in pipeline.execution_order
+        }
+        async for event in events:
+            bars.update(overall, completed=event.progress, status=styled(event.state.value))
+            bar = stage_bars.get(event.stage or "")
+            if bar is not None:
+                _update_stage(bars, bar, event)
+            if event.is_final:
+                final = event
+                if event.state is JobState.SUCCEEDED or event.state is JobState.DEGRADED:
+                    bars.update(overall, completed=100)
+                break
+    return final
+
+
+def _update_stage(bars: Progress, bar: TaskID, event: Event) -> None:
+    status = {
+        EventType.STAGE_STARTED: "running",
+        EventType.STAGE_PROGRESS: "running",
+        EventType.STAGE_SUCCEEDED: "succeeded",
+        EventType.STAGE_RETRYING: "retrying",
+        EventType.STAGE_FAILED: "failed",
+        EventType.STAGE_SKIPPED: "skipped",
+        EventType.STAGE_CANCELLED: "cancelled",
+    }.get(event.type)
+    if status is None:
+        return
+    if event.type is EventType.STAGE_STARTED:
+        bars.start_task(bar)
+    text = styled(status)
+    if event.message and event.type is not EventType.STAGE_SUCCEEDED:
+        text += f" [dim]{_short(event.message)}[/]"
+    fields: dict[str, Any] = {"status": text}
+    if event.stage_progress is not None:
+        fields["completed"] = event.stage_progress
+    elif event.type is EventType.STAGE_RETRYING:
+        fields["completed"] = 0
+    bars.update(bar, **fields)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def jobs_table(jobs: Iterable[Job]) -> Table:
+    table = Table(show_edge=False)
+    for column in ("id", "pipeline", "state", "progress", "stage", "created"):
+        table.add_column(column)
+    for job in jobs:
+        table.add_row(
+            job.id,
+            job.pipeline,
+            styled(job.state.value),
+            f"{job.progress:.0f}%",
+            job.current_stage or "-",
+            when(job.created_at),
+        )
+    return table
+
+
+def job_detail(job: Job, runs: Iterable[StageRun]) -> Table:
+    table = Table(title=f"job {job.id}  {job.pipeline} v{job.pipeline_version}  {styled(job.state.value)}  {job.progress:.0f}%")
+    for column in ("stage", "state", "queue", "attempts", "duration", "error"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(
+            run.stage,
+            styled(run.state.value),
+            run.queue,
+            str(run.attempts),
+            "-" if run.duration is None else f"{run.duration:.2f} s",
+            "" if not run.error_type else f"{run.error_type}: {_short(run.error_message or '', 80)}",
+        )
+    return table
+
+
+def as_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
