@@ -78,8 +78,10 @@ class EmbeddedExecutor:
         self._reports: list[ProgressReport] = []
         self._wake = asyncio.Event()
         self._pending = asyncio.Event()
+        self._stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Stage runs finished by this executor (monitoring and benchmarks read it).
         self.completed = 0
@@ -99,11 +101,13 @@ class EmbeddedExecutor:
     async def stop(self) -> None:
         if self._stopping:
             return
+        # Loops finish the store call they are in rather than being cancelled in the middle
+        # of it: a cancelled claim or settlement could have committed with nobody to act on it.
         self._stopping = True
+        self._stop_event.set()
         self._wake.set()
-        dispatcher, settler, *others = self._tasks
-        for task in (dispatcher, *others):
-            task.cancel()
+        dispatcher, settler, leases, reaper = self._tasks
+        await asyncio.gather(dispatcher, reaper, return_exceptions=True)
         running = [item.task for item in self._inflight.values()]
         if running:
             _, late = await asyncio.wait(running, timeout=self.shutdown_grace)
@@ -113,12 +117,12 @@ class EmbeddedExecutor:
                     item.task.cancel()
             if late:
                 await asyncio.wait(late, timeout=5)
-        self._pending.set()
-        settler.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        leases.cancel()
         # Record what is left (stopped stages are handed back) so a restart need not wait
         # for their leases to expire; if the store is down, the reaper recovers them later.
-        await self._settle_pending(attempts=3)
+        self._closing = True
+        self._pending.set()
+        await asyncio.gather(settler, leases, return_exceptions=True)
         self._db.shutdown(wait=True)
         self._threads.shutdown(wait=False, cancel_futures=True)
         log.info("executor.stopped", extra={"owner": self.owner})
@@ -213,10 +217,11 @@ class EmbeddedExecutor:
         self._pending.set()
 
     async def _settle_loop(self) -> None:
-        while True:
+        while not self._closing:
             await self._pending.wait()
             self._pending.clear()
-            await self._settle_pending()
+            await self._settle_pending(attempts=3 if self._closing else None)
+        await self._settle_pending(attempts=3)
 
     async def _settle_pending(self, attempts: int | None = None) -> None:
         failures = 0
@@ -261,7 +266,7 @@ class EmbeddedExecutor:
                     item.context.cancel()
 
     async def _reap_loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 settled = await self._store(self.coordinator.reap)
             except StoreError as error:
@@ -270,7 +275,8 @@ class EmbeddedExecutor:
                 self._publish(settled.events)
                 if settled.ready or settled.events:
                     self._wake.set()
-            await asyncio.sleep(max(self.lease_seconds / 2, self.poll_interval))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_event.wait(), max(self.lease_seconds / 2, self.poll_interval))
 
     # --- helpers ------------------------------------------------------------------------
 
