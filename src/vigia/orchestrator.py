@@ -176,8 +176,10 @@ def on_outcome(
             return transition
 
     if status == "released":
+        # Handed back unfinished: the attempt does not count. A job that ended meanwhile
+        # keeps it parked (pending) like its other waiting stages, not claimable.
         transition.run_changes[run.stage] = {
-            "state": StageState.QUEUED,
+            "state": StageState.PENDING if job.state.is_terminal else StageState.QUEUED,
             "attempts": run.attempts - 1,
             "available_at": now,
             "lease_owner": None,

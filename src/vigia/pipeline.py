@@ -64,6 +64,21 @@ class Stage:
     run_in: RunIn = "thread"
     description: str = ""
 
+    def __post_init__(self) -> None:
+        # Accept the obvious spellings, so that a list-form stage reads like the decorator.
+        if isinstance(self.after, str):
+            object.__setattr__(self, "after", (self.after,))
+        elif self.after is not None:
+            object.__setattr__(self, "after", tuple(self.after))
+        if not isinstance(self.severity, Severity):
+            try:
+                object.__setattr__(self, "severity", Severity(str(self.severity).lower()))
+            except ValueError:
+                choices = ", ".join(member.value for member in Severity)
+                raise PipelineDefinitionError(
+                    f"stage {self.name!r}: severity {self.severity!r} is not one of {choices}"
+                ) from None
+
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.function)
@@ -148,7 +163,7 @@ class Pipeline:
                     retry=retry,
                     critical=critical,
                     queue=queue,
-                    severity=Severity(severity),
+                    severity=severity,  # type: ignore[arg-type]  # Stage converts and checks it
                     weight=weight,
                     run_in=run_in,
                     description=inspect.getdoc(function) or "",

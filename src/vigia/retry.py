@@ -55,8 +55,10 @@ class RetryPolicy:
 
         ``rand`` is a number in [0, 1): passed in so that decisions stay pure and testable.
         """
-        exponent = min(attempt - 1, 64)  # beyond this the cap has long applied
-        delay = min(self.max_delay, self.base_delay * self.factor**exponent)
+        try:
+            delay = min(self.max_delay, self.base_delay * self.factor ** max(0, attempt - 1))
+        except OverflowError:  # a steep factor: the cap applied long ago
+            delay = self.max_delay
         return delay * (1.0 - self.jitter * rand)
 
     def is_retryable(self, error_type: type[BaseException]) -> bool:
