@@ -1,11 +1,11 @@
 """The Vigía application object: the Python API, usable without HTTP.
 
-    app = Vigia.from_settings(Settings.from_env(), pipelines=[my_pipeline])
-    async with app:
-        job = await app.submit("my_pipeline", {"text": "..."})
-        async for event in app.events(job.id):
-            print(event.progress, event.stage)
-        job = await app.wait(job.id)
+app = Vigia.from_settings(Settings.from_env(), pipelines=[my_pipeline])
+async with app:
+    job = await app.submit("my_pipeline", {"text": "..."})
+    async for event in app.events(job.id):
+        print(event.progress, event.stage)
+    job = await app.wait(job.id)
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from vigia import constants
 from vigia.config import Settings
 from vigia.coordinator import Coordinator
 from vigia.events import EventBus, LocalEventBus
+from vigia.exceptions import VigiaError
 from vigia.executors.base import Executor
 from vigia.executors.embedded import EmbeddedExecutor
 from vigia.job import Event, Job, StageRun
@@ -39,6 +40,7 @@ class Vigia:
         self.bus = bus
         self.coordinator = Coordinator(store, registry)
         self.executor: Executor | None = None
+        self._maintenance: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(
@@ -65,6 +67,9 @@ class Vigia:
     async def start(self, *, workers: bool = True) -> None:
         """Check the store and, with ``workers``, start executing stages in this process."""
         await asyncio.to_thread(self.store.check)
+        if self._maintenance is None and self.store.is_sqlite:
+            self.store.background_checkpoints(True)
+            self._maintenance = asyncio.create_task(self._checkpoint_loop(), name="vigia-checkpoint")
         if workers and self.executor is None:
             queues = self.settings.queues or tuple(self.registry.queues) or (constants.DEFAULT_QUEUE,)
             self.executor = EmbeddedExecutor(
@@ -81,6 +86,21 @@ class Vigia:
         if self.executor is not None:
             await self.executor.stop()
             self.executor = None
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            await asyncio.gather(self._maintenance, return_exceptions=True)
+            self._maintenance = None
+            self.store.background_checkpoints(False)
+
+    async def _checkpoint_loop(self) -> None:
+        """Keep SQLite's write-ahead log short from a thread of its own, so that no commit
+        (a submission, a settlement) pays for copying it back into the database."""
+        while True:
+            try:
+                await asyncio.to_thread(self.store.checkpoint)
+            except VigiaError as error:
+                log.warning("checkpoint.failed", extra={"error": str(error)})
+            await asyncio.sleep(constants.SQLITE_CHECKPOINT_INTERVAL)
 
     def close(self) -> None:
         self.store.close()

@@ -14,13 +14,13 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from vigia import terminal
 from vigia.app import Vigia
 from vigia.config import Settings
 from vigia.exceptions import VigiaError
 from vigia.job import JobState
 from vigia.store.base import JobFilter
 from vigia.store.sqlalchemy import SQLJobStore
-from vigia import terminal
 
 T = TypeVar("T")
 
@@ -38,7 +38,8 @@ console = Console()
 errors = Console(stderr=True)
 
 DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="Where the embedded store lives (default: VIGIA_DATA_DIR or ./.vigia).")
+    Path | None,
+    typer.Option("--data-dir", help="Where the embedded store lives (default: VIGIA_DATA_DIR or ./.vigia)."),
 ]
 
 
@@ -71,8 +72,10 @@ def demo(
         vigia = Vigia.from_settings(_settings(data_dir), pipelines=[pipeline])
         async with vigia:
             job = await vigia.submit(pipeline.name, {"pace": pace, "flaky": flaky})
-            console.print(f"submitted job [bold]{job.id}[/] to pipeline [bold]{pipeline.name}[/] "
-                          f"(store: {vigia.settings.database_url})")
+            console.print(
+                f"submitted job [bold]{job.id}[/] to pipeline [bold]{pipeline.name}[/] "
+                f"(store: {vigia.settings.database_url})"
+            )
             await terminal.follow_progress(console, pipeline, job, vigia.events(job.id))
             job = await vigia.get_job(job.id)
             console.print(terminal.job_detail(job, await vigia.get_runs(job.id)))
@@ -106,9 +109,8 @@ def worker(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         async with vigia:
-            assert vigia.executor is not None
-            console.print(f"worker {vigia.executor.owner} on {settings.database_url}, queues: "  # type: ignore[attr-defined]
-                          f"{', '.join(sorted(vigia.executor.capacity))}")  # type: ignore[attr-defined]
+            queues = ", ".join(settings.queues or vigia.registry.queues)
+            console.print(f"worker on {settings.database_url}, queues: {queues}")
             await stop.wait()
             console.print("stopping: waiting for running stages")
 
@@ -163,7 +165,9 @@ def status(
         finally:
             vigia.close()
         if as_json:
-            console.print_json(terminal.as_json({**job.summary(), "stages": [r.summary() for r in runs], "result": job.result}))
+            console.print_json(
+                terminal.as_json({**job.summary(), "stages": [r.summary() for r in runs], "result": job.result})
+            )
         else:
             console.print(terminal.job_detail(job, runs))
             if job.result is not None:
@@ -213,8 +217,10 @@ def pipelines(
         for stage in item["stages"]:
             after = ", ".join(stage["depends_on"]) or "start"
             flags = "" if stage["critical"] else " [yellow](non-critical)[/]"
-            console.print(f"  {stage['name']:<16} after {after:<28} queue {stage['queue']:<18} "
-                          f"timeout {stage['timeout']:g}s, {stage['max_attempts']} attempts{flags}")
+            console.print(
+                f"  {stage['name']:<16} after {after:<28} queue {stage['queue']:<18} "
+                f"timeout {stage['timeout']:g}s, {stage['max_attempts']} attempts{flags}"
+            )
 
 
 @db_app.command("upgrade")
@@ -235,8 +241,11 @@ def db_upgrade(data_dir: DataDir = None) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=Settings.from_env().log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=Settings.from_env().log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     app()
 
 

@@ -45,7 +45,9 @@ class Settings:
             if count < 1:
                 raise ConfigurationError(f"VIGIA_QUEUE_CONCURRENCY for {queue!r} must be at least 1, got {count}")
         if self.lease_seconds <= 0 or self.poll_interval <= 0 or self.shutdown_grace < 0:
-            raise ConfigurationError("VIGIA_LEASE_SECONDS and VIGIA_POLL_INTERVAL must be > 0, VIGIA_SHUTDOWN_GRACE >= 0")
+            raise ConfigurationError(
+                "VIGIA_LEASE_SECONDS and VIGIA_POLL_INTERVAL must be > 0, VIGIA_SHUTDOWN_GRACE >= 0"
+            )
 
     @property
     def distributed(self) -> bool:

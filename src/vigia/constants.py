@@ -37,3 +37,5 @@ PIPELINE_ENTRY_POINT_GROUP = "vigia.pipelines"
 
 #: Prefix of every environment variable Vigía reads.
 ENV_PREFIX = "VIGIA_"
+#: How often a running app copies SQLite's write-ahead log back into the database.
+SQLITE_CHECKPOINT_INTERVAL = 1.0

@@ -9,6 +9,8 @@ from typing import Any
 from vigia.exceptions import StageCancelled
 
 ProgressCallback = Callable[[float, str | None], None]
+#: Progress messages are short status lines, not documents.
+MAX_PROGRESS_MESSAGE = 500
 
 
 class StageContext:
@@ -18,7 +20,7 @@ class StageContext:
     depends on, directly or not (a failed non-critical stage is simply absent).
     """
 
-    __slots__ = ("job_id", "stage", "attempt", "input", "outputs", "_report", "_cancelled")
+    __slots__ = ("_cancelled", "_report", "attempt", "input", "job_id", "outputs", "stage")
 
     def __init__(
         self,
@@ -45,6 +47,8 @@ class StageContext:
         contain patient data; they are shown to users and stored with the job's events.
         """
         if self._report is not None:
+            if message is not None:
+                message = str(message).replace("\x00", "\ufffd")[:MAX_PROGRESS_MESSAGE]
             self._report(float(fraction), message)
 
     @property

@@ -22,6 +22,7 @@ from vigia.exceptions import IdempotencyConflict, InvalidInput, JobNotFound
 from vigia.job import Event, EventType, Job, JobState, StageRun, StageState, new_job_id
 from vigia.orchestrator import EventDraft, ProgressReport, StageOutcome, Transition
 from vigia.registry import Registry
+from vigia.serialization import NotStorable, to_storable
 from vigia.store.base import NewJob, Snapshot, UnitOfWork, WriteSet
 from vigia.store.sqlalchemy import SQLJobStore
 
@@ -99,7 +100,15 @@ class _Batch:
 
     def _event(self, job_id: str, seq: int, draft: EventDraft) -> Event:
         return Event(
-            job_id, seq, draft.type, draft.state, draft.stage, draft.progress, draft.message, self.now, draft.stage_progress
+            job_id,
+            seq,
+            draft.type,
+            draft.state,
+            draft.stage,
+            draft.progress,
+            draft.message,
+            self.now,
+            draft.stage_progress,
         )
 
     def commit(self, unit: UnitOfWork) -> Settled:
@@ -111,7 +120,12 @@ class _Batch:
 
 class Coordinator:
     def __init__(
-        self, store: SQLJobStore, registry: Registry, *, clock: Callable[[], float] = time.time, rand: Callable[[], float] = random.random
+        self,
+        store: SQLJobStore,
+        registry: Registry,
+        *,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -129,9 +143,9 @@ class Coordinator:
     ) -> Submitted:
         pipeline = self.registry.get(pipeline_name)
         try:
-            json.dumps(job_input, allow_nan=False)
-        except (TypeError, ValueError) as error:
-            raise InvalidInput(f"the job input is not JSON: {error}") from None
+            job_input = to_storable(job_input)
+        except NotStorable as error:
+            raise InvalidInput(f"the job input {error}") from None
         if pipeline.validate_input is not None:
             pipeline.validate_input(job_input)
         fingerprint = input_fingerprint(pipeline.name, job_input)
@@ -187,7 +201,9 @@ class Coordinator:
 
         return self.store.transact(work)
 
-    def claim(self, free_slots: Mapping[str, int], owner: str, lease_seconds: float) -> tuple[list[Assignment], list[Event]]:
+    def claim(
+        self, free_slots: Mapping[str, int], owner: str, lease_seconds: float
+    ) -> tuple[list[Assignment], list[Event]]:
         """Claim up to ``free_slots[queue]`` ready stage runs per queue."""
 
         def work(unit: UnitOfWork) -> tuple[list[Assignment], list[Event]]:
@@ -229,9 +245,7 @@ class Coordinator:
         return Assignment(
             run=runs[run.stage],
             job=job,
-            outputs={
-                name: other.output for name, other in runs.items() if other.state is StageState.SUCCEEDED
-            },
+            outputs={name: other.output for name, other in runs.items() if other.state is StageState.SUCCEEDED},
         )
 
     def settle(self, outcomes: Sequence[StageOutcome] = (), reports: Sequence[ProgressReport] = ()) -> Settled:
@@ -241,7 +255,8 @@ class Coordinator:
 
         def work(unit: UnitOfWork) -> Settled:
             now = self._clock()
-            batch = _Batch(unit.load([item.job_id for item in (*reports, *outcomes)]), now)
+            job_ids = [report.job_id for report in reports] + [outcome.job_id for outcome in outcomes]
+            batch = _Batch(unit.load(job_ids), now)
             # Progress first: an attempt's reports come before its outcome.
             for report in reports:
                 if report.job_id in batch.jobs:

@@ -74,6 +74,18 @@ class StoreUnavailable(StoreError):
     code = "store_unavailable"
 
 
+class TransientConflict(StoreError):
+    """Two transactions collided; running the unit of work again will succeed."""
+
+    code = "transient_conflict"
+
+
+class DuplicateIdempotencyKey(StoreError):
+    """Another submission with this idempotency key was stored at the same moment."""
+
+    code = "duplicate_idempotency_key"
+
+
 class SchemaOutOfDate(StoreError):
     """The job store's schema is not at the version this Vigía needs: run `vigia db upgrade`."""
 

@@ -74,7 +74,7 @@ class Job:
     last_seq: int
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Self:
+    def from_row(cls, row: Mapping[Any, Any]) -> Self:
         values = {field.name: row[field.name] for field in dataclasses.fields(cls)}
         values["state"] = JobState(values["state"])
         return cls(**values)
@@ -125,7 +125,7 @@ class StageRun:
     output: Any
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Self:
+    def from_row(cls, row: Mapping[Any, Any]) -> Self:
         values = {field.name: row[field.name] for field in dataclasses.fields(cls)}
         values["state"] = StageState(values["state"])
         return cls(**values)
@@ -178,7 +178,7 @@ class Event:
     stage_progress: float | None = None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Self:
+    def from_row(cls, row: Mapping[Any, Any]) -> Self:
         values = {field.name: row[field.name] for field in dataclasses.fields(cls)}
         values["type"] = EventType(values["type"])
         values["state"] = JobState(values["state"])

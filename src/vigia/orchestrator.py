@@ -10,7 +10,7 @@ Nothing here does I/O, reads the clock or draws random numbers: callers pass `no
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from vigia.exceptions import InvalidTransition
@@ -152,129 +152,160 @@ def on_outcome(
     """A stage attempt ended (or its lease expired): record it and decide what follows."""
     transition = Transition(job.id)
     run = runs.get(outcome.stage)
-    if run is None or run.id != outcome.run_id or run.state is not StageState.RUNNING or run.attempts != outcome.attempt:
+    if (
+        run is None
+        or run.id != outcome.run_id
+        or run.state is not StageState.RUNNING
+        or run.attempts != outcome.attempt
+    ):
         transition.ignored = "duplicate or stale delivery: the stage run is not running this attempt"
         return transition
+    if job.state is JobState.CANCELLED:
+        transition.run_changes[run.stage] = {**_finished(outcome), "state": StageState.CANCELLED}
+        transition.events.append(
+            EventDraft(EventType.STAGE_CANCELLED, job.state, job.progress, run.stage, "stopped: job cancelled")
+        )
+        return transition
+    if outcome.status in ("cancelled", "released"):
+        # The worker stopped the stage without the job being cancelled (it lost its lease,
+        # or is shutting down): hand the stage run back rather than lose it.
+        return _released(transition, job, run, now)
 
-    finished = {
+    stage = pipeline.node(run.stage).stage
+    if outcome.status == "skipped" and stage.critical:
+        outcome = replace(
+            outcome,
+            status="failed",
+            error_type="SkipNotAllowed",
+            error_message=f"a critical stage cannot be skipped: {outcome.error_message or ''}".strip(),
+            retryable=False,
+        )
+    if outcome.status == "failed" and not job.state.is_terminal:
+        decision = stage.retry_policy.decide(
+            outcome.attempt, retryable=outcome.retryable, requested_delay=outcome.retry_after, rand=rand
+        )
+        if decision.retry:
+            return _retrying(transition, pipeline, job, runs, outcome, now, decision.delay)
+    return _ended(transition, pipeline, job, runs, outcome, now)
+
+
+def _finished(outcome: StageOutcome) -> dict[str, Any]:
+    return {
         "finished_at": outcome.finished_at,
         "duration": max(0.0, outcome.finished_at - outcome.started_at),
         "lease_owner": None,
         "lease_until": None,
     }
-    status = outcome.status
-    if job.state is JobState.CANCELLED or status == "cancelled":
-        if job.state is not JobState.CANCELLED:
-            # The worker stopped the stage without the job being cancelled (it lost its
-            # lease, or is shutting down): hand the stage run back rather than lose it.
-            status = "released"
-        else:
-            transition.run_changes[run.stage] = {**finished, "state": StageState.CANCELLED}
-            transition.events.append(
-                EventDraft(EventType.STAGE_CANCELLED, job.state, job.progress, run.stage, "stopped: job cancelled")
-            )
-            return transition
 
-    if status == "released":
-        # Handed back unfinished: the attempt does not count. A job that ended meanwhile
-        # keeps it parked (pending) like its other waiting stages, not claimable.
-        transition.run_changes[run.stage] = {
-            "state": StageState.PENDING if job.state.is_terminal else StageState.QUEUED,
-            "attempts": run.attempts - 1,
-            "available_at": now,
-            "lease_owner": None,
-            "lease_until": None,
-            "progress": 0.0,
-        }
-        transition.events.append(
-            EventDraft(EventType.STAGE_RETRYING, job.state, job.progress, run.stage, "released by its worker; queued again")
-        )
-        return transition
 
-    node = pipeline.node(run.stage)
-    if status == "skipped" and node.stage.critical:
-        status = "failed"
-        outcome = _as_permanent_failure(outcome, "a critical stage cannot be skipped: " + (outcome.error_message or ""))
+def _released(transition: Transition, job: Job, run: StageRun, now: float) -> Transition:
+    """Handed back unfinished: the attempt does not count. A job that ended meanwhile keeps
+    it parked (pending) like its other waiting stages, not claimable."""
+    transition.run_changes[run.stage] = {
+        "state": StageState.PENDING if job.state.is_terminal else StageState.QUEUED,
+        "attempts": run.attempts - 1,
+        "available_at": now,
+        "lease_owner": None,
+        "lease_until": None,
+        "progress": 0.0,
+    }
+    transition.events.append(
+        EventDraft(EventType.STAGE_RETRYING, job.state, job.progress, run.stage, "released by its worker; queued again")
+    )
+    return transition
 
-    if status == "succeeded":
-        transition.run_changes[run.stage] = {
-            **finished,
-            "state": StageState.SUCCEEDED,
-            "output": outcome.output,
-            "progress": 1.0,
-            "error_type": None,
-            "error_message": None,
-        }
-        runs = {**runs, run.stage: run.evolve(state=StageState.SUCCEEDED, output=outcome.output, progress=1.0)}
-        event_type, message, fraction = EventType.STAGE_SUCCEEDED, None, 1.0
-    elif status == "skipped":
-        transition.run_changes[run.stage] = {
-            **finished,
-            "state": StageState.SKIPPED,
-            "error_message": outcome.error_message,
-        }
-        runs = {**runs, run.stage: run.evolve(state=StageState.SKIPPED)}
-        event_type, message, fraction = EventType.STAGE_SKIPPED, outcome.error_message, None
+
+def _describe_failure(pipeline: Pipeline, outcome: StageOutcome) -> str:
+    attempts = pipeline.node(outcome.stage).stage.retry_policy.max_attempts
+    return f"attempt {outcome.attempt} of {attempts} failed: {outcome.error_type}: {outcome.error_message}"
+
+
+def _retrying(
+    transition: Transition,
+    pipeline: Pipeline,
+    job: Job,
+    runs: Mapping[str, StageRun],
+    outcome: StageOutcome,
+    now: float,
+    delay: float,
+) -> Transition:
+    transition.run_changes[outcome.stage] = {
+        **_finished(outcome),
+        "error_type": outcome.error_type,
+        "error_message": outcome.error_message,
+        "state": StageState.RETRYING,
+        "available_at": now + delay,
+        "progress": 0.0,
+    }
+    message = f"{_describe_failure(pipeline, outcome)}; retrying in {delay:.1f} s"
+    transition.events.append(EventDraft(EventType.STAGE_RETRYING, job.state, job.progress, outcome.stage, message))
+    transition.job_changes["current_stage"] = _current_stage(pipeline, runs, exclude=outcome.stage)
+    return transition
+
+
+def _ended(
+    transition: Transition,
+    pipeline: Pipeline,
+    job: Job,
+    runs: Mapping[str, StageRun],
+    outcome: StageOutcome,
+    now: float,
+) -> Transition:
+    """The stage run is over for good (succeeded, skipped, or failed with no retry left)."""
+    run = runs[outcome.stage]
+    stage = pipeline.node(run.stage).stage
+    changes: dict[str, Any] = {**_finished(outcome)}
+    fraction: float | None = None
+    if outcome.status == "succeeded":
+        state, event_type, message, fraction = StageState.SUCCEEDED, EventType.STAGE_SUCCEEDED, None, 1.0
+        changes.update(output=outcome.output, progress=1.0, error_type=None, error_message=None)
+    elif outcome.status == "skipped":
+        state, event_type, message = StageState.SKIPPED, EventType.STAGE_SKIPPED, outcome.error_message
+        changes.update(error_message=outcome.error_message)
     else:
-        error = {"error_type": outcome.error_type, "error_message": outcome.error_message}
-        policy = node.stage.retry_policy
-        if job.state.is_terminal:
-            decision_retry = False
-            delay = 0.0
-        else:
-            decision = policy.decide(
-                outcome.attempt, retryable=outcome.retryable, requested_delay=outcome.retry_after, rand=rand
-            )
-            decision_retry, delay = decision.retry, decision.delay
-        described = f"attempt {outcome.attempt} of {policy.max_attempts} failed: {outcome.error_type}: {outcome.error_message}"
-        if decision_retry:
-            transition.run_changes[run.stage] = {
-                **finished,
-                **error,
-                "state": StageState.RETRYING,
-                "available_at": now + delay,
-                "progress": 0.0,
-            }
-            transition.events.append(
-                EventDraft(
-                    EventType.STAGE_RETRYING, job.state, job.progress, run.stage, f"{described}; retrying in {delay:.1f} s"
-                )
-            )
-            transition.job_changes["current_stage"] = _current_stage(pipeline, runs, exclude=run.stage)
-            return transition
-        transition.run_changes[run.stage] = {**finished, **error, "state": StageState.FAILED}
-        runs = {**runs, run.stage: run.evolve(state=StageState.FAILED)}
-        if node.stage.critical and not job.state.is_terminal:
-            final_state = JobState.DEAD if outcome.retryable else JobState.FAILED
-            transition.events.append(EventDraft(EventType.STAGE_FAILED, job.state, job.progress, run.stage, described))
-            _park_claimable_runs(transition, runs)
-            _finish(transition, job, final_state, now, job.progress, error=error)
-            return transition
-        event_type, fraction = EventType.STAGE_FAILED, None
-        message = described + ("" if node.stage.critical else " (non-critical: going on without it)")
+        state, event_type = StageState.FAILED, EventType.STAGE_FAILED
+        message = _describe_failure(pipeline, outcome)
+        changes.update(error_type=outcome.error_type, error_message=outcome.error_message)
+    transition.run_changes[run.stage] = {**changes, "state": state}
+    runs = {**runs, run.stage: run.evolve(state=state, output=changes.get("output"), progress=1.0)}
 
     if job.state.is_terminal:
         # A branch that was still running when the job ended: keep what it did, start nothing.
         transition.events.append(EventDraft(event_type, job.state, job.progress, run.stage, message, fraction))
         return transition
+    if state is StageState.FAILED and stage.critical:
+        transition.events.append(EventDraft(event_type, job.state, job.progress, run.stage, message))
+        _park_claimable_runs(transition, runs)
+        error = {"error_type": outcome.error_type, "error_message": outcome.error_message}
+        _finish(transition, job, JobState.DEAD if outcome.retryable else JobState.FAILED, now, job.progress, error)
+        return transition
+    if state is StageState.FAILED:
+        message = f"{message} (non-critical: going on without it)"
 
     progress = _running_progress(pipeline, job, runs)
     transition.events.append(EventDraft(event_type, job.state, progress, run.stage, message, fraction))
+    _advance(transition, pipeline, job, runs, progress, now)
+    return transition
+
+
+def _advance(
+    transition: Transition, pipeline: Pipeline, job: Job, runs: Mapping[str, StageRun], progress: float, now: float
+) -> None:
+    """Queue the stages that became ready, or finish the job if nothing is left."""
     ready = ready_stages(pipeline, runs)
     for stage_name in ready:
         transition.run_changes[stage_name] = {"state": StageState.QUEUED, "available_at": now}
         runs = {**runs, stage_name: runs[stage_name].evolve(state=StageState.QUEUED)}
     transition.ready = ready
-    if all(r.state.is_terminal for r in runs.values()):
-        degraded = any(r.state in (StageState.FAILED, StageState.SKIPPED) for r in runs.values())
+    if all(run.state.is_terminal for run in runs.values()):
+        degraded = any(run.state in (StageState.FAILED, StageState.SKIPPED) for run in runs.values())
         final = runs[pipeline.final_stage]
         transition.job_changes["result"] = final.output if final.state is StageState.SUCCEEDED else None
         _finish(transition, job, JobState.DEGRADED if degraded else JobState.SUCCEEDED, now, 100.0)
-    else:
-        if progress != job.progress:
-            transition.job_changes["progress"] = progress
-        transition.job_changes["current_stage"] = _current_stage(pipeline, runs)
-    return transition
+        return
+    if progress != job.progress:
+        transition.job_changes["progress"] = progress
+    transition.job_changes["current_stage"] = _current_stage(pipeline, runs)
 
 
 def on_cancel(job: Job, runs: Mapping[str, StageRun], now: float) -> Transition:
@@ -357,9 +388,3 @@ def _finish(
         transition.job_changes.update(error)
     message = None if error is None else f"{error['error_type']}: {error['error_message']}"
     transition.events.append(EventDraft(EventType.JOB_FINISHED, state, progress, None, message))
-
-
-def _as_permanent_failure(outcome: StageOutcome, message: str) -> StageOutcome:
-    from dataclasses import replace
-
-    return replace(outcome, status="failed", error_type="SkipNotAllowed", error_message=message.strip(), retryable=False)

@@ -65,18 +65,21 @@ class Stage:
     description: str = ""
 
     def __post_init__(self) -> None:
-        # Accept the obvious spellings, so that a list-form stage reads like the decorator.
-        if isinstance(self.after, str):
-            object.__setattr__(self, "after", (self.after,))
-        elif self.after is not None:
-            object.__setattr__(self, "after", tuple(self.after))
-        if not isinstance(self.severity, Severity):
+        # Accept the obvious spellings (a stage name, a list, a severity as text), so that
+        # a list-form stage reads like the decorator; values typed loosely arrive here.
+        after: Any = self.after
+        if isinstance(after, str):
+            object.__setattr__(self, "after", (after,))
+        elif after is not None:
+            object.__setattr__(self, "after", tuple(after))
+        severity: Any = self.severity
+        if not isinstance(severity, Severity):
             try:
-                object.__setattr__(self, "severity", Severity(str(self.severity).lower()))
+                object.__setattr__(self, "severity", Severity(str(severity).lower()))
             except ValueError:
                 choices = ", ".join(member.value for member in Severity)
                 raise PipelineDefinitionError(
-                    f"stage {self.name!r}: severity {self.severity!r} is not one of {choices}"
+                    f"stage {self.name!r}: severity {severity!r} is not one of {choices}"
                 ) from None
 
     @property
@@ -277,7 +280,7 @@ def _stage_problem(stage: Stage) -> str | None:
     if not _NAME.match(stage.name):
         return "the name is not valid: use letters, digits, '_', '-' or '.'"
     if not callable(stage.function):
-        return "the function is not callable"
+        return "the function is not callable"  # type: ignore[unreachable]  # untyped callers
     if not math.isfinite(stage.weight) or stage.weight <= 0:
         return f"weight must be a finite number > 0, got {stage.weight!r}"
     if not math.isfinite(stage.timeout) or stage.timeout <= 0:

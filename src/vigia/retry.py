@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass, field
 
 from vigia import constants
-from vigia.exceptions import Permanent, Retry, StageTimeout, LeaseExpired
+from vigia.exceptions import LeaseExpired, Permanent, Retry, StageTimeout
 
 
 @dataclass(frozen=True, slots=True)

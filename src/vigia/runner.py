@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import time
 from concurrent.futures import Executor
@@ -14,6 +13,7 @@ from vigia.context import StageContext
 from vigia.exceptions import Permanent, Retry, Skip, StageCancelled, StageTimeout
 from vigia.orchestrator import StageOutcome
 from vigia.pipeline import Stage
+from vigia.serialization import NotStorable, to_storable
 
 log = logging.getLogger("vigia.runner")
 
@@ -25,9 +25,7 @@ class OutputNotSerialisable(TypeError):
     """A stage returned something that is not JSON."""
 
 
-async def run_attempt(
-    stage: Stage, ctx: StageContext, *, run_id: int, threads: Executor | None = None
-) -> StageOutcome:
+async def run_attempt(stage: Stage, ctx: StageContext, *, run_id: int, threads: Executor | None = None) -> StageOutcome:
     """Run ``stage`` once under its timeout; never raises for the stage's own failures.
 
     A synchronous stage runs in ``threads``. Python cannot stop a thread, so a sync stage
@@ -96,13 +94,17 @@ async def _invoke(stage: Stage, ctx: StageContext, threads: Executor | None) -> 
 
 
 def _as_json(value: Any) -> Any:
-    """The value as it will be stored: tuples become lists, keys strings; NaN is refused."""
     try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as error:
-        raise OutputNotSerialisable(f"the stage's output is not JSON-serialisable: {error}") from None
+        return to_storable(value)
+    except NotStorable as error:
+        raise OutputNotSerialisable(f"the stage's output {error}") from None
 
 
 def _message(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
-    return text if len(text) <= MAX_ERROR_MESSAGE else text[: MAX_ERROR_MESSAGE - 1] + "…"
+    return clean_text(str(error) or type(error).__name__, MAX_ERROR_MESSAGE)
+
+
+def clean_text(text: str, limit: int) -> str:
+    """Text fit to store: no NUL characters (PostgreSQL refuses them), at most ``limit`` long."""
+    text = text.replace("\x00", "\ufffd")
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -114,7 +114,9 @@ def jobs_table(jobs: Iterable[Job]) -> Table:
 
 
 def job_detail(job: Job, runs: Iterable[StageRun]) -> Table:
-    table = Table(title=f"job {job.id}  {job.pipeline} v{job.pipeline_version}  {styled(job.state.value)}  {job.progress:.0f}%")
+    table = Table(
+        title=f"job {job.id}  {job.pipeline} v{job.pipeline_version}  {styled(job.state.value)}  {job.progress:.0f}%"
+    )
     for column in ("stage", "state", "queue", "attempts", "duration", "error"):
         table.add_column(column)
     for run in runs:

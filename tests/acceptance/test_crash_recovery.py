@@ -74,8 +74,10 @@ def test_kill_9_mid_run_then_restart_finishes_every_job(tmp_path: Path, store: S
     try:
         # Wait until some stages have finished and others are mid-run.
         wait_for(
-            lambda: runs_by_state(store, job_ids).get(StageState.SUCCEEDED, 0) >= 4
-            and runs_by_state(store, job_ids).get(StageState.RUNNING, 0) >= 2,
+            lambda: (
+                runs_by_state(store, job_ids).get(StageState.SUCCEEDED, 0) >= 4
+                and runs_by_state(store, job_ids).get(StageState.RUNNING, 0) >= 2
+            ),
             timeout=60,
             what="stages to be running",
         )
@@ -85,10 +87,18 @@ def test_kill_9_mid_run_then_restart_finishes_every_job(tmp_path: Path, store: S
     assert first.returncode == -signal.SIGKILL
 
     before = {job_id: {run.stage: run for run in store.get_runs(job_id)} for job_id in job_ids}
-    orphaned = [(job_id, stage) for job_id, runs in before.items() for stage, run in runs.items()
-                if run.state is StageState.RUNNING]
-    finished_before = [(job_id, stage, run.finished_at) for job_id, runs in before.items()
-                       for stage, run in runs.items() if run.state is StageState.SUCCEEDED]
+    orphaned = [
+        (job_id, stage)
+        for job_id, runs in before.items()
+        for stage, run in runs.items()
+        if run.state is StageState.RUNNING
+    ]
+    finished_before = [
+        (job_id, stage, run.finished_at)
+        for job_id, runs in before.items()
+        for stage, run in runs.items()
+        if run.state is StageState.SUCCEEDED
+    ]
     assert orphaned, "the kill should have left stage runs mid-flight"
     assert any(store.get_job(job_id).state is not JobState.SUCCEEDED for job_id in job_ids)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -22,12 +23,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from vigia.context import StageContext
-from vigia.coordinator import Assignment, Coordinator
+from vigia.coordinator import Assignment, Coordinator, Settled
 from vigia.events import EventBus
-from vigia.exceptions import StoreError
+from vigia.exceptions import StoreError, StoreUnavailable, TransientConflict
 from vigia.job import Event
 from vigia.orchestrator import ProgressReport, StageOutcome
-from vigia.runner import run_attempt
+from vigia.runner import clean_text, run_attempt
 
 log = logging.getLogger("vigia.embedded")
 
@@ -230,7 +231,7 @@ class EmbeddedExecutor:
             reports, self._reports = self._reports, []
             try:
                 settled = await self._store(self.coordinator.settle, outcomes, reports)
-            except StoreError as error:
+            except (StoreUnavailable, TransientConflict) as error:
                 # Nothing is dropped: put it back and try again.
                 log.error("settle.failed", extra={"error": str(error)})
                 self._outcomes[:0] = outcomes
@@ -240,10 +241,47 @@ class EmbeddedExecutor:
                     return
                 await asyncio.sleep(STORE_RETRY_DELAY)
                 continue
+            except StoreError as error:
+                # The store refused something in this batch; retrying it whole would refuse
+                # it forever and stop every job. Settle item by item instead.
+                log.error("settle.refused", extra={"error": str(error)})
+                settled = await self._settle_one_by_one(outcomes, reports)
             self.completed += len(outcomes)
             self._publish(settled.events)
             if settled.ready:
                 self._wake.set()
+
+    async def _settle_one_by_one(self, outcomes: list[StageOutcome], reports: list[ProgressReport]) -> Settled:
+        total = Settled()
+        for report in reports:
+            with contextlib.suppress(StoreError):  # a progress report is not worth a stuck job
+                total.events += (await self._store(self.coordinator.settle, [], [report])).events
+        for outcome in outcomes:
+            try:
+                settled = await self._store(self.coordinator.settle, [outcome], [])
+            except (StoreUnavailable, TransientConflict):
+                self._outcomes.append(outcome)
+                continue
+            except StoreError as error:
+                # Record the attempt as failed for good, without what the store refused.
+                refused = dataclasses.replace(
+                    outcome,
+                    status="failed",
+                    output=None,
+                    error_type="StoreRefused",
+                    error_message=clean_text(f"the job store refused this stage's result: {error}", 500),
+                    retryable=False,
+                )
+                try:
+                    settled = await self._store(self.coordinator.settle, [refused], [])
+                except StoreError:
+                    log.error("settle.dropped", extra={"job_id": outcome.job_id, "stage": outcome.stage})
+                    continue  # its lease expires and the reaper takes the stage run back
+            total.events += settled.events
+            total.ready += settled.ready
+        if self._outcomes:
+            self._pending.set()
+        return total
 
     async def _lease_loop(self) -> None:
         while True:

@@ -19,7 +19,14 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
-from vigia.exceptions import JobNotFound, SchemaOutOfDate, StoreError, StoreUnavailable
+from vigia.exceptions import (
+    DuplicateIdempotencyKey,
+    JobNotFound,
+    SchemaOutOfDate,
+    StoreError,
+    StoreUnavailable,
+    TransientConflict,
+)
 from vigia.job import CLAIMABLE_STAGE_STATES, Event, Job, JobState, StageRun, StageState
 from vigia.store import migrations
 from vigia.store.base import JobFilter, JobPage, NewJob, Snapshot, WriteSet
@@ -35,18 +42,6 @@ _TRANSIENT_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock det
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57")  # connection exceptions, operator intervention
 
 
-class TransientConflict(StoreError):
-    """Two transactions collided; running the unit of work again will succeed."""
-
-    code = "transient_conflict"
-
-
-class DuplicateIdempotencyKey(StoreError):
-    """Another submission with this idempotency key was stored at the same moment."""
-
-    code = "duplicate_idempotency_key"
-
-
 def normalise_url(url: str) -> str:
     """Pick the drivers Vigía ships with when a URL names only the database."""
     if url.startswith("postgres://"):
@@ -56,7 +51,7 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def create_engine(url: str) -> Engine:
+def create_engine(url: str, *, sqlite_autocheckpoint: Callable[[], bool] = lambda: True) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = sa.create_engine(
@@ -65,12 +60,12 @@ def create_engine(url: str) -> Engine:
             pool_size=8,
             max_overflow=8,
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, sqlite_autocheckpoint)
         return engine
     return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, autocheckpoint: Callable[[], bool]) -> None:
     @sa_event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the sqlite3 module so that writers can BEGIN
@@ -83,6 +78,10 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # A commit that crosses the WAL's size threshold copies the WAL back into the
+        # database file itself, adding milliseconds to that one commit. While a background
+        # checkpointer runs (see `SQLJobStore.background_checkpoints`) no commit does that.
+        cursor.execute(f"PRAGMA wal_autocheckpoint={1000 if autocheckpoint() else 0}")
         cursor.close()
 
     @sa_event.listens_for(engine, "begin")
@@ -218,7 +217,12 @@ class SQLUnitOfWork:
                 )
             )
             run_ids = [row.id for row in candidates if row.job_id in locked]
-        return self._mark_running(run_ids, owner, lease_until, now)
+        # On SQLite this transaction has held the write lock since the SELECT above, so the
+        # candidates are still claimable; checking their state again would only lead the
+        # planner to scan the state index instead of looking rows up by id.
+        claimed = self._mark_running(run_ids, owner, lease_until, now, recheck_state=self._row_locks)
+        position = {run_id: index for index, run_id in enumerate(run_ids)}
+        return sorted(claimed, key=lambda run: position[run.id])
 
     def claim_run(self, run_id: int, owner: str, lease_until: float, now: float) -> StageRun | None:
         job_id = self._connection.scalar(sa.select(stage_runs.c.job_id).where(stage_runs.c.id == run_id))
@@ -226,15 +230,20 @@ class SQLUnitOfWork:
             return None
         if self._row_locks:
             self._connection.execute(sa.select(jobs.c.id).where(jobs.c.id == job_id).with_for_update())
-        claimed = self._mark_running([run_id], owner, lease_until, now)
+        claimed = self._mark_running([run_id], owner, lease_until, now, recheck_state=True)
         return claimed[0] if claimed else None
 
-    def _mark_running(self, run_ids: list[int], owner: str, lease_until: float, now: float) -> list[StageRun]:
+    def _mark_running(
+        self, run_ids: list[int], owner: str, lease_until: float, now: float, *, recheck_state: bool
+    ) -> list[StageRun]:
         if not run_ids:
             return []
+        condition: sa.ColumnElement[bool] = stage_runs.c.id.in_(run_ids)
+        if recheck_state:
+            condition = sa.and_(condition, stage_runs.c.state.in_(_CLAIMABLE))
         rows = self._connection.execute(
             stage_runs.update()
-            .where(stage_runs.c.id.in_(run_ids), stage_runs.c.state.in_(_CLAIMABLE))
+            .where(condition)
             .values(
                 state=StageState.RUNNING.value,
                 attempts=stage_runs.c.attempts + 1,
@@ -303,7 +312,8 @@ class SQLJobStore:
 
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
         self.url = normalise_url(url)
-        self.engine = engine or create_engine(self.url)
+        self._background_checkpoints = False
+        self.engine = engine or create_engine(self.url, sqlite_autocheckpoint=lambda: not self._background_checkpoints)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         # SQLite has one writer at a time; queueing our own threads on a lock is far
         # quicker than SQLite's sleeping busy handler (other processes still use that).
@@ -315,10 +325,13 @@ class SQLJobStore:
 
     @contextlib.contextmanager
     def unit_of_work(self) -> Iterator[SQLUnitOfWork]:
-        with self._write_lock, translate_errors():
-            with self.engine.connect().execution_options(vigia_write=True) as connection:
-                with connection.begin():
-                    yield SQLUnitOfWork(connection, row_locks=not self.is_sqlite)
+        with (
+            self._write_lock,
+            translate_errors(),
+            self.engine.connect().execution_options(vigia_write=True) as connection,
+            connection.begin(),
+        ):
+            yield SQLUnitOfWork(connection, row_locks=not self.is_sqlite)
 
     def transact(self, work: Callable[[SQLUnitOfWork], T], attempts: int = 5) -> T:
         """Run ``work`` in a unit of work, again if it collided with another transaction."""
@@ -351,7 +364,9 @@ class SQLJobStore:
 
     def get_runs(self, job_id: str) -> list[StageRun]:
         with self._reading() as connection:
-            rows = connection.execute(sa.select(stage_runs).where(stage_runs.c.job_id == job_id).order_by(stage_runs.c.id))
+            rows = connection.execute(
+                sa.select(stage_runs).where(stage_runs.c.job_id == job_id).order_by(stage_runs.c.id)
+            )
             return [StageRun.from_row(row._mapping) for row in rows]
 
     def list_jobs(self, where: JobFilter, limit: int = 50, cursor: str | None = None) -> JobPage:
@@ -383,7 +398,9 @@ class SQLJobStore:
             # Ids start with their creation time: bound the id too, so the index does the work.
             query = query.where(jobs.c.id >= id_floor(where.created_after), jobs.c.created_at >= where.created_after)
         if where.created_before is not None:
-            query = query.where(jobs.c.id < id_floor(where.created_before + 0.001), jobs.c.created_at < where.created_before)
+            query = query.where(
+                jobs.c.id < id_floor(where.created_before + 0.001), jobs.c.created_at < where.created_before
+            )
         return query
 
     def events_after(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[Event]:
@@ -410,28 +427,47 @@ class SQLJobStore:
         if not run_ids:
             return set(), set()
         wanted = set(run_ids)
-        with self._write_lock, translate_errors():
-            with self.engine.connect().execution_options(vigia_write=True) as connection, connection.begin():
-                renewed = set(
-                    connection.scalars(
-                        stage_runs.update()
-                        .where(
-                            stage_runs.c.id.in_(sorted(wanted)),
-                            stage_runs.c.lease_owner == owner,
-                            stage_runs.c.state == StageState.RUNNING.value,
-                        )
-                        .values(lease_until=lease_until)
-                        .returning(stage_runs.c.id)
+        with (
+            self._write_lock,
+            translate_errors(),
+            self.engine.connect().execution_options(vigia_write=True) as connection,
+            connection.begin(),
+        ):
+            renewed = set(
+                connection.scalars(
+                    stage_runs.update()
+                    .where(
+                        stage_runs.c.id.in_(sorted(wanted)),
+                        stage_runs.c.lease_owner == owner,
+                        stage_runs.c.state == StageState.RUNNING.value,
                     )
+                    .values(lease_until=lease_until)
+                    .returning(stage_runs.c.id)
                 )
-                cancelled = set(
-                    connection.scalars(
-                        sa.select(stage_runs.c.id)
-                        .join(jobs, jobs.c.id == stage_runs.c.job_id)
-                        .where(stage_runs.c.id.in_(sorted(renewed)), jobs.c.state == JobState.CANCELLED.value)
-                    )
+            )
+            cancelled = set(
+                connection.scalars(
+                    sa.select(stage_runs.c.id)
+                    .join(jobs, jobs.c.id == stage_runs.c.job_id)
+                    .where(stage_runs.c.id.in_(sorted(renewed)), jobs.c.state == JobState.CANCELLED.value)
                 )
+            )
         return wanted - renewed, cancelled
+
+    # --- SQLite write-ahead log -------------------------------------------------------
+
+    def background_checkpoints(self, enabled: bool) -> None:
+        """With ``enabled``, commits stop checkpointing the WAL; the caller promises to call
+        `checkpoint` every second or so from a thread of its own (the embedded executor does)."""
+        if self.is_sqlite and enabled != self._background_checkpoints:
+            self._background_checkpoints = enabled
+            self.engine.dispose()  # pooled connections pick up the new setting
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database without blocking readers or writers."""
+        if self.is_sqlite:
+            with translate_errors(), self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     # --- health -------------------------------------------------------------------------
 

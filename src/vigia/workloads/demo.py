@@ -36,7 +36,7 @@ def _validate(job_input: Any) -> None:
     if job_input is None:
         return
     if not isinstance(job_input, dict):
-        raise InvalidInput("the demo pipeline takes an object like {\"text\": \"...\"}")
+        raise InvalidInput('the demo pipeline takes an object like {"text": "..."}')
     text = job_input.get("text")
     if text is not None and (not isinstance(text, str) or not text.strip()):
         raise InvalidInput("'text' must be a non-empty string", field="text")
