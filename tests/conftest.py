@@ -51,7 +51,11 @@ def _admin_connection(admin_url: str) -> Any:
     try:
         return psycopg.connect(admin_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
     except psycopg.OperationalError as error:
-        service_missing(f"PostgreSQL is not reachable at {_safe(admin_url)}: {str(error).strip()}")
+        service_missing(f"PostgreSQL is not reachable at {_safe(admin_url)}: {_one_line(error)}")
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
 
 
 def _safe(url: str) -> str:
@@ -114,7 +118,7 @@ def redis_url() -> Iterator[str]:
         try:
             client.flushdb()
         except redis.ConnectionError as error:
-            service_missing(f"Redis is not reachable at {_safe(url)}: {error}")
+            service_missing(f"Redis is not reachable at {_safe(url)}: {_one_line(error)}")
         yield url
         client.flushdb()
     finally:

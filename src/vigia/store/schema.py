@@ -40,6 +40,8 @@ jobs = sa.Table(
     sa.Index("ix_vigia_jobs_tenant_id", "tenant", "id"),
     sa.Index("ix_vigia_jobs_tenant_state_id", "tenant", "state", "id"),
     sa.Index("ix_vigia_jobs_tenant_pipeline_id", "tenant", "pipeline", "id"),
+    # Listings across tenants (administrators, monitoring) by state.
+    sa.Index("ix_vigia_jobs_state_id", "state", "id"),
     # Retention and monitoring scan finished jobs by time.
     sa.Index("ix_vigia_jobs_state_finished", "state", "finished_at"),
 )
@@ -65,10 +67,18 @@ stage_runs = sa.Table(
     sa.Column("error_message", sa.Text),
     sa.Column("output", Document),
     sa.UniqueConstraint("job_id", "stage", name="uq_vigia_stage_runs_job_stage"),
-    # Workers claim by queue, state and readiness, highest priority first.
-    sa.Index("ix_vigia_stage_runs_claim", "queue", "state", "priority", "available_at"),
     # The reaper looks for running stage runs whose lease has expired.
     sa.Index("ix_vigia_stage_runs_lease", "state", "lease_until"),
+)
+
+# Workers claim per queue and state, highest priority first, oldest first within a priority:
+# the index gives rows in exactly that order, so a claim reads only the rows it takes.
+sa.Index(
+    "ix_vigia_stage_runs_claim",
+    stage_runs.c.queue,
+    stage_runs.c.state,
+    stage_runs.c.priority.desc(),
+    stage_runs.c.available_at,
 )
 
 events = sa.Table(

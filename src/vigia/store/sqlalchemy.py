@@ -192,16 +192,18 @@ class SQLUnitOfWork:
     def claim(self, queue: str, limit: int, owner: str, lease_until: float, now: float) -> list[StageRun]:
         if limit <= 0:
             return []
-        candidates = self._connection.execute(
-            sa.select(stage_runs.c.id, stage_runs.c.job_id)
-            .where(
-                stage_runs.c.queue == queue,
-                stage_runs.c.state.in_(_CLAIMABLE),
-                stage_runs.c.available_at <= now,
-            )
-            .order_by(stage_runs.c.priority.desc(), stage_runs.c.available_at, stage_runs.c.id)
+        # One query per claimable state, each read in index order, then merged: a single
+        # query over both states would sort the whole backlog of the queue.
+        order = (stage_runs.c.priority.desc(), stage_runs.c.available_at, stage_runs.c.id)
+        per_state = [
+            sa.select(stage_runs.c.id, stage_runs.c.job_id, *order[:2])
+            .where(stage_runs.c.queue == queue, stage_runs.c.state == state, stage_runs.c.available_at <= now)
+            .order_by(*order)
             .limit(limit)
-        ).all()
+            for state in _CLAIMABLE
+        ]
+        rows = [row for query in per_state for row in self._connection.execute(query)]
+        candidates = sorted(rows, key=lambda row: (-row.priority, row.available_at, row.id))[:limit]
         if not candidates:
             return []
         run_ids = [row.id for row in candidates]

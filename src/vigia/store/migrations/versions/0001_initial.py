@@ -45,6 +45,7 @@ def upgrade() -> None:
     op.create_index("ix_vigia_jobs_tenant_id", "vigia_jobs", ["tenant", "id"])
     op.create_index("ix_vigia_jobs_tenant_state_id", "vigia_jobs", ["tenant", "state", "id"])
     op.create_index("ix_vigia_jobs_tenant_pipeline_id", "vigia_jobs", ["tenant", "pipeline", "id"])
+    op.create_index("ix_vigia_jobs_state_id", "vigia_jobs", ["state", "id"])
     op.create_index("ix_vigia_jobs_state_finished", "vigia_jobs", ["state", "finished_at"])
 
     op.create_table(
@@ -68,7 +69,11 @@ def upgrade() -> None:
         sa.Column("output", Document),
         sa.UniqueConstraint("job_id", "stage", name="uq_vigia_stage_runs_job_stage"),
     )
-    op.create_index("ix_vigia_stage_runs_claim", "vigia_stage_runs", ["queue", "state", "priority", "available_at"])
+    op.create_index(
+        "ix_vigia_stage_runs_claim",
+        "vigia_stage_runs",
+        ["queue", "state", sa.text("priority DESC"), "available_at"],
+    )
     op.create_index("ix_vigia_stage_runs_lease", "vigia_stage_runs", ["state", "lease_until"])
 
     op.create_table(
