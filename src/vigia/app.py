@@ -155,10 +155,16 @@ class Vigia:
             self.executor.job_cancelled(job_id)
         return job
 
-    async def events(self, job_id: str, after: int = 0, *, follow: bool = True) -> AsyncIterator[Event]:
+    async def events(
+        self, job_id: str, after: int = 0, *, follow: bool = True, poll: float | None = None
+    ) -> AsyncIterator[Event]:
         """The job's events after sequence number ``after``: first those stored, then live
         ones as they happen, until the job finishes (or only the stored ones without
-        ``follow``). Nothing is skipped or repeated, whatever the bus drops."""
+        ``follow``). Nothing is skipped or repeated, whatever the bus drops.
+
+        Live events come from this process's bus; after ``poll`` seconds without one the
+        store is read again, which is how events written by other processes arrive."""
+        quiet = poll if poll is not None else self.settings.poll_interval * 4
         subscription = self.bus.subscribe(job_id) if follow else None
         try:
             last = after
@@ -173,7 +179,7 @@ class Vigia:
             if job.state.is_terminal and job.last_seq <= last:
                 return
             while True:
-                event_or_none = await subscription.get(timeout=self.settings.poll_interval * 4)
+                event_or_none = await subscription.get(timeout=quiet)
                 if event_or_none is not None and event_or_none.seq == last + 1 and not subscription.overflowed:
                     news: Sequence[Event] = [event_or_none]
                 elif event_or_none is not None and event_or_none.seq <= last:

@@ -141,7 +141,9 @@ def submit(
             console.print(job.id)
             if not follow:
                 return 0
-            final = await terminal.follow_progress(console, vigia.registry.get(pipeline), job, vigia.events(job.id))
+            # The stages run in another process: read its events from the store, often.
+            events = vigia.events(job.id, poll=0.2)
+            final = await terminal.follow_progress(console, vigia.registry.get(pipeline), job, events)
             return 0 if final is not None and final.state in (JobState.SUCCEEDED, JobState.DEGRADED) else 1
         finally:
             vigia.close()

@@ -93,7 +93,7 @@ def words(ctx: StageContext) -> dict[str, Any]:
     stop = set().union(*_STOPWORDS.values())
     for chunk in _steps(ctx, found, "counting words, block"):
         counts.update(word for word in chunk if word not in stop and len(word) > 2)
-    return {"words": len(found), "distinct": len(set(found)), "top": counts.most_common(8)}
+    return {"words": len(found), "distinct": len(set(found)), "top": dict(counts.most_common(8))}
 
 
 @pipeline.stage(after="load", weight=2)
