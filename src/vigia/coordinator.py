@@ -21,6 +21,7 @@ from vigia import constants, orchestrator
 from vigia.exceptions import IdempotencyConflict, InvalidInput, JobNotFound
 from vigia.job import Event, EventType, Job, JobState, StageRun, StageState, new_job_id
 from vigia.orchestrator import EventDraft, ProgressReport, StageOutcome, Transition
+from vigia.pipeline import Pipeline
 from vigia.registry import Registry
 from vigia.serialization import NotStorable, to_storable
 from vigia.store.base import NewJob, Snapshot, UnitOfWork, WriteSet
@@ -142,13 +143,7 @@ class Coordinator:
         priority: int = 0,
     ) -> Submitted:
         pipeline = self.registry.get(pipeline_name)
-        try:
-            job_input = to_storable(job_input)
-        except NotStorable as error:
-            raise InvalidInput(f"the job input {error}") from None
-        if pipeline.validate_input is not None:
-            pipeline.validate_input(job_input)
-        fingerprint = input_fingerprint(pipeline.name, job_input)
+        job_input, fingerprint = self._checked_input(pipeline, job_input)
 
         def work(unit: UnitOfWork) -> Submitted:
             if idempotency_key is not None:
@@ -160,10 +155,62 @@ class Coordinator:
                             job_id=existing.id,
                         )
                     return Submitted(existing, [], created=False)
+            return self._insert(unit, pipeline, job_input, fingerprint, tenant, priority, idempotency_key, None)
+
+        return self.store.transact(work)
+
+    def submit_batch(
+        self, pipeline_name: str, inputs: Sequence[Any], *, tenant: str = constants.DEFAULT_TENANT, priority: int = 0
+    ) -> tuple[str, list[Submitted]]:
+        """Store many jobs of one pipeline at once, all or none; returns the batch id."""
+        pipeline = self.registry.get(pipeline_name)
+        if not inputs:
+            raise InvalidInput("a batch needs at least one job", field="items")
+        checked = []
+        for index, job_input in enumerate(inputs):
+            try:
+                checked.append(self._checked_input(pipeline, job_input))
+            except InvalidInput as error:
+                raise InvalidInput(f"item {index}: {error.message}", index=index, **error.details) from None
+
+        def work(unit: UnitOfWork) -> tuple[str, list[Submitted]]:
             now = self._clock()
-            job_id = new_job_id(now)
-            event = Event(job_id, 1, EventType.JOB_QUEUED, JobState.QUEUED, None, 0.0, None, now)
-            new = NewJob(
+            batch_id = new_job_id(now)
+            unit.insert_batch(batch_id, tenant, pipeline.name, len(checked), now)
+            submitted = [
+                self._insert(unit, pipeline, job_input, fingerprint, tenant, priority, None, batch_id)
+                for job_input, fingerprint in checked
+            ]
+            return batch_id, submitted
+
+        return self.store.transact(work)
+
+    @staticmethod
+    def _checked_input(pipeline: Pipeline, job_input: Any) -> tuple[Any, str]:
+        try:
+            job_input = to_storable(job_input)
+        except NotStorable as error:
+            raise InvalidInput(f"the job input {error}") from None
+        if pipeline.validate_input is not None:
+            pipeline.validate_input(job_input)
+        return job_input, input_fingerprint(pipeline.name, job_input)
+
+    def _insert(
+        self,
+        unit: UnitOfWork,
+        pipeline: Pipeline,
+        job_input: Any,
+        fingerprint: str,
+        tenant: str,
+        priority: int,
+        idempotency_key: str | None,
+        batch_id: str | None,
+    ) -> Submitted:
+        now = self._clock()
+        job_id = new_job_id(now)
+        event = Event(job_id, 1, EventType.JOB_QUEUED, JobState.QUEUED, None, 0.0, None, now)
+        unit.insert_job(
+            NewJob(
                 id=job_id,
                 tenant=tenant,
                 pipeline=pipeline.name,
@@ -174,32 +221,33 @@ class Coordinator:
                 idempotency_key=idempotency_key,
                 runs=orchestrator.plan_job(pipeline),
                 created_at=now,
-            )
-            unit.insert_job(new, [event])
-            job = Job(
-                id=job_id,
-                tenant=tenant,
-                pipeline=pipeline.name,
-                pipeline_version=pipeline.version,
-                state=JobState.QUEUED,
-                priority=priority,
-                progress=0.0,
-                current_stage=None,
-                input=job_input,
-                input_hash=fingerprint,
-                idempotency_key=idempotency_key,
-                result=None,
-                error_type=None,
-                error_message=None,
-                created_at=now,
-                started_at=None,
-                finished_at=None,
-                updated_at=now,
-                last_seq=1,
-            )
-            return Submitted(job, [event], created=True)
-
-        return self.store.transact(work)
+                batch_id=batch_id,
+            ),
+            [event],
+        )
+        job = Job(
+            id=job_id,
+            tenant=tenant,
+            pipeline=pipeline.name,
+            pipeline_version=pipeline.version,
+            state=JobState.QUEUED,
+            priority=priority,
+            progress=0.0,
+            current_stage=None,
+            input=job_input,
+            input_hash=fingerprint,
+            idempotency_key=idempotency_key,
+            result=None,
+            error_type=None,
+            error_message=None,
+            created_at=now,
+            started_at=None,
+            finished_at=None,
+            updated_at=now,
+            last_seq=1,
+            batch_id=batch_id,
+        )
+        return Submitted(job, [event], created=True)
 
     def claim(
         self, free_slots: Mapping[str, int], owner: str, lease_seconds: float

@@ -44,6 +44,12 @@ class JobNotFound(VigiaError):
     code = "job_not_found"
 
 
+class BatchNotFound(VigiaError):
+    """No batch has that id."""
+
+    code = "batch_not_found"
+
+
 class IdempotencyConflict(VigiaError):
     """The idempotency key was already used with a different input."""
 

@@ -72,6 +72,8 @@ class Job:
     updated_at: float
     #: Sequence number of the job's latest event.
     last_seq: int
+    #: The batch the job was submitted in, if any.
+    batch_id: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Self:

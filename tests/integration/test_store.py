@@ -121,7 +121,7 @@ def schema_differences(store: SQLJobStore) -> list[Any]:
 def test_migrations_build_exactly_the_declared_schema(store: SQLJobStore) -> None:
     assert schema_differences(store) == []
     tables = set(sa.inspect(store.engine).get_table_names())
-    assert tables == {"vigia_jobs", "vigia_stage_runs", "vigia_events", migrations.VERSION_TABLE}
+    assert tables == {*metadata.tables, migrations.VERSION_TABLE}
 
 
 def test_schema_comparison_notices_a_missing_index(store: SQLJobStore) -> None:

@@ -28,6 +28,7 @@ class NewJob:
     idempotency_key: str | None
     runs: Sequence[InitialRun]
     created_at: float
+    batch_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +67,30 @@ class WriteSet:
         return bool(self.jobs or self.runs or self.events)
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    id: str
+    tenant: str
+    pipeline: str
+    size: int
+    created_at: float
+    #: Jobs of the batch by state.
+    counts: Mapping[str, int]
+    #: Mean progress of the batch's jobs, 0–100.
+    progress: float
+
+    @property
+    def finished(self) -> int:
+        return sum(count for state, count in self.counts.items() if JobState(state).is_terminal)
+
+
 class UnitOfWork(Protocol):
     def load(self, job_ids: Sequence[str]) -> dict[str, Snapshot]:
         """Load jobs with their stage runs, locking them until the unit of work ends."""
 
     def insert_job(self, new: NewJob, events: Sequence[Event]) -> None: ...
+
+    def insert_batch(self, batch_id: str, tenant: str, pipeline: str, size: int, now: float) -> None: ...
 
     def find_idempotent(self, tenant: str, key: str) -> Job | None: ...
 
@@ -104,6 +124,10 @@ class JobStore(Protocol):
         no longer ours, and run ids whose job was cancelled."""
 
     def count_jobs(self, where: JobFilter) -> int: ...
+
+    def get_batch(self, batch_id: str, tenant: str | None = None) -> Batch: ...
+
+    def batch_job_ids(self, batch_id: str) -> list[str]: ...
 
     def check(self) -> None:
         """Raise `StoreUnavailable` or `SchemaOutOfDate` unless the store is usable."""

@@ -36,12 +36,14 @@ jobs = sa.Table(
     sa.Column("finished_at", Timestamp),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.Column("last_seq", sa.Integer, nullable=False, default=0),
+    sa.Column("batch_id", sa.String(32)),
     sa.UniqueConstraint("tenant", "idempotency_key", name="uq_vigia_jobs_idempotency"),
     sa.Index("ix_vigia_jobs_tenant_id", "tenant", "id"),
     sa.Index("ix_vigia_jobs_tenant_state_id", "tenant", "state", "id"),
     sa.Index("ix_vigia_jobs_tenant_pipeline_id", "tenant", "pipeline", "id"),
     # Listings across tenants (administrators, monitoring) by state.
     sa.Index("ix_vigia_jobs_state_id", "state", "id"),
+    sa.Index("ix_vigia_jobs_batch_id", "batch_id"),
     # Retention and monitoring scan finished jobs by time.
     sa.Index("ix_vigia_jobs_state_finished", "state", "finished_at"),
 )
@@ -93,4 +95,28 @@ events = sa.Table(
     sa.Column("message", sa.Text),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("stage_progress", sa.Float),
+)
+
+api_keys = sa.Table(
+    "vigia_api_keys",
+    metadata,
+    sa.Column("id", sa.String(24), primary_key=True),
+    sa.Column("tenant", sa.String(100), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    # SHA-256 of the secret part; the key itself is shown once and never stored.
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("revoked_at", Timestamp),
+)
+
+batches = sa.Table(
+    "vigia_batches",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(100), nullable=False),
+    sa.Column("pipeline", sa.String(100), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_vigia_batches_tenant_id", "tenant", "id"),
 )

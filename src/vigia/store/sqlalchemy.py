@@ -20,6 +20,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from vigia.exceptions import (
+    BatchNotFound,
     DuplicateIdempotencyKey,
     JobNotFound,
     SchemaOutOfDate,
@@ -29,8 +30,8 @@ from vigia.exceptions import (
 )
 from vigia.job import CLAIMABLE_STAGE_STATES, Event, Job, JobState, StageRun, StageState
 from vigia.store import migrations
-from vigia.store.base import JobFilter, JobPage, NewJob, Snapshot, WriteSet
-from vigia.store.schema import events, jobs, stage_runs
+from vigia.store.base import Batch, JobFilter, JobPage, NewJob, Snapshot, WriteSet
+from vigia.store.schema import batches, events, jobs, stage_runs
 
 log = logging.getLogger("vigia.store")
 
@@ -167,6 +168,7 @@ class SQLUnitOfWork:
                         created_at=new.created_at,
                         updated_at=new.created_at,
                         last_seq=last,
+                        batch_id=new.batch_id,
                     )
                 )
         except sa_exc.IntegrityError as error:
@@ -188,6 +190,11 @@ class SQLUnitOfWork:
             ],
         )
         self._insert_events(new_events)
+
+    def insert_batch(self, batch_id: str, tenant: str, pipeline: str, size: int, now: float) -> None:
+        self._connection.execute(
+            batches.insert().values(id=batch_id, tenant=tenant, pipeline=pipeline, size=size, created_at=now)
+        )
 
     def claim(self, queue: str, limit: int, owner: str, lease_until: float, now: float) -> list[StageRun]:
         if limit <= 0:
@@ -404,6 +411,34 @@ class SQLJobStore:
                 jobs.c.id < id_floor(where.created_before + 0.001), jobs.c.created_at < where.created_before
             )
         return query
+
+    def get_batch(self, batch_id: str, tenant: str | None = None) -> Batch:
+        query = sa.select(batches).where(batches.c.id == batch_id)
+        if tenant is not None:
+            query = query.where(batches.c.tenant == tenant)
+        with self._reading() as connection:
+            row = connection.execute(query).first()
+            if row is None:
+                raise BatchNotFound(f"no batch {batch_id!r}", batch_id=batch_id)
+            counts = connection.execute(
+                sa.select(jobs.c.state, sa.func.count(), sa.func.sum(jobs.c.progress))
+                .where(jobs.c.batch_id == batch_id)
+                .group_by(jobs.c.state)
+            ).all()
+        total_progress = sum(float(progress or 0.0) for _, _, progress in counts)
+        return Batch(
+            id=row.id,
+            tenant=row.tenant,
+            pipeline=row.pipeline,
+            size=row.size,
+            created_at=row.created_at,
+            counts={state: int(count) for state, count, _ in counts},
+            progress=round(total_progress / row.size, 2) if row.size else 100.0,
+        )
+
+    def batch_job_ids(self, batch_id: str) -> list[str]:
+        with self._reading() as connection:
+            return list(connection.scalars(sa.select(jobs.c.id).where(jobs.c.batch_id == batch_id).order_by(jobs.c.id)))
 
     def events_after(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[Event]:
         with self._reading() as connection:

@@ -1,0 +1,68 @@
+"""API keys in the job store's database."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from vigia.exceptions import VigiaError
+from vigia.keys import ApiKey, IssuedKey, Role, matches, parse
+from vigia.store.schema import api_keys
+from vigia.store.sqlalchemy import SQLJobStore, translate_errors
+
+
+class KeyNotFound(VigiaError):
+    """No API key has that id."""
+
+    code = "key_not_found"
+
+
+class SQLKeyStore:
+    def __init__(self, store: SQLJobStore) -> None:
+        self._engine = store.engine
+
+    def create(self, issued: IssuedKey, *, tenant: str, role: Role, name: str, now: float) -> ApiKey:
+        with translate_errors(), self._engine.begin() as connection:
+            connection.execute(
+                api_keys.insert().values(
+                    id=issued.id,
+                    tenant=tenant,
+                    role=role.value,
+                    name=name,
+                    secret_hash=issued.secret_hash,
+                    created_at=now,
+                )
+            )
+        return ApiKey(issued.id, tenant, role, name, now, None)
+
+    def authenticate(self, plaintext: str) -> ApiKey | None:
+        """The active key this plaintext is, or None."""
+        parsed = parse(plaintext)
+        if parsed is None:
+            return None
+        key_id, secret = parsed
+        with translate_errors(), self._engine.connect() as connection:
+            row = connection.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).first()
+        if row is None or row.revoked_at is not None or not matches(secret, row.secret_hash):
+            return None
+        return ApiKey.from_row(row._mapping)
+
+    def list(self, tenant: str | None = None) -> list[ApiKey]:
+        query = sa.select(api_keys).order_by(api_keys.c.created_at)
+        if tenant is not None:
+            query = query.where(api_keys.c.tenant == tenant)
+        with translate_errors(), self._engine.connect() as connection:
+            return [ApiKey.from_row(row._mapping) for row in connection.execute(query)]
+
+    def revoke(self, key_id: str, now: float) -> ApiKey:
+        with translate_errors(), self._engine.begin() as connection:
+            connection.execute(
+                api_keys.update().where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=now)
+            )
+            row = connection.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).first()
+        if row is None:
+            raise KeyNotFound(f"no API key {key_id!r}", key_id=key_id)
+        return ApiKey.from_row(row._mapping)
+
+    def count(self) -> int:
+        with translate_errors(), self._engine.connect() as connection:
+            return int(connection.scalar(sa.select(sa.func.count()).select_from(api_keys)) or 0)
