@@ -18,7 +18,7 @@ from typing import Any, Self
 
 from vigia import constants
 from vigia.config import Settings
-from vigia.coordinator import Coordinator
+from vigia.coordinator import Coordinator, Submitted
 from vigia.events import EventBus, LocalEventBus
 from vigia.exceptions import VigiaError
 from vigia.executors.base import Executor
@@ -26,7 +26,9 @@ from vigia.executors.embedded import EmbeddedExecutor
 from vigia.job import Event, Job, StageRun
 from vigia.pipeline import Pipeline
 from vigia.registry import Registry
-from vigia.store.base import JobFilter, JobPage
+from vigia.storage import LocalBlobStore
+from vigia.store.base import Batch, JobFilter, JobPage
+from vigia.store.keys import SQLKeyStore
 from vigia.store.sqlalchemy import SQLJobStore
 
 log = logging.getLogger("vigia.app")
@@ -39,6 +41,8 @@ class Vigia:
         self.store = store
         self.bus = bus
         self.coordinator = Coordinator(store, registry)
+        self.keys = SQLKeyStore(store)
+        self.blobs = LocalBlobStore(settings.blob_dir)
         self.executor: Executor | None = None
         self._maintenance: asyncio.Task[None] | None = None
 
@@ -125,6 +129,21 @@ class Vigia:
         priority: int = 0,
     ) -> Job:
         """Store a new job and return it at once (the same job again for a repeated key)."""
+        submitted = await self.submit_job(
+            pipeline, job_input, tenant=tenant, idempotency_key=idempotency_key, priority=priority
+        )
+        return submitted.job
+
+    async def submit_job(
+        self,
+        pipeline: str,
+        job_input: Any = None,
+        *,
+        tenant: str = constants.DEFAULT_TENANT,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+    ) -> Submitted:
+        """Like `submit`, saying also whether the job is new or an idempotent repeat."""
         submitted = await asyncio.to_thread(
             self.coordinator.submit,
             pipeline,
@@ -137,7 +156,22 @@ class Vigia:
             self.bus.publish(submitted.events)
             if self.executor is not None:
                 self.executor.wake()
-        return submitted.job
+        return submitted
+
+    async def submit_batch(
+        self, pipeline: str, inputs: Sequence[Any], *, tenant: str = constants.DEFAULT_TENANT, priority: int = 0
+    ) -> tuple[str, list[Job]]:
+        """Store many jobs of one pipeline at once (all or none); returns the batch id and jobs."""
+        batch_id, submitted = await asyncio.to_thread(
+            self.coordinator.submit_batch, pipeline, inputs, tenant=tenant, priority=priority
+        )
+        self.bus.publish([event for item in submitted for event in item.events])
+        if self.executor is not None:
+            self.executor.wake()
+        return batch_id, [item.job for item in submitted]
+
+    async def get_batch(self, batch_id: str, tenant: str | None = None) -> Batch:
+        return await asyncio.to_thread(self.store.get_batch, batch_id, tenant)
 
     async def get_job(self, job_id: str, tenant: str | None = None) -> Job:
         return await asyncio.to_thread(self.store.get_job, job_id, tenant)

@@ -5,21 +5,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from vigia import terminal
+from vigia import constants, terminal
 from vigia.app import Vigia
+from vigia.client import Client
 from vigia.config import Settings
 from vigia.exceptions import VigiaError
-from vigia.job import JobState
+from vigia.job import Event, JobState
+from vigia.keys import Role, issue
 from vigia.store.base import JobFilter
+from vigia.store.keys import SQLKeyStore
 from vigia.store.sqlalchemy import SQLJobStore
 
 T = TypeVar("T")
@@ -32,7 +37,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Job store administration.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (on the local job store).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
 
 console = Console()
 errors = Console(stderr=True)
@@ -41,10 +48,22 @@ DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Where the embedded store lives (default: VIGIA_DATA_DIR or ./.vigia)."),
 ]
+Url = Annotated[
+    str | None,
+    typer.Option("--url", help="A running server (or VIGIA_URL); without it, work on the local job store."),
+]
+ApiKeyOption = Annotated[
+    str | None, typer.Option("--api-key", help="Key for --url (or VIGIA_API_KEY; default: the local admin key).")
+]
 
 
 def _settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
     return Settings.from_env(data_dir=data_dir, **overrides)
+
+
+def _fail(message: str, status: int = 1) -> typer.Exit:
+    errors.print(f"[red]error:[/] {message}")
+    return typer.Exit(status)
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -52,11 +71,45 @@ def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         return asyncio.run(main())
     except VigiaError as error:
-        errors.print(f"[red]error:[/] {error.message}")
-        raise typer.Exit(1) from None
+        raise _fail(error.message) from None
     except KeyboardInterrupt:
         errors.print("interrupted")
         raise typer.Exit(130) from None
+
+
+def _client(settings: Settings) -> Client | None:
+    """A client for the server the user named, or None to work on the local store."""
+    if not settings.url:
+        return None
+    key = settings.api_key
+    if key is None and settings.local_key_file.exists():
+        key = settings.local_key_file.read_text().strip()
+    return Client(settings.url, key)
+
+
+def _parse_input(input_json: str | None) -> Any:
+    try:
+        return json.loads(input_json) if input_json is not None else None
+    except json.JSONDecodeError as error:
+        raise _fail(f"--input is not valid JSON: {error}", 2) from None
+
+
+async def _events_of(iterator: Iterator[Event]) -> AsyncIterator[Event]:
+    """An HTTP event stream (blocking) as an async iterator, read in a thread."""
+    done = object()
+    while True:
+        event = await asyncio.to_thread(next, iterator, done)
+        if event is done:
+            return
+        assert isinstance(event, Event)
+        yield event
+
+
+def _finished_well(final: Event | None) -> bool:
+    return final is not None and final.state in (JobState.SUCCEEDED, JobState.DEGRADED)
+
+
+# --- running --------------------------------------------------------------------------
 
 
 @app.command()
@@ -76,7 +129,9 @@ def demo(
                 f"submitted job [bold]{job.id}[/] to pipeline [bold]{pipeline.name}[/] "
                 f"(store: {vigia.settings.database_url})"
             )
-            await terminal.follow_progress(console, pipeline, job, vigia.events(job.id))
+            await terminal.follow_progress(
+                console, pipeline.name, pipeline.execution_order, job.state.value, vigia.events(job.id)
+            )
             job = await vigia.get_job(job.id)
             console.print(terminal.job_detail(job, await vigia.get_runs(job.id)))
             if job.result is not None:
@@ -84,6 +139,51 @@ def demo(
             return 0 if job.state in (JobState.SUCCEEDED, JobState.DEGRADED) else 1
 
     raise typer.Exit(_run(main))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = constants.DEFAULT_HOST,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = constants.DEFAULT_PORT,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Embedded workers: concurrent stage runs per queue.")
+    ] = None,
+    no_workers: Annotated[bool, typer.Option("--no-workers", help="Serve the API only.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve the HTTP API (and the dashboard) with embedded workers in this process."""
+    import uvicorn
+
+    from vigia.api import create_app
+
+    settings = _settings(data_dir, concurrency=workers)
+    try:
+        vigia = Vigia.from_settings(settings)
+        _ensure_local_key(vigia, host)
+    except VigiaError as error:
+        raise _fail(error.message) from None
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(vigia, workers=not no_workers), host=host, port=port, log_level="warning")
+    )
+    console.print(f"Vigía serving http://{host}:{port}/api/v1  (docs: /api/v1/docs, store: {settings.database_url})")
+    server.run()
+    vigia.close()
+
+
+def _ensure_local_key(vigia: Vigia, host: str) -> None:
+    """On first start on loopback, create an admin key so that the local user can work."""
+    if vigia.keys.count() > 0:
+        return
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        errors.print("[yellow]warning:[/] no API keys exist: create one with `vigia keys create`")
+        return
+    issued = issue()
+    vigia.keys.create(issued, tenant=constants.DEFAULT_TENANT, role=Role.ADMIN, name="local admin", now=time.time())
+    key_file = vigia.settings.local_key_file
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    with os.fdopen(os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as output:
+        output.write(issued.plaintext + "\n")
+    console.print(f"created a local admin API key (shown once; also saved to {key_file}):\n  {issued.plaintext}")
 
 
 @app.command()
@@ -99,8 +199,7 @@ def worker(
         concurrency=concurrency,
     )
     if settings.distributed:
-        errors.print("[red]error:[/] VIGIA_BROKER_URL is set, but this version runs stages only in embedded mode")
-        raise typer.Exit(2)
+        raise _fail("VIGIA_BROKER_URL is set, but this version runs stages only in embedded mode", 2)
 
     async def main() -> None:
         vigia = Vigia.from_settings(settings)
@@ -109,67 +208,119 @@ def worker(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         async with vigia:
-            queues = ", ".join(settings.queues or vigia.registry.queues)
-            console.print(f"worker on {settings.database_url}, queues: {queues}")
+            served = ", ".join(settings.queues or vigia.registry.queues)
+            console.print(f"worker on {settings.database_url}, queues: {served}")
             await stop.wait()
             console.print("stopping: waiting for running stages")
 
     _run(main)
 
 
+# --- jobs -----------------------------------------------------------------------------
+
+
 @app.command()
 def submit(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name (see `vigia pipelines`).")],
+    file: Annotated[
+        Path | None, typer.Argument(exists=True, dir_okay=False, readable=True, help="A file for the job (with --url).")
+    ] = None,
     input_json: Annotated[str | None, typer.Option("--input", help="Job input as JSON.")] = None,
     follow: Annotated[bool, typer.Option("--follow", help="Show live progress until the job ends.")] = False,
     idempotency_key: Annotated[str | None, typer.Option(help="Same key and input: the same job.")] = None,
-    priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
+    priority: Annotated[int, typer.Option(min=-100, max=100, help="Higher runs first.")] = 0,
+    url: Url = None,
+    api_key: ApiKeyOption = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Store a job in the local job store; a running `vigia worker` runs it."""
-    try:
-        job_input = json.loads(input_json) if input_json is not None else None
-    except json.JSONDecodeError as error:
-        errors.print(f"[red]error:[/] --input is not valid JSON: {error}")
-        raise typer.Exit(2) from None
+    """Submit a job; with --follow, draw its progress per stage until it ends."""
+    job_input = _parse_input(input_json)
+    settings = _settings(data_dir, url=url, api_key=api_key)
+    client = _client(settings)
+    if client is None and file is not None:
+        raise _fail("a file can only be sent to a server: give --url (files go to its blob storage)", 2)
 
-    async def main() -> int:
-        vigia = Vigia.from_settings(_settings(data_dir))
+    async def remote(client: Client) -> int:
+        job = await asyncio.to_thread(
+            client.submit, pipeline, job_input, file=file, priority=priority, idempotency_key=idempotency_key
+        )
+        console.print(job["id"])
+        if not follow:
+            return 0
+        stages = [stage["name"] for stage in (await asyncio.to_thread(client.pipeline, pipeline))["stages"]]
+        events = _events_of(client.events(job["id"]))
+        final = await terminal.follow_progress(console, pipeline, stages, job["state"], events)
+        return _report(final, await asyncio.to_thread(client.result, job["id"]))
+
+    async def local() -> int:
+        vigia = Vigia.from_settings(settings)
         await vigia.start(workers=False)
         try:
             job = await vigia.submit(pipeline, job_input, idempotency_key=idempotency_key, priority=priority)
             console.print(job.id)
             if not follow:
                 return 0
-            # The stages run in another process: read its events from the store, often.
-            events = vigia.events(job.id, poll=0.2)
-            final = await terminal.follow_progress(console, vigia.registry.get(pipeline), job, events)
-            return 0 if final is not None and final.state in (JobState.SUCCEEDED, JobState.DEGRADED) else 1
+            # The stages run in another process (`vigia worker` or `vigia serve`): read its
+            # events from the store, often.
+            stages = vigia.registry.get(pipeline).execution_order
+            final = await terminal.follow_progress(
+                console, pipeline, stages, job.state.value, vigia.events(job.id, poll=0.2)
+            )
+            done = await vigia.get_job(job.id)
+            return _report(final, (200, {"result": done.result}))
         finally:
+            await vigia.stop()
             vigia.close()
 
-    raise typer.Exit(_run(main))
+    if client is None:
+        raise typer.Exit(_run(local))
+    with client:
+        raise typer.Exit(_run(lambda: remote(client)))
+
+
+def _report(final: Event | None, result: tuple[int, dict[str, Any]]) -> int:
+    _, body = result
+    if _finished_well(final):
+        console.print(terminal.as_json(body.get("result")))
+        return 0
+    error = body.get("error", {})
+    errors.print(f"[red]job {final.state.value if final else 'unknown'}:[/] {error.get('message') or final}")
+    return 1
 
 
 @app.command()
 def status(
     job_id: Annotated[str, typer.Argument(help="The job's id.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    url: Url = None,
+    api_key: ApiKeyOption = None,
     data_dir: DataDir = None,
 ) -> None:
     """Show a job: state, progress, each stage, and its result."""
+    settings = _settings(data_dir, url=url, api_key=api_key)
+    client = _client(settings)
+    if client is not None:
+        with client:
+            try:
+                body = client.job(job_id)
+            except VigiaError as error:
+                raise _fail(error.message) from None
+        if as_json:
+            console.print_json(terminal.as_json(body))
+        else:
+            console.print(terminal.remote_job_detail(body))
+        return
 
     async def main() -> None:
-        vigia = Vigia.from_settings(_settings(data_dir))
+        vigia = Vigia.from_settings(settings)
         try:
             job = await vigia.get_job(job_id)
             runs = await vigia.get_runs(job_id)
         finally:
             vigia.close()
         if as_json:
-            console.print_json(
-                terminal.as_json({**job.summary(), "stages": [r.summary() for r in runs], "result": job.result})
-            )
+            summary = {**job.summary(), "stages": [run.summary() for run in runs], "result": job.result}
+            console.print_json(terminal.as_json(summary))
         else:
             console.print(terminal.job_detail(job, runs))
             if job.result is not None:
@@ -182,35 +333,61 @@ def status(
 def jobs(
     pipeline: Annotated[str | None, typer.Option(help="Only this pipeline.")] = None,
     state: Annotated[list[JobState] | None, typer.Option(help="Only these states (repeatable).")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    url: Url = None,
+    api_key: ApiKeyOption = None,
     data_dir: DataDir = None,
 ) -> None:
     """List the newest jobs."""
+    settings = _settings(data_dir, url=url, api_key=api_key)
+    client = _client(settings)
+    if client is not None:
+        with client:
+            try:
+                body = client.jobs(pipeline=pipeline, state=[s.value for s in state or ()], limit=limit)
+            except VigiaError as error:
+                raise _fail(error.message) from None
+        if as_json:
+            console.print_json(terminal.as_json(body))
+        else:
+            console.print(terminal.remote_jobs_table(body))
+        return
 
     async def main() -> None:
-        vigia = Vigia.from_settings(_settings(data_dir))
+        vigia = Vigia.from_settings(settings)
         try:
             page = await vigia.list_jobs(JobFilter(pipeline=pipeline, states=tuple(state or ())), limit=limit)
         finally:
             vigia.close()
-        console.print(terminal.jobs_table(page.jobs))
+        if as_json:
+            console.print_json(terminal.as_json([job.summary() for job in page.jobs]))
+        else:
+            console.print(terminal.jobs_table(page.jobs))
 
     _run(main)
 
 
 @app.command()
 def pipelines(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False, data_dir: DataDir = None
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    url: Url = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = None,
 ) -> None:
     """List the registered pipelines and their stage graphs."""
     from vigia.registry import Registry
 
+    settings = _settings(data_dir, url=url, api_key=api_key)
+    client = _client(settings)
     try:
-        registry = Registry.discover(_settings(data_dir).pipelines)
+        if client is not None:
+            with client:
+                described = client.pipelines()
+        else:
+            described = [pipeline.describe() for pipeline in Registry.discover(settings.pipelines)]
     except VigiaError as error:
-        errors.print(f"[red]error:[/] {error.message}")
-        raise typer.Exit(1) from None
-    described = [pipeline.describe() for pipeline in registry]
+        raise _fail(error.message) from None
     if as_json:
         console.print_json(terminal.as_json(described))
         return
@@ -225,6 +402,9 @@ def pipelines(
             )
 
 
+# --- administration -------------------------------------------------------------------
+
+
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDir = None) -> None:
     """Create or migrate the job store's schema to this version."""
@@ -237,9 +417,68 @@ def db_upgrade(data_dir: DataDir = None) -> None:
         store.check()
         store.close()
     except VigiaError as error:
-        errors.print(f"[red]error:[/] {error.message}")
-        raise typer.Exit(1) from None
+        raise _fail(error.message) from None
     console.print(f"job store at {settings.database_url} is up to date")
+
+
+def _key_store(data_dir: Path | None) -> tuple[SQLJobStore, SQLKeyStore]:
+    settings = _settings(data_dir)
+    try:
+        store = SQLJobStore(settings.database_url)
+        store.check()
+    except VigiaError as error:
+        raise _fail(error.message) from None
+    return store, SQLKeyStore(store)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[Role, typer.Option(help="What the key may do.")],
+    tenant: Annotated[str, typer.Option(help="Whose jobs the key sees.")] = constants.DEFAULT_TENANT,
+    name: Annotated[str, typer.Option(help="A label to recognise the key by.")] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API key and print it: it is shown this once and stored only as a hash."""
+    store, keys = _key_store(data_dir)
+    issued = issue()
+    try:
+        key = keys.create(issued, tenant=tenant, role=role, name=name or f"{role.value} key", now=time.time())
+    except VigiaError as error:
+        raise _fail(error.message) from None
+    finally:
+        store.close()
+    errors.print(f"created key {key.id} ({key.role.value}, tenant {key.tenant}); keep it now, it is not shown again:")
+    print(issued.plaintext)
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None, data_dir: DataDir = None
+) -> None:
+    """List API keys (never their secrets)."""
+    store, keys = _key_store(data_dir)
+    try:
+        found = keys.list(tenant)
+    except VigiaError as error:
+        raise _fail(error.message) from None
+    finally:
+        store.close()
+    console.print(terminal.keys_table(found))
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (see `vigia keys list`).")], data_dir: DataDir = None
+) -> None:
+    """Revoke an API key: it stops working at once."""
+    store, keys = _key_store(data_dir)
+    try:
+        key = keys.revoke(key_id, time.time())
+    except VigiaError as error:
+        raise _fail(error.message) from None
+    finally:
+        store.close()
+    console.print(f"revoked key {key.id} ({key.role.value}, tenant {key.tenant})")
 
 
 def main() -> None:

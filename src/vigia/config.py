@@ -33,6 +33,12 @@ class Settings:
     poll_interval: float = constants.DEFAULT_POLL_INTERVAL
     shutdown_grace: float = constants.DEFAULT_SHUTDOWN_GRACE
     log_level: str = "WARNING"
+    #: Largest file a job may carry, in bytes.
+    max_upload_bytes: int = constants.DEFAULT_MAX_UPLOAD_BYTES
+    #: Where `vigia` commands find a running server (unset: they work on the local store).
+    url: str | None = None
+    #: The API key the `vigia` commands send to a server.
+    api_key: str | None = None
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -48,6 +54,15 @@ class Settings:
             raise ConfigurationError(
                 "VIGIA_LEASE_SECONDS and VIGIA_POLL_INTERVAL must be > 0, VIGIA_SHUTDOWN_GRACE >= 0"
             )
+
+    @property
+    def blob_dir(self) -> Path:
+        return Path(self.data_dir) / "blobs"
+
+    @property
+    def local_key_file(self) -> Path:
+        """Where `vigia serve` keeps the local admin key it creates on first start."""
+        return Path(self.data_dir) / "admin.key"
 
     @property
     def distributed(self) -> bool:
@@ -69,7 +84,7 @@ class Settings:
             value = env.get(constants.ENV_PREFIX + name.upper())
             return value if value not in (None, "") else None
 
-        for name in ("database_url", "broker_url", "log_level"):
+        for name in ("database_url", "broker_url", "log_level", "url", "api_key"):
             if (text := read(name)) is not None:
                 values[name] = text
         if (text := read("data_dir")) is not None:
@@ -77,8 +92,9 @@ class Settings:
         for name in ("pipelines", "queues"):
             if (text := read(name)) is not None:
                 values[name] = tuple(part.strip() for part in text.split(",") if part.strip())
-        if (text := read("concurrency")) is not None:
-            values["concurrency"] = _number(int, "concurrency", text)
+        for name in ("concurrency", "max_upload_bytes"):
+            if (text := read(name)) is not None:
+                values[name] = _number(int, name, text)
         for name in ("lease_seconds", "poll_interval", "shutdown_grace"):
             if (text := read(name)) is not None:
                 values[name] = _number(float, name, text)

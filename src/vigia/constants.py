@@ -39,3 +39,10 @@ PIPELINE_ENTRY_POINT_GROUP = "vigia.pipelines"
 ENV_PREFIX = "VIGIA_"
 #: How often a running app copies SQLite's write-ahead log back into the database.
 SQLITE_CHECKPOINT_INTERVAL = 1.0
+#: Largest file a job may carry (VIGIA_MAX_UPLOAD_BYTES).
+DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+#: `vigia serve` listens here by default.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+#: Server-Sent Events: a comment line this often keeps proxies from closing idle streams.
+SSE_HEARTBEAT_SECONDS = 15.0

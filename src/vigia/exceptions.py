@@ -62,6 +62,30 @@ class InvalidInput(VigiaError):
     code = "invalid_input"
 
 
+class PayloadTooLarge(VigiaError):
+    """The upload is larger than allowed."""
+
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(VigiaError):
+    """The upload's content is not of a type this pipeline accepts."""
+
+    code = "unsupported_media_type"
+
+
+class Unauthenticated(VigiaError):
+    """A valid API key is needed: send it as `Authorization: Bearer <key>` or `X-API-Key`."""
+
+    code = "unauthenticated"
+
+
+class PermissionDenied(VigiaError):
+    """This API key's role does not allow that."""
+
+    code = "permission_denied"
+
+
 class InvalidTransition(VigiaError):
     """The job is not in a state that allows this action."""
 

@@ -123,6 +123,8 @@ class Pipeline:
     stages: Sequence[Stage] = ()
     #: Job input validation, called at submission: raise `InvalidInput` to refuse a job.
     validate_input: Callable[[Any], None] | None = None
+    #: Media types of the file a job may carry (sniffed from content); none: no file.
+    accepts: tuple[str, ...] = ()
     _nodes: dict[str, StageNode] = field(default_factory=dict, init=False, repr=False)
     _order: list[str] = field(default_factory=list, init=False, repr=False)
 
@@ -259,6 +261,7 @@ class Pipeline:
             "name": self.name,
             "version": self.version,
             "description": self.description,
+            "accepts": list(self.accepts),
             "stages": [
                 {
                     "name": node.name,

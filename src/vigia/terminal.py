@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextC
 from rich.table import Table
 
 from vigia.job import Event, EventType, Job, JobState, StageRun
-from vigia.pipeline import Pipeline
+from vigia.keys import ApiKey
 
 STATE_STYLES = {
     "queued": "grey62",
@@ -38,7 +38,9 @@ def when(moment: float | None) -> str:
     return dt.datetime.fromtimestamp(moment).strftime("%Y-%m-%d %H:%M:%S")
 
 
-async def follow_progress(console: Console, pipeline: Pipeline, job: Job, events: AsyncIterator[Event]) -> Event | None:
+async def follow_progress(
+    console: Console, title: str, stages: Iterable[str], state: str, events: AsyncIterator[Event]
+) -> Event | None:
     """Draw one bar for the job and one per stage until the job's final event."""
     final: Event | None = None
     with Progress(
@@ -50,10 +52,10 @@ async def follow_progress(console: Console, pipeline: Pipeline, job: Job, events
         console=console,
         transient=False,
     ) as bars:
-        overall = bars.add_task("job", total=100, label=f"[bold]{job.pipeline}[/]", status=styled(job.state.value))
+        overall = bars.add_task("job", total=100, label=f"[bold]{title}[/]", status=styled(state))
         stage_bars: dict[str, TaskID] = {
             name: bars.add_task(name, total=1.0, label=f"  {name}", status=styled("pending"), start=False)
-            for name in pipeline.execution_order
+            for name in stages
         }
         async for event in events:
             bars.update(overall, completed=event.progress, status=styled(event.state.value))
@@ -62,7 +64,7 @@ async def follow_progress(console: Console, pipeline: Pipeline, job: Job, events
                 _update_stage(bars, bar, event)
             if event.is_final:
                 final = event
-                if event.state is JobState.SUCCEEDED or event.state is JobState.DEGRADED:
+                if event.state in (JobState.SUCCEEDED, JobState.DEGRADED):
                     bars.update(overall, completed=100)
                 break
     return final
@@ -133,3 +135,44 @@ def job_detail(job: Job, runs: Iterable[StageRun]) -> Table:
 
 def as_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def remote_jobs_table(body: dict[str, Any]) -> Table:
+    table = Table(show_edge=False)
+    for column in ("id", "pipeline", "state", "progress", "stage", "created"):
+        table.add_column(column, no_wrap=column == "id")
+    for job in body.get("jobs", []):
+        table.add_row(
+            job["id"],
+            job["pipeline"],
+            styled(job["state"]),
+            f"{job['progress']:.0f}%",
+            job.get("current_stage") or "-",
+            job["created_at"],
+        )
+    return table
+
+
+def remote_job_detail(body: dict[str, Any]) -> Table:
+    table = Table(title=f"job {body['id']}  {body['pipeline']}  {styled(body['state'])}  {body['progress']:.0f}%")
+    for column in ("stage", "state", "queue", "attempts", "duration", "error"):
+        table.add_column(column)
+    for run in body.get("stages", []):
+        table.add_row(
+            run["stage"],
+            styled(run["state"]),
+            run["queue"],
+            str(run["attempts"]),
+            "-" if run.get("duration") is None else f"{run['duration']:.2f} s",
+            "" if not run.get("error_type") else f"{run['error_type']}: {_short(run.get('error_message') or '', 80)}",
+        )
+    return table
+
+
+def keys_table(keys: Iterable[ApiKey]) -> Table:
+    table = Table(show_edge=False)
+    for column in ("id", "tenant", "role", "name", "created", "revoked"):
+        table.add_column(column)
+    for key in keys:
+        table.add_row(key.id, key.tenant, key.role.value, key.name, when(key.created_at), when(key.revoked_at))
+    return table

@@ -1,0 +1,43 @@
+"""The HTTP API (FastAPI) under /api/v1, over a `Vigia` app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from vigia import __version__
+from vigia.api import batches, errors, health, jobs, pipelines, streams
+from vigia.api.limits import BodySizeLimit
+from vigia.api.schemas import API_PREFIX
+from vigia.app import Vigia
+
+
+def create_app(vigia: Vigia, *, workers: bool = True) -> FastAPI:
+    """The API for ``vigia``; its lifespan starts and stops the app (with embedded
+    workers unless ``workers`` is false)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await vigia.start(workers=workers)
+        try:
+            yield
+        finally:
+            await vigia.stop()
+
+    app = FastAPI(
+        title="Vigía",
+        version=__version__,
+        description="Run long clinical and document AI pipelines in the background.",
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.vigia = vigia
+    errors.install(app)
+    for module in (jobs, batches, pipelines, streams, health):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.add_middleware(BodySizeLimit, multipart_limit=vigia.settings.max_upload_bytes + 64 * 1024)
+    return app

@@ -1,0 +1,79 @@
+"""One JSON error shape for every failure, and the HTTP status of each of our exceptions."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vigia import exceptions as errors
+
+log = logging.getLogger("vigia.api")
+
+#: Status per exception class; the first match in the class's MRO wins.
+STATUS: dict[type[errors.VigiaError], int] = {
+    errors.Unauthenticated: 401,
+    errors.PermissionDenied: 403,
+    errors.JobNotFound: 404,
+    errors.BatchNotFound: 404,
+    errors.UnknownPipeline: 404,
+    errors.IdempotencyConflict: 409,
+    errors.InvalidTransition: 409,
+    errors.PayloadTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
+    errors.InvalidInput: 422,
+    errors.StoreUnavailable: 503,
+    errors.SchemaOutOfDate: 503,
+    errors.TransientConflict: 503,
+}
+#: Seconds a client should wait before trying again after a 503.
+RETRY_AFTER = 5
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def status_of(error: errors.VigiaError) -> int:
+    for kind in type(error).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]
+    return 500
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.VigiaError)
+    async def vigia_error(_: Request, error: errors.VigiaError) -> JSONResponse:
+        status = status_of(error)
+        headers = {"Retry-After": str(RETRY_AFTER)} if status == 503 else None
+        if status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        if status >= 500:
+            log.error("api.error", extra={"code": error.code})
+        return JSONResponse(error_body(error.code, error.message, error.details), status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(part) for part in item.get("loc", ()) if part != "body"), "problem": item.get("msg")}
+            for item in error.errors()
+        ]
+        fields = ", ".join(problem["field"] or "body" for problem in problems)
+        return JSONResponse(
+            error_body("invalid_request", f"the request is not valid: check {fields}", {"problems": problems}), 422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return JSONResponse(error_body(code, str(error.detail)), error.status_code, headers=error.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        # A bug of ours: say so plainly, keep the details in our log (never patient data).
+        log.exception("api.unexpected_error", extra={"error_type": type(error).__name__})
+        return JSONResponse(error_body("internal_error", "an unexpected error occurred; it has been logged"), 500)

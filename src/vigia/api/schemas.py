@@ -1,0 +1,209 @@
+"""Request and response models: the API's documented shapes, and conversions to them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from vigia.job import Event, Job, StageRun, StageState
+from vigia.store.base import Batch
+
+API_PREFIX = "/api/v1"
+
+
+def iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return dt.datetime.fromtimestamp(moment, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, machine-readable error code.")
+    message: str = Field(description="What went wrong, for a person.")
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class SubmitRequest(BaseModel):
+    input: Any = Field(default=None, description="The job's input, as the pipeline expects it.")
+    priority: int = Field(default=0, ge=-100, le=100, description="Higher runs first.")
+
+
+class BatchRequest(BaseModel):
+    pipeline: str
+    inputs: list[Any] = Field(min_length=1, max_length=1000, description="One job per input.")
+    priority: int = Field(default=0, ge=-100, le=100)
+
+
+class StageRunModel(BaseModel):
+    stage: str
+    state: StageState
+    queue: str
+    attempts: int
+    progress: float = Field(description="The stage's own progress, 0.0–1.0.")
+    started_at: str | None
+    finished_at: str | None
+    duration: float | None = Field(description="Seconds the last attempt took.")
+    error_type: str | None
+    error_message: str | None
+
+
+class JobModel(BaseModel):
+    id: str
+    pipeline: str
+    pipeline_version: str
+    state: str
+    priority: int
+    progress: float = Field(description="Overall progress, 0–100; 100 only once finished.")
+    current_stage: str | None
+    error_type: str | None
+    error_message: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    updated_at: str
+    last_event: int = Field(description="Sequence number of the job's latest event.")
+    batch_id: str | None
+    links: dict[str, str]
+
+
+class JobDetailModel(JobModel):
+    stages: list[StageRunModel]
+
+
+class JobPageModel(BaseModel):
+    jobs: list[JobModel]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
+
+
+class JobResultModel(BaseModel):
+    id: str
+    state: str
+    result: Any
+    degraded_stages: list[str] = Field(description="Non-critical stages that failed or were skipped.")
+
+
+class PendingResultModel(BaseModel):
+    id: str
+    state: str
+    progress: float
+    current_stage: str | None
+
+
+class EventModel(BaseModel):
+    seq: int
+    type: str
+    state: str
+    stage: str | None
+    progress: float
+    stage_progress: float | None
+    message: str | None
+    created_at: str
+
+
+class BatchModel(BaseModel):
+    id: str
+    pipeline: str
+    size: int
+    counts: dict[str, int] = Field(description="Jobs of the batch by state.")
+    finished: int
+    progress: float = Field(description="Mean progress of the batch's jobs, 0–100.")
+    created_at: str
+    job_ids: list[str]
+
+
+class BatchSubmittedModel(BaseModel):
+    id: str
+    jobs: list[JobModel]
+
+
+class StageInfoModel(BaseModel):
+    name: str
+    depends_on: list[str]
+    queue: str
+    timeout: float
+    critical: bool
+    severity: str
+    weight: float
+    max_attempts: int
+    description: str
+
+
+class PipelineModel(BaseModel):
+    name: str
+    version: str
+    description: str
+    accepts: list[str] = Field(description="Media types of the file a job may carry.")
+    stages: list[StageInfoModel]
+
+
+def job_links(job_id: str) -> dict[str, str]:
+    base = f"{API_PREFIX}/jobs/{job_id}"
+    return {"self": base, "result": f"{base}/result", "events": f"{base}/events", "cancel": f"{base}/cancel"}
+
+
+def job_model(job: Job) -> JobModel:
+    return JobModel(
+        id=job.id,
+        pipeline=job.pipeline,
+        pipeline_version=job.pipeline_version,
+        state=job.state.value,
+        priority=job.priority,
+        progress=job.progress,
+        current_stage=job.current_stage,
+        error_type=job.error_type,
+        error_message=job.error_message,
+        created_at=iso(job.created_at) or "",
+        started_at=iso(job.started_at),
+        finished_at=iso(job.finished_at),
+        updated_at=iso(job.updated_at) or "",
+        last_event=job.last_seq,
+        batch_id=job.batch_id,
+        links=job_links(job.id),
+    )
+
+
+def stage_model(run: StageRun) -> StageRunModel:
+    return StageRunModel(
+        stage=run.stage,
+        state=run.state,
+        queue=run.queue,
+        attempts=run.attempts,
+        progress=run.progress,
+        started_at=iso(run.started_at),
+        finished_at=iso(run.finished_at),
+        duration=run.duration,
+        error_type=run.error_type,
+        error_message=run.error_message,
+    )
+
+
+def event_model(event: Event) -> EventModel:
+    return EventModel(
+        seq=event.seq,
+        type=event.type.value,
+        state=event.state.value,
+        stage=event.stage,
+        progress=event.progress,
+        stage_progress=event.stage_progress,
+        message=event.message,
+        created_at=iso(event.created_at) or "",
+    )
+
+
+def batch_model(batch: Batch, job_ids: list[str]) -> BatchModel:
+    return BatchModel(
+        id=batch.id,
+        pipeline=batch.pipeline,
+        size=batch.size,
+        counts=dict(batch.counts),
+        finished=batch.finished,
+        progress=batch.progress,
+        created_at=iso(batch.created_at) or "",
+        job_ids=job_ids,
+    )

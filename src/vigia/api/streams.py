@@ -1,0 +1,134 @@
+"""Live progress: Server-Sent Events and a WebSocket per job, both resumable.
+
+Both send the stored events after the client's last sequence number first, then live ones,
+and end after the job's final event. A slow client only slows itself: the bus never waits
+for it, and what it missed is read back from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+
+from vigia import constants
+from vigia.api.auth import App, Reader, websocket_key
+from vigia.api.errors import status_of
+from vigia.api.jobs import ERRORS
+from vigia.api.schemas import event_model
+from vigia.app import Vigia
+from vigia.exceptions import VigiaError
+from vigia.job import Event
+
+router = APIRouter(tags=["events"])
+
+#: Events queued for one client before its reader waits (the bus never does).
+CLIENT_BUFFER = 100
+_DONE = object()
+
+
+async def _pump(events: AsyncIterator[Event], queue: asyncio.Queue[object]) -> None:
+    try:
+        async for event in events:
+            await queue.put(event)
+    finally:
+        await queue.put(_DONE)
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    responses={**ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "The job's events"}},
+    summary="Follow a job (Server-Sent Events)",
+)
+async def job_events(
+    job_id: str,
+    request: Request,
+    key: Reader,
+    vigia: App,
+    after: Annotated[int | None, Query(ge=0, description="Resume after this sequence number.")] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    """Each event's `id` is its sequence number, so a reconnecting client (which sends
+    `Last-Event-ID`) resumes where it stopped. The stream ends after the job's final event."""
+    await vigia.get_job(job_id, key.tenant)
+    resume = after if after is not None else _sequence(last_event_id)
+
+    async def stream() -> AsyncIterator[str]:
+        queue: asyncio.Queue[object] = asyncio.Queue(CLIENT_BUFFER)
+        pump = asyncio.create_task(_pump(vigia.events(job_id, resume), queue))
+        try:
+            yield "retry: 2000\n\n"
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), constants.SSE_HEARTBEAT_SECONDS)
+                except TimeoutError:
+                    yield ": still here\n\n"
+                    continue
+                if item is _DONE:
+                    return
+                assert isinstance(item, Event)
+                data = json.dumps(event_model(item).model_dump(), separators=(",", ":"))
+                yield f"id: {item.seq}\nevent: {item.type.value}\ndata: {data}\n\n"
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+def _sequence(text: str | None) -> int:
+    try:
+        return max(0, int(text)) if text else 0
+    except ValueError:
+        return 0
+
+
+@router.websocket("/ws/jobs/{job_id}")
+async def job_socket(websocket: WebSocket, job_id: str, after: int = 0) -> None:
+    """The job's events as JSON messages, after sequence number `after`; the server closes
+    the socket (1000) after the final event. Authenticate with `Authorization: Bearer`,
+    `X-API-Key` or an `api_key` query parameter. Close codes: 4401 no valid key, 4404 no
+    such job, 1011 the store failed."""
+    vigia: Vigia = websocket.app.state.vigia
+    try:
+        key = await websocket_key(websocket)
+        await vigia.get_job(job_id, key.tenant)
+    except VigiaError as error:
+        await websocket.close(code=4000 + status_of(error), reason=error.message[:120])
+        return
+    await websocket.accept()
+    queue: asyncio.Queue[object] = asyncio.Queue(CLIENT_BUFFER)
+    pump = asyncio.create_task(_pump(vigia.events(job_id, max(0, after)), queue))
+    listener = asyncio.create_task(_until_disconnect(websocket))
+    try:
+        while True:
+            getter = asyncio.ensure_future(queue.get())
+            await asyncio.wait({getter, listener}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                return  # the client went away
+            item = getter.result()
+            if item is _DONE:
+                await websocket.close(code=1000)
+                return
+            assert isinstance(item, Event)
+            await websocket.send_json(event_model(item).model_dump())
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    finally:
+        for task in (pump, listener):
+            task.cancel()
+        await asyncio.gather(pump, listener, return_exceptions=True)
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            await websocket.receive_text()

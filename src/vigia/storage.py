@@ -1,0 +1,117 @@
+"""Blob storage for job files: content-addressed, so a job holds a reference, never bytes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, Self
+
+from vigia import media
+from vigia.exceptions import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRef:
+    sha256: str
+    size: int
+    media_type: str
+    #: The name the client gave, for display only: never used as a path.
+    filename: str | None = None
+
+    def to_input(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "size": self.size, "media_type": self.media_type, "filename": self.filename}
+
+    @classmethod
+    def from_input(cls, value: Any) -> Self:
+        """The reference a job input holds (as `to_input` wrote it)."""
+        if not isinstance(value, dict) or not _DIGEST.match(str(value.get("sha256", ""))):
+            raise InvalidInput("not a file reference", value=str(value)[:100])
+        return cls(value["sha256"], int(value["size"]), str(value["media_type"]), value.get("filename"))
+
+
+def display_name(filename: str | None) -> str | None:
+    """A client's file name made harmless to show: last path part, no control characters."""
+    if not filename:
+        return None
+    name = _UNSAFE_NAME.sub("_", filename.replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    return name[:255] or None
+
+
+class BlobStore(Protocol):
+    async def put(
+        self, chunks: AsyncIterator[bytes], *, accepts: Iterable[str], max_bytes: int, filename: str | None
+    ) -> BlobRef: ...
+
+    def path(self, ref: BlobRef) -> Path: ...
+
+    def read(self, ref: BlobRef) -> bytes: ...
+
+
+class LocalBlobStore:
+    """Blobs in a local directory, at ``<root>/<2 hex>/<2 hex>/<sha256>``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, ref: BlobRef) -> Path:
+        if not _DIGEST.match(ref.sha256):
+            raise InvalidInput("not a file reference")
+        return self.root / ref.sha256[:2] / ref.sha256[2:4] / ref.sha256
+
+    def read(self, ref: BlobRef) -> bytes:
+        return self.path(ref).read_bytes()
+
+    async def put(
+        self, chunks: AsyncIterator[bytes], *, accepts: Iterable[str], max_bytes: int, filename: str | None
+    ) -> BlobRef:
+        """Store a stream, checking its size as it comes and its type from its first bytes."""
+        accepted = set(accepts)
+        self.root.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        head = b""
+        handle, temporary = tempfile.mkstemp(dir=self.root, prefix=".upload-")
+        try:
+            with os.fdopen(handle, "wb") as output:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise PayloadTooLarge(f"the file is larger than the {max_bytes:,}-byte limit", limit=max_bytes)
+                    if len(head) < media.SNIFF_BYTES:
+                        head = (head + chunk)[: media.SNIFF_BYTES]
+                        if len(head) >= media.SNIFF_BYTES:
+                            _check_type(head, accepted)
+                    digest.update(chunk)
+                    output.write(chunk)
+            if size == 0:
+                raise InvalidInput("the file is empty", field="file")
+            media_type = _check_type(head, accepted)
+            ref = BlobRef(digest.hexdigest(), size, media_type, display_name(filename))
+            target = self.path(ref)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temporary, target)  # same content, same name: a repeat upload is harmless
+            return ref
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+
+
+def _check_type(head: bytes, accepted: set[str]) -> str:
+    media_type = media.sniff(head)
+    if media_type is None or media_type not in accepted:
+        found = media_type or "an unknown type"
+        raise UnsupportedMediaType(
+            f"the file's content is {found}; this pipeline accepts {', '.join(sorted(accepted)) or 'no files'}",
+            media_type=media_type,
+            accepted=sorted(accepted),
+        )
+    return media_type
