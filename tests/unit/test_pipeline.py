@@ -412,6 +412,7 @@ def test_describe_gives_the_graph_as_plain_data() -> None:
         "name": "described",
         "version": "3",
         "description": "A test pipeline.",
+        "accepts": [],
         "stages": [
             {
                 "name": "load",
