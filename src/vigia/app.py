@@ -11,14 +11,16 @@ async with app:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from vigia import constants
 from vigia.config import Settings
-from vigia.coordinator import Coordinator, Submitted
+from vigia.coordinator import Coordinator, JobRequest, Submitted
 from vigia.events import EventBus, LocalEventBus
 from vigia.exceptions import VigiaError
 from vigia.executors.base import Executor
@@ -33,6 +35,8 @@ from vigia.store.sqlalchemy import SQLJobStore
 
 log = logging.getLogger("vigia.app")
 
+T = TypeVar("T")
+
 
 class Vigia:
     def __init__(self, settings: Settings, registry: Registry, store: SQLJobStore, bus: EventBus) -> None:
@@ -45,6 +49,12 @@ class Vigia:
         self.blobs = LocalBlobStore(settings.blob_dir)
         self.executor: Executor | None = None
         self._maintenance: asyncio.Task[None] | None = None
+        # Every write of this process goes through one thread: writes to the store are
+        # serialised anyway (SQLite has one writer), and one thread spares the others the
+        # lock handoffs and the interpreter-lock convoys of many.
+        self._writes = ThreadPoolExecutor(1, thread_name_prefix="vigia-writes")
+        self._pending_submissions: list[tuple[JobRequest, asyncio.Future[Submitted | VigiaError]]] = []
+        self._submission_writer: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(
@@ -83,6 +93,7 @@ class Vigia:
                 lease_seconds=self.settings.lease_seconds,
                 poll_interval=self.settings.poll_interval,
                 shutdown_grace=self.settings.shutdown_grace,
+                writes=self._writes,
             )
             await self.executor.start()
 
@@ -107,7 +118,13 @@ class Vigia:
             await asyncio.sleep(constants.SQLITE_CHECKPOINT_INTERVAL)
 
     def close(self) -> None:
+        self._writes.shutdown(wait=True)
         self.store.close()
+
+    async def _write(self, function: Callable[..., T], *args: Any, **options: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._writes, functools.partial(function, *args, **options)
+        )
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -143,26 +160,47 @@ class Vigia:
         idempotency_key: str | None = None,
         priority: int = 0,
     ) -> Submitted:
-        """Like `submit`, saying also whether the job is new or an idempotent repeat."""
-        submitted = await asyncio.to_thread(
-            self.coordinator.submit,
-            pipeline,
-            job_input,
-            tenant=tenant,
-            idempotency_key=idempotency_key,
-            priority=priority,
-        )
-        if submitted.created:
-            self.bus.publish(submitted.events)
-            if self.executor is not None:
-                self.executor.wake()
-        return submitted
+        """Like `submit`, saying also whether the job is new or an idempotent repeat.
+
+        Submissions that arrive while the store is busy are written together, in one
+        transaction, when it is free: under load, one commit serves many callers."""
+        future: asyncio.Future[Submitted | VigiaError] = asyncio.get_running_loop().create_future()
+        self._pending_submissions.append((JobRequest(pipeline, job_input, tenant, idempotency_key, priority), future))
+        if self._submission_writer is None:
+            self._submission_writer = asyncio.create_task(self._write_submissions())
+        outcome = await future
+        if isinstance(outcome, VigiaError):
+            raise outcome
+        return outcome
+
+    async def _write_submissions(self) -> None:
+        try:
+            while self._pending_submissions:
+                batch, self._pending_submissions = self._pending_submissions, []
+                try:
+                    outcomes = await self._write(self.coordinator.submit_many, [request for request, _ in batch])
+                except BaseException as error:  # the store failed: every caller in the batch hears it
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    if not isinstance(error, Exception):
+                        raise
+                    continue
+                created = [outcome for outcome in outcomes if isinstance(outcome, Submitted) and outcome.created]
+                self.bus.publish([event for outcome in created for event in outcome.events])
+                if created and self.executor is not None:
+                    self.executor.wake()
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if not future.done():
+                        future.set_result(outcome)
+        finally:
+            self._submission_writer = None
 
     async def submit_batch(
         self, pipeline: str, inputs: Sequence[Any], *, tenant: str = constants.DEFAULT_TENANT, priority: int = 0
     ) -> tuple[str, list[Job]]:
         """Store many jobs of one pipeline at once (all or none); returns the batch id and jobs."""
-        batch_id, submitted = await asyncio.to_thread(
+        batch_id, submitted = await self._write(
             self.coordinator.submit_batch, pipeline, inputs, tenant=tenant, priority=priority
         )
         self.bus.publish([event for item in submitted for event in item.events])
@@ -183,7 +221,7 @@ class Vigia:
         return await asyncio.to_thread(self.store.list_jobs, where or JobFilter(), limit, cursor)
 
     async def cancel(self, job_id: str, tenant: str | None = None) -> Job:
-        job, events = await asyncio.to_thread(self.coordinator.cancel, job_id, tenant)
+        job, events = await self._write(self.coordinator.cancel, job_id, tenant)
         self.bus.publish(events)
         if self.executor is not None:
             self.executor.job_cancelled(job_id)

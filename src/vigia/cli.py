@@ -29,6 +29,9 @@ from vigia.store.sqlalchemy import SQLJobStore
 
 T = TypeVar("T")
 
+#: Seconds between the interpreter's thread switches in `vigia serve` (Python's default: 0.005).
+SERVER_SWITCH_INTERVAL = 0.001
+
 app = typer.Typer(
     name="vigia",
     help="Run long clinical and document AI pipelines in the background.",
@@ -165,6 +168,9 @@ def serve(
     server = uvicorn.Server(
         uvicorn.Config(create_app(vigia, workers=not no_workers), host=host, port=port, log_level="warning")
     )
+    # Requests hop between the event loop and the store's writer thread; a short switch
+    # interval lets the loop take the interpreter back promptly after each hop.
+    sys.setswitchinterval(SERVER_SWITCH_INTERVAL)
     console.print(f"Vigía serving http://{host}:{port}/api/v1  (docs: /api/v1/docs, store: {settings.database_url})")
     server.run()
     vigia.close()

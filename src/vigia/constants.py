@@ -37,8 +37,9 @@ PIPELINE_ENTRY_POINT_GROUP = "vigia.pipelines"
 
 #: Prefix of every environment variable Vigía reads.
 ENV_PREFIX = "VIGIA_"
-#: How often a running app copies SQLite's write-ahead log back into the database.
-SQLITE_CHECKPOINT_INTERVAL = 1.0
+#: How often a running app copies SQLite's write-ahead log back into the database: often, so that
+#: each copy is short (a long one delays the commits that wait on the disk meanwhile).
+SQLITE_CHECKPOINT_INTERVAL = 0.2
 #: Largest file a job may carry (VIGIA_MAX_UPLOAD_BYTES).
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 #: `vigia serve` listens here by default.

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vigia import constants, orchestrator
-from vigia.exceptions import IdempotencyConflict, InvalidInput, JobNotFound
+from vigia.exceptions import IdempotencyConflict, InvalidInput, JobNotFound, VigiaError
 from vigia.job import Event, EventType, Job, JobState, StageRun, StageState, new_job_id
 from vigia.orchestrator import EventDraft, ProgressReport, StageOutcome, Transition
 from vigia.pipeline import Pipeline
@@ -50,6 +50,15 @@ class Settled:
     ready: list[tuple[int, str]] = field(default_factory=list)
     #: Jobs that reached a terminal state.
     finished: list[Job] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    pipeline: str
+    input: Any
+    tenant: str = constants.DEFAULT_TENANT
+    idempotency_key: str | None = None
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,22 +151,54 @@ class Coordinator:
         idempotency_key: str | None = None,
         priority: int = 0,
     ) -> Submitted:
-        pipeline = self.registry.get(pipeline_name)
-        job_input, fingerprint = self._checked_input(pipeline, job_input)
+        request = JobRequest(pipeline_name, job_input, tenant, idempotency_key, priority)
+        [outcome] = self.submit_many([request])
+        if isinstance(outcome, VigiaError):
+            raise outcome
+        return outcome
 
-        def work(unit: UnitOfWork) -> Submitted:
-            if idempotency_key is not None:
-                existing = unit.find_idempotent(tenant, idempotency_key)
-                if existing is not None:
-                    if existing.input_hash != fingerprint:
-                        raise IdempotencyConflict(
-                            "this Idempotency-Key was already used with a different pipeline or input",
-                            job_id=existing.id,
-                        )
-                    return Submitted(existing, [], created=False)
-            return self._insert(unit, pipeline, job_input, fingerprint, tenant, priority, idempotency_key, None)
+    def submit_many(self, requests: Sequence[JobRequest]) -> list[Submitted | VigiaError]:
+        """Store independent submissions in one transaction (one commit for many callers);
+        each one succeeds or fails on its own."""
+        outcomes: list[Submitted | VigiaError | None] = [None] * len(requests)
+        checked: list[tuple[int, JobRequest, Pipeline, Any, str]] = []
+        for index, request in enumerate(requests):
+            try:
+                pipeline = self.registry.get(request.pipeline)
+                checked.append((index, request, pipeline, *self._checked_input(pipeline, request.input)))
+            except VigiaError as error:
+                outcomes[index] = error
 
-        return self.store.transact(work)
+        def work(unit: UnitOfWork) -> dict[int, Submitted | VigiaError]:
+            stored: dict[int, Submitted | VigiaError] = {}
+            for index, request, pipeline, job_input, fingerprint in checked:
+                if request.idempotency_key is not None:
+                    existing = unit.find_idempotent(request.tenant, request.idempotency_key)
+                    if existing is not None:
+                        if existing.input_hash != fingerprint:
+                            stored[index] = IdempotencyConflict(
+                                "this Idempotency-Key was already used with a different pipeline or input",
+                                job_id=existing.id,
+                            )
+                        else:
+                            stored[index] = Submitted(existing, [], created=False)
+                        continue
+                stored[index] = self._insert(
+                    unit,
+                    pipeline,
+                    job_input,
+                    fingerprint,
+                    request.tenant,
+                    request.priority,
+                    request.idempotency_key,
+                    None,
+                )
+            return stored
+
+        if checked:
+            for index, outcome in self.store.transact(work).items():
+                outcomes[index] = outcome
+        return [outcome for outcome in outcomes if outcome is not None]
 
     def submit_batch(
         self, pipeline_name: str, inputs: Sequence[Any], *, tenant: str = constants.DEFAULT_TENANT, priority: int = 0

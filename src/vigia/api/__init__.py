@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from vigia import __version__
 from vigia.api import batches, errors, health, jobs, pipelines, streams
+from vigia.api.auth import KeyCache
 from vigia.api.limits import BodySizeLimit
 from vigia.api.schemas import API_PREFIX
 from vigia.app import Vigia
@@ -36,6 +37,7 @@ def create_app(vigia: Vigia, *, workers: bool = True) -> FastAPI:
         redoc_url=None,
     )
     app.state.vigia = vigia
+    app.state.key_cache = KeyCache()
     errors.install(app)
     for module in (jobs, batches, pipelines, streams, health):
         app.include_router(module.router, prefix=API_PREFIX)

@@ -3,45 +3,80 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated
 
 from fastapi import Depends, Request, WebSocket
+from starlette.datastructures import Headers
 
 from vigia.app import Vigia
 from vigia.exceptions import PermissionDenied, Unauthenticated
 from vigia.keys import ApiKey, Permission
 
+#: How long a verified key is trusted without asking the store again: a key revoked from
+#: another process stops working within this time.
+KEY_CACHE_SECONDS = 5.0
+KEY_CACHE_SIZE = 1000
 
-def vigia_of(request: Request) -> Vigia:
+
+class KeyCache:
+    """Recently verified keys, by a hash of the presented key (never the key itself)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[ApiKey, float]] = {}
+
+    def get(self, fingerprint: str) -> ApiKey | None:
+        entry = self._entries.get(fingerprint)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, fingerprint: str, key: ApiKey) -> None:
+        if len(self._entries) >= KEY_CACHE_SIZE:
+            self._entries.clear()
+        self._entries[fingerprint] = (key, time.monotonic() + KEY_CACHE_SECONDS)
+
+    def forget(self, fingerprint: str) -> None:
+        self._entries.pop(fingerprint, None)
+
+
+def presented_key(headers: Headers, query: Mapping[str, str] | None = None) -> str | None:
+    authorization = headers.get("authorization") or ""
+    if authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return headers.get("x-api-key") or (query or {}).get("api_key")
+
+
+async def authenticate(vigia: Vigia, cache: KeyCache, plaintext: str | None) -> ApiKey:
+    if not plaintext:
+        raise Unauthenticated()
+    fingerprint = hashlib.sha256(plaintext.encode()).hexdigest()
+    key = cache.get(fingerprint)
+    if key is not None:
+        return key
+    key = await asyncio.to_thread(vigia.keys.authenticate, plaintext)
+    if key is None:
+        cache.forget(fingerprint)
+        raise Unauthenticated("the API key is not valid or has been revoked")
+    cache.put(fingerprint, key)
+    return key
+
+
+async def vigia_of(request: Request) -> Vigia:
+    # async on purpose: FastAPI runs plain-function dependencies in a thread pool.
     vigia: Vigia = request.app.state.vigia
     return vigia
 
 
-def presented_key(headers: dict[str, str] | object, query: dict[str, str] | None = None) -> str | None:
-    get = getattr(headers, "get")  # noqa: B009  # Headers and dicts alike
-    authorization: str = get("authorization") or ""
-    if authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
-    return get("x-api-key") or (query or {}).get("api_key")
-
-
-async def authenticate(vigia: Vigia, plaintext: str | None) -> ApiKey:
-    if not plaintext:
-        raise Unauthenticated()
-    key = await asyncio.to_thread(vigia.keys.authenticate, plaintext)
-    if key is None:
-        raise Unauthenticated("the API key is not valid or has been revoked")
-    return key
-
-
 async def current_key(request: Request) -> ApiKey:
-    return await authenticate(vigia_of(request), presented_key(request.headers))
+    return await authenticate(request.app.state.vigia, request.app.state.key_cache, presented_key(request.headers))
 
 
 async def websocket_key(websocket: WebSocket) -> ApiKey:
-    vigia: Vigia = websocket.app.state.vigia
-    return await authenticate(vigia, presented_key(websocket.headers, dict(websocket.query_params)))
+    state = websocket.app.state
+    return await authenticate(state.vigia, state.key_cache, presented_key(websocket.headers, websocket.query_params))
 
 
 def require(permission: Permission) -> Callable[..., Awaitable[ApiKey]]:

@@ -36,6 +36,8 @@ T = TypeVar("T")
 
 #: Pause before trying the store again after it failed.
 STORE_RETRY_DELAY = 1.0
+#: How long the dispatcher lets news accumulate before claiming.
+CLAIM_COALESCE_SECONDS = 0.002
 
 
 def worker_id(kind: str = "embedded") -> str:
@@ -60,6 +62,7 @@ class EmbeddedExecutor:
         poll_interval: float,
         shutdown_grace: float,
         owner: str | None = None,
+        writes: ThreadPoolExecutor | None = None,
     ) -> None:
         self.coordinator = coordinator
         self.bus = bus
@@ -68,9 +71,11 @@ class EmbeddedExecutor:
         self.poll_interval = poll_interval
         self.shutdown_grace = shutdown_grace
         self.owner = owner or worker_id()
-        # Store calls are serialised on one thread: SQLite has one writer anyway, and one
-        # thread keeps the order of claims and settlements simple to reason about.
-        self._db = ThreadPoolExecutor(1, thread_name_prefix="vigia-store")
+        # Store calls are serialised on one thread (the app's writer thread when given):
+        # SQLite has one writer anyway, and one thread keeps the order of claims and
+        # settlements simple to reason about.
+        self._owns_db = writes is None
+        self._db = writes or ThreadPoolExecutor(1, thread_name_prefix="vigia-store")
         # Each slot can hold a thread, plus room for abandoned (timed-out) sync stages.
         self._threads = ThreadPoolExecutor(2 * sum(self.capacity.values()) + 4, thread_name_prefix="vigia-stage")
         self._inflight: dict[int, _Inflight] = {}
@@ -124,7 +129,8 @@ class EmbeddedExecutor:
         self._closing = True
         self._pending.set()
         await asyncio.gather(settler, leases, return_exceptions=True)
-        self._db.shutdown(wait=True)
+        if self._owns_db:
+            self._db.shutdown(wait=True)
         self._threads.shutdown(wait=False, cancel_futures=True)
         log.info("executor.stopped", extra={"owner": self.owner})
 
@@ -162,6 +168,9 @@ class EmbeddedExecutor:
                     continue  # stages finished meanwhile, or more became ready: look again now
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            # News rarely comes alone (a burst of submissions, a batch of finished stages):
+            # a moment's pause lets one claim take them all instead of one transaction each.
+            await asyncio.sleep(CLAIM_COALESCE_SECONDS)
 
     def _start(self, assignment: Assignment) -> None:
         run = assignment.run

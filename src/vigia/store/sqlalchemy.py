@@ -151,26 +151,33 @@ class SQLUnitOfWork:
 
     def insert_job(self, new: NewJob, new_events: Sequence[Event]) -> None:
         last = new_events[-1].seq if new_events else 0
+        row = {
+            "id": new.id,
+            "tenant": new.tenant,
+            "pipeline": new.pipeline,
+            "pipeline_version": new.pipeline_version,
+            "state": JobState.QUEUED.value,
+            "priority": new.priority,
+            "progress": 0.0,
+            "current_stage": None,
+            "input": new.input,
+            "input_hash": new.input_hash,
+            "idempotency_key": new.idempotency_key,
+            "result": None,
+            "error_type": None,
+            "error_message": None,
+            "created_at": new.created_at,
+            "started_at": None,
+            "finished_at": None,
+            "updated_at": new.created_at,
+            "last_seq": last,
+            "batch_id": new.batch_id,
+        }
         try:
+            # A plain insert() with parameters is compiled once and cached; .values(...)
+            # would build and hash a new statement on every submission.
             with self._connection.begin_nested() if self._row_locks else contextlib.nullcontext():
-                self._connection.execute(
-                    jobs.insert().values(
-                        id=new.id,
-                        tenant=new.tenant,
-                        pipeline=new.pipeline,
-                        pipeline_version=new.pipeline_version,
-                        state=JobState.QUEUED.value,
-                        priority=new.priority,
-                        progress=0.0,
-                        input=new.input,
-                        input_hash=new.input_hash,
-                        idempotency_key=new.idempotency_key,
-                        created_at=new.created_at,
-                        updated_at=new.created_at,
-                        last_seq=last,
-                        batch_id=new.batch_id,
-                    )
-                )
+                self._connection.execute(jobs.insert(), row)
         except sa_exc.IntegrityError as error:
             raise DuplicateIdempotencyKey() from error
         self._connection.execute(
