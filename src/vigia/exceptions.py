@@ -98,6 +98,12 @@ class StoreError(VigiaError):
     code = "store_error"
 
 
+class InvalidValue(StoreError, InvalidInput):
+    """The request holds a value the job store cannot hold or search for."""
+
+    code = "invalid_value"
+
+
 class StoreUnavailable(StoreError):
     """The job store cannot be reached."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -202,6 +203,16 @@ class Event:
     @property
     def is_final(self) -> bool:
         return self.type is EventType.JOB_FINISHED
+
+
+#: Sequence numbers are 32-bit in the store; a client asking to resume beyond gets nothing.
+MAX_SEQ = 2**31 - 1
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def is_job_id(text: str) -> bool:
+    """Whether ``text`` has the shape of a job (or batch) id; anything else names nothing."""
+    return bool(_JOB_ID.match(text))
 
 
 def new_job_id(now: float) -> str:

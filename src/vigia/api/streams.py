@@ -23,7 +23,7 @@ from vigia.api.jobs import ERRORS
 from vigia.api.schemas import event_model
 from vigia.app import Vigia
 from vigia.exceptions import VigiaError
-from vigia.job import Event
+from vigia.job import MAX_SEQ, Event
 
 router = APIRouter(tags=["events"])
 
@@ -50,7 +50,7 @@ async def job_events(
     request: Request,
     key: Reader,
     vigia: App,
-    after: Annotated[int | None, Query(ge=0, description="Resume after this sequence number.")] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_SEQ, description="Resume after this sequence number.")] = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     """Each event's `id` is its sequence number, so a reconnecting client (which sends
@@ -85,7 +85,7 @@ async def job_events(
 
 def _sequence(text: str | None) -> int:
     try:
-        return max(0, int(text)) if text else 0
+        return min(MAX_SEQ, max(0, int(text))) if text else 0
     except ValueError:
         return 0
 
@@ -105,7 +105,7 @@ async def job_socket(websocket: WebSocket, job_id: str, after: int = 0) -> None:
         return
     await websocket.accept()
     queue: asyncio.Queue[object] = asyncio.Queue(CLIENT_BUFFER)
-    pump = asyncio.create_task(_pump(vigia.events(job_id, max(0, after)), queue))
+    pump = asyncio.create_task(_pump(vigia.events(job_id, min(MAX_SEQ, max(0, after))), queue))
     listener = asyncio.create_task(_until_disconnect(websocket))
     try:
         while True:
@@ -123,9 +123,10 @@ async def job_socket(websocket: WebSocket, job_id: str, after: int = 0) -> None:
     except (WebSocketDisconnect, RuntimeError):
         return
     finally:
+        # Cancelled, not awaited: this handler may itself be cancelled (the client left),
+        # and waiting here would turn that into an error on the way out.
         for task in (pump, listener):
             task.cancel()
-        await asyncio.gather(pump, listener, return_exceptions=True)
 
 
 async def _until_disconnect(websocket: WebSocket) -> None:

@@ -22,13 +22,14 @@ from sqlalchemy.engine import Connection, Engine
 from vigia.exceptions import (
     BatchNotFound,
     DuplicateIdempotencyKey,
+    InvalidValue,
     JobNotFound,
     SchemaOutOfDate,
     StoreError,
     StoreUnavailable,
     TransientConflict,
 )
-from vigia.job import CLAIMABLE_STAGE_STATES, Event, Job, JobState, StageRun, StageState
+from vigia.job import CLAIMABLE_STAGE_STATES, MAX_SEQ, Event, Job, JobState, StageRun, StageState, is_job_id
 from vigia.store import migrations
 from vigia.store.base import Batch, JobFilter, JobPage, NewJob, Snapshot, WriteSet
 from vigia.store.schema import batches, events, jobs, stage_runs
@@ -115,6 +116,9 @@ def _translate(error: sa_exc.DBAPIError) -> StoreError:
         return StoreUnavailable(f"the job store cannot be reached: {error.orig}")
     if isinstance(error, sa_exc.ProgrammingError) and "does not exist" in str(error.orig):
         return SchemaOutOfDate()
+    if isinstance(error, sa_exc.DataError):
+        # A value the database cannot hold (PostgreSQL refuses NUL in text): the caller's input.
+        return InvalidValue(f"a value cannot be stored or searched for: {error.orig}")
     return StoreError(f"the job store failed: {error.orig}")
 
 
@@ -369,6 +373,8 @@ class SQLJobStore:
     # --- reads --------------------------------------------------------------------------
 
     def get_job(self, job_id: str, tenant: str | None = None) -> Job:
+        if not is_job_id(job_id):
+            raise JobNotFound(f"no job {job_id[:40]!r}", job_id=job_id[:40])
         query = sa.select(jobs).where(jobs.c.id == job_id)
         if tenant is not None:
             query = query.where(jobs.c.tenant == tenant)
@@ -420,6 +426,8 @@ class SQLJobStore:
         return query
 
     def get_batch(self, batch_id: str, tenant: str | None = None) -> Batch:
+        if not is_job_id(batch_id):
+            raise BatchNotFound(f"no batch {batch_id[:40]!r}", batch_id=batch_id[:40])
         query = sa.select(batches).where(batches.c.id == batch_id)
         if tenant is not None:
             query = query.where(batches.c.tenant == tenant)
@@ -448,6 +456,8 @@ class SQLJobStore:
             return list(connection.scalars(sa.select(jobs.c.id).where(jobs.c.batch_id == batch_id).order_by(jobs.c.id)))
 
     def events_after(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[Event]:
+        if after_seq >= MAX_SEQ:
+            return []
         with self._reading() as connection:
             rows = connection.execute(
                 sa.select(events)
