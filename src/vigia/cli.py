@@ -45,7 +45,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 
 console = Console()
-errors = Console(stderr=True)
+# soft_wrap: an error is one line however narrow the terminal (or none at all).
+errors = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[
     Path | None,
@@ -155,9 +156,8 @@ def serve(
     data_dir: DataDir = None,
 ) -> None:
     """Serve the HTTP API (and the dashboard) with embedded workers in this process."""
-    import uvicorn
-
     from vigia.api import create_app
+    from vigia.api.server import Server
 
     settings = _settings(data_dir, concurrency=workers)
     try:
@@ -165,15 +165,15 @@ def serve(
         _ensure_local_key(vigia, host)
     except VigiaError as error:
         raise _fail(error.message) from None
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(vigia, workers=not no_workers), host=host, port=port, log_level="warning")
-    )
+    server = Server(create_app(vigia, workers=not no_workers), host=host, port=port)
     # Requests hop between the event loop and the store's writer thread; a short switch
     # interval lets the loop take the interpreter back promptly after each hop.
     sys.setswitchinterval(SERVER_SWITCH_INTERVAL)
     console.print(f"Vigía serving http://{host}:{port}/api/v1  (docs: /api/v1/docs, store: {settings.database_url})")
-    server.run()
-    vigia.close()
+    try:
+        server.run()
+    finally:
+        vigia.close()
 
 
 def _ensure_local_key(vigia: Vigia, host: str) -> None:
@@ -433,7 +433,7 @@ def _key_store(data_dir: Path | None) -> tuple[SQLJobStore, SQLKeyStore]:
         store = SQLJobStore(settings.database_url)
         store.check()
     except VigiaError as error:
-        raise _fail(error.message) from None
+        raise _fail(f"{error.message} (is {settings.database_url} right? `vigia db upgrade` creates it)") from None
     return store, SQLKeyStore(store)
 
 
@@ -476,7 +476,7 @@ def keys_list(
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id (see `vigia keys list`).")], data_dir: DataDir = None
 ) -> None:
-    """Revoke an API key: it stops working at once."""
+    """Revoke an API key: servers refuse it at once, or within 5 s if they just verified it."""
     store, keys = _key_store(data_dir)
     try:
         key = keys.revoke(key_id, time.time())

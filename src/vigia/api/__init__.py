@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -38,8 +39,16 @@ def create_app(vigia: Vigia, *, workers: bool = True) -> FastAPI:
     )
     app.state.vigia = vigia
     app.state.key_cache = KeyCache()
+    # Set when the server is asked to stop: live streams end, so that shutdown is not held
+    # up by clients following long jobs (they resume from their last event elsewhere).
+    app.state.stopping = asyncio.Event()
     errors.install(app)
     for module in (jobs, batches, pipelines, streams, health):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimit, multipart_limit=vigia.settings.max_upload_bytes + 64 * 1024)
     return app
+
+
+def request_stop(app: FastAPI, loop: asyncio.AbstractEventLoop) -> None:
+    """Tell ``app``'s live streams to end (safe to call from a signal handler)."""
+    loop.call_soon_threadsafe(app.state.stopping.set)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
@@ -30,6 +30,37 @@ router = APIRouter(tags=["events"])
 #: Events queued for one client before its reader waits (the bus never does).
 CLIENT_BUFFER = 100
 _DONE = object()
+_QUIET = object()
+_STOPPING = object()
+_GONE = object()
+
+
+async def _next(
+    queue: asyncio.Queue[object],
+    stopping: asyncio.Event,
+    timeout: float | None,
+    client_gone: asyncio.Future[None] | None = None,
+) -> object:
+    """The next queued item, or _STOPPING (server shutting down), _GONE (client left) or
+    _QUIET (nothing for ``timeout`` seconds), whichever comes first."""
+    getter = asyncio.ensure_future(queue.get())
+    stop = asyncio.ensure_future(stopping.wait())
+    waiting: set[asyncio.Future[Any]] = {getter, stop}
+    if client_gone is not None:
+        waiting.add(client_gone)
+    try:
+        await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not getter.done():
+            getter.cancel()
+    if getter.done() and not getter.cancelled():
+        return getter.result()
+    if stopping.is_set():
+        return _STOPPING
+    if client_gone is not None and client_gone.done():
+        return _GONE
+    return _QUIET
 
 
 async def _pump(events: AsyncIterator[Event], queue: asyncio.Queue[object]) -> None:
@@ -58,19 +89,20 @@ async def job_events(
     await vigia.get_job(job_id, key.tenant)
     resume = after if after is not None else _sequence(last_event_id)
 
+    stopping: asyncio.Event = request.app.state.stopping
+
     async def stream() -> AsyncIterator[str]:
         queue: asyncio.Queue[object] = asyncio.Queue(CLIENT_BUFFER)
         pump = asyncio.create_task(_pump(vigia.events(job_id, resume), queue))
         try:
             yield "retry: 2000\n\n"
             while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), constants.SSE_HEARTBEAT_SECONDS)
-                except TimeoutError:
+                item = await _next(queue, stopping, constants.SSE_HEARTBEAT_SECONDS)
+                if item is _QUIET:
                     yield ": still here\n\n"
                     continue
-                if item is _DONE:
-                    return
+                if item is _DONE or item is _STOPPING:
+                    return  # a client that reconnects later resumes from its Last-Event-ID
                 assert isinstance(item, Event)
                 data = json.dumps(event_model(item).model_dump(), separators=(",", ":"))
                 yield f"id: {item.seq}\nevent: {item.type.value}\ndata: {data}\n\n"
@@ -107,14 +139,15 @@ async def job_socket(websocket: WebSocket, job_id: str, after: int = 0) -> None:
     queue: asyncio.Queue[object] = asyncio.Queue(CLIENT_BUFFER)
     pump = asyncio.create_task(_pump(vigia.events(job_id, min(MAX_SEQ, max(0, after))), queue))
     listener = asyncio.create_task(_until_disconnect(websocket))
+    stopping: asyncio.Event = websocket.app.state.stopping
     try:
         while True:
-            getter = asyncio.ensure_future(queue.get())
-            await asyncio.wait({getter, listener}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
-                getter.cancel()
-                return  # the client went away
-            item = getter.result()
+            item = await _next(queue, stopping, None, listener)
+            if item is _GONE:
+                return
+            if item is _STOPPING:
+                await websocket.close(code=1001, reason="server shutting down")
+                return
             if item is _DONE:
                 await websocket.close(code=1000)
                 return
