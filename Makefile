@@ -17,9 +17,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/vigia demo
 
-# The service in this version: embedded workers on the local job store (the HTTP API
-# comes with the API issue; then this starts `vigia serve`).
+# The HTTP API with embedded workers on http://127.0.0.1:8000/api/v1 (docs at /api/v1/docs).
 serve: $(STAMP)
+	$(BIN)/vigia serve
+
+worker: $(STAMP)
 	$(BIN)/vigia worker
 
 test: $(STAMP)
@@ -39,6 +41,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/api.py
 
 clean:
 	rm -rf $(VENV) .vigia .pytest_cache .mypy_cache .ruff_cache

@@ -43,7 +43,7 @@ _SUBMIT_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/SubmitRequest"}},
+            "application/json": {"schema": SubmitRequest.model_json_schema()},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
