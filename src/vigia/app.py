@@ -21,7 +21,7 @@ from typing import Any, Self, TypeVar
 from vigia import constants
 from vigia.config import Settings
 from vigia.coordinator import Coordinator, JobRequest, Submitted
-from vigia.events import EventBus, LocalEventBus
+from vigia.events import EventBus, LocalEventBus, RedisEventBus
 from vigia.exceptions import VigiaError
 from vigia.executors.base import Executor
 from vigia.executors.embedded import EmbeddedExecutor
@@ -74,7 +74,8 @@ class Vigia:
         store = SQLJobStore(settings.database_url)
         if upgrade if upgrade is not None else store.is_sqlite:
             store.upgrade()
-        return cls(settings, registry, store, LocalEventBus())
+        bus: EventBus = RedisEventBus(settings.broker_url) if settings.broker_url else LocalEventBus()
+        return cls(settings, registry, store, bus)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -84,6 +85,13 @@ class Vigia:
         if self._maintenance is None and self.store.is_sqlite:
             self.store.background_checkpoints(True)
             self._maintenance = asyncio.create_task(self._checkpoint_loop(), name="vigia-checkpoint")
+        if workers and self.executor is None and self.settings.distributed:
+            from vigia.executors.celery import CeleryExecutor, make_celery
+
+            self.executor = CeleryExecutor(
+                self.coordinator, self.bus, make_celery(self.settings, self.registry), self.settings
+            )
+            await self.executor.start()
         if workers and self.executor is None:
             queues = self.settings.queues or tuple(self.registry.queues) or (constants.DEFAULT_QUEUE,)
             self.executor = EmbeddedExecutor(
@@ -106,6 +114,8 @@ class Vigia:
             await asyncio.gather(self._maintenance, return_exceptions=True)
             self._maintenance = None
             self.store.background_checkpoints(False)
+        if isinstance(self.bus, RedisEventBus):
+            await self.bus.aclose()
 
     async def _checkpoint_loop(self) -> None:
         """Keep SQLite's write-ahead log short from a thread of its own, so that no commit

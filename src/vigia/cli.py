@@ -197,15 +197,28 @@ def worker(
     data_dir: DataDir = None,
     queues: Annotated[str | None, typer.Option(help="Comma-separated queues to work on (default: all).")] = None,
     concurrency: Annotated[int | None, typer.Option(min=1, help="Concurrent stage runs per queue.")] = None,
+    pool: Annotated[str, typer.Option(help="Distributed mode: Celery pool (prefork, threads or solo).")] = "prefork",
 ) -> None:
-    """Run stages of jobs in the job store until stopped (Ctrl-C or SIGTERM: graceful)."""
+    """Run stages of jobs until stopped (Ctrl-C or SIGTERM: graceful).
+
+    Embedded mode: works on the local job store. Distributed mode (VIGIA_BROKER_URL set):
+    a Celery worker on the given queues, with the job store at VIGIA_DATABASE_URL."""
     settings = _settings(
         data_dir,
         queues=tuple(q.strip() for q in queues.split(",") if q.strip()) if queues else None,
         concurrency=concurrency,
     )
     if settings.distributed:
-        raise _fail("VIGIA_BROKER_URL is set, but this version runs stages only in embedded mode", 2)
+        from vigia.executors.celery import run_worker
+        from vigia.registry import Registry
+
+        try:
+            registry = Registry.discover(settings.pipelines)
+            served = list(settings.queues or registry.queues or [constants.DEFAULT_QUEUE])
+            run_worker(settings, registry, queues=served, concurrency=settings.concurrency, pool=pool)
+        except VigiaError as error:
+            raise _fail(error.message) from None
+        return
 
     async def main() -> None:
         vigia = Vigia.from_settings(settings)

@@ -378,6 +378,17 @@ class Coordinator:
 
         return self.store.transact(work)
 
+    def take_for_dispatch(
+        self, limit: int = 500, *, resend_after: float = 60.0, resend_queues: Sequence[str] = ()
+    ) -> list[tuple[int, str]]:
+        """Ready stage runs to send to their queues now (distributed mode)."""
+        now = self._clock()
+        return self.store.transact(
+            lambda unit: unit.take_for_dispatch(
+                now, limit, resend_before=now - resend_after, resend_queues=resend_queues
+            )
+        )
+
     def reap(self) -> Settled:
         """Take back stage runs whose worker stopped renewing its lease: each counts as a
         failed attempt (`LeaseExpired`, retryable) and follows the stage's retry policy."""

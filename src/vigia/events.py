@@ -8,6 +8,8 @@ subscription is marked so the reader catches up from the store instead.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
@@ -115,3 +117,80 @@ def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
+
+
+#: Redis channel prefix of job events; the job id follows.
+REDIS_CHANNEL_PREFIX = "vigia:events:"
+#: Pause before listening again after Redis went away.
+REDIS_RECONNECT_DELAY = 1.0
+
+
+def event_to_json(event: Event) -> str:
+    return json.dumps(event.to_dict(), separators=(",", ":"))
+
+
+def event_from_json(text: str | bytes) -> Event:
+    return Event.from_row(json.loads(text))
+
+
+class RedisEventBus:
+    """Events over Redis pub/sub, so that an API process sees progress made on any worker
+    machine. Publishing works from any thread or process; each subscribing process runs
+    one listener that feeds its local subscriptions. Pub/sub drops messages while a
+    listener is disconnected: readers then catch up from the store (see `Vigia.events`)."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.url = url
+        self._redis = redis.Redis.from_url(url)
+        self._local = LocalEventBus()
+        self._listener: asyncio.Task[None] | None = None
+
+    def publish(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        import redis
+
+        try:
+            with self._redis.pipeline(transaction=False) as pipe:
+                for event in events:
+                    pipe.publish(REDIS_CHANNEL_PREFIX + event.job_id, event_to_json(event))
+                pipe.execute()
+        except redis.RedisError as error:
+            # The store has the events; listeners catch up from it.
+            logging.getLogger("vigia.events").warning("events.publish_failed", extra={"error": str(error)})
+
+    def subscribe(self, job_id: str | None = None) -> Subscription:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.get_running_loop().create_task(self._listen(), name="vigia-redis-events")
+        return self._local.subscribe(job_id)
+
+    async def _listen(self) -> None:
+        import redis
+        import redis.asyncio as aioredis
+
+        while True:
+            client = aioredis.Redis.from_url(self.url)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.psubscribe(REDIS_CHANNEL_PREFIX + "*")
+                    async for message in pubsub.listen():
+                        if message.get("type") == "pmessage":
+                            self._local.publish([event_from_json(message["data"])])
+            except (redis.RedisError, OSError) as error:
+                logging.getLogger("vigia.events").warning("events.listen_failed", extra={"error": str(error)})
+                await asyncio.sleep(REDIS_RECONNECT_DELAY)
+            finally:
+                await client.aclose()
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+        self._redis.close()
+
+    @property
+    def subscriber_count(self) -> int:
+        return self._local.subscriber_count

@@ -126,6 +126,9 @@ class StageRun:
     error_type: str | None
     error_message: str | None
     output: Any
+    #: When a distributed executor last sent this run to its queue (None: not since it
+    #: became ready).
+    dispatched_at: float | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Self:

@@ -100,6 +100,10 @@ class UnitOfWork(Protocol):
     def claim_run(self, run_id: int, owner: str, lease_until: float, now: float) -> StageRun | None:
         """Claim one given stage run if it is still ready (None: taken or finished already)."""
 
+    def take_for_dispatch(
+        self, now: float, limit: int, *, resend_before: float, resend_queues: Sequence[str]
+    ) -> list[tuple[int, str]]: ...
+
     def expired_leases(self, now: float, limit: int) -> list[StageRun]: ...
 
     def write(self, changes: WriteSet) -> None: ...

@@ -68,6 +68,7 @@ stage_runs = sa.Table(
     sa.Column("error_type", sa.String(200)),
     sa.Column("error_message", sa.Text),
     sa.Column("output", Document),
+    sa.Column("dispatched_at", Timestamp),
     sa.UniqueConstraint("job_id", "stage", name="uq_vigia_stage_runs_job_stage"),
     # The reaper looks for running stage runs whose lease has expired.
     sa.Index("ix_vigia_stage_runs_lease", "state", "lease_until"),

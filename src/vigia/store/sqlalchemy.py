@@ -278,6 +278,34 @@ class SQLUnitOfWork:
         )
         return [StageRun.from_row(row._mapping) for row in rows]
 
+    def take_for_dispatch(
+        self, now: float, limit: int, *, resend_before: float, resend_queues: Sequence[str]
+    ) -> list[tuple[int, str]]:
+        """Ready stage runs not sent yet (or, in ``resend_queues``, sent before
+        ``resend_before`` and never taken), marked as sent now: (run id, queue)."""
+        not_sent: sa.ColumnElement[bool] = stage_runs.c.dispatched_at.is_(None)
+        if resend_queues:
+            not_sent = sa.or_(
+                not_sent,
+                sa.and_(stage_runs.c.dispatched_at < resend_before, stage_runs.c.queue.in_(list(resend_queues))),
+            )
+        query = (
+            sa.select(stage_runs.c.id, stage_runs.c.queue)
+            .where(stage_runs.c.state.in_(_CLAIMABLE), stage_runs.c.available_at <= now, not_sent)
+            .order_by(stage_runs.c.priority.desc(), stage_runs.c.available_at, stage_runs.c.id)
+            .limit(limit)
+        )
+        if self._row_locks:
+            query = query.with_for_update(skip_locked=True)
+        taken = [(row.id, row.queue) for row in self._connection.execute(query)]
+        if taken:
+            self._connection.execute(
+                stage_runs.update()
+                .where(stage_runs.c.id.in_([run_id for run_id, _ in taken]))
+                .values(dispatched_at=now)
+            )
+        return taken
+
     def expired_leases(self, now: float, limit: int) -> list[StageRun]:
         rows = self._connection.execute(
             sa.select(stage_runs)
@@ -289,7 +317,12 @@ class SQLUnitOfWork:
 
     def write(self, changes: WriteSet) -> None:
         self._update_many(jobs, jobs.c.id, changes.jobs)
-        self._update_many(stage_runs, stage_runs.c.id, changes.runs)
+        runs = {
+            # A run that becomes ready again (a retry, a hand-back) has not been sent since.
+            run_id: {**values, "dispatched_at": None} if values.get("state") in _CLAIMABLE else values
+            for run_id, values in changes.runs.items()
+        }
+        self._update_many(stage_runs, stage_runs.c.id, runs)
         self._insert_events(changes.events)
 
     def _update_many(self, table: sa.Table, key: sa.Column[Any], changes: Mapping[Any, Mapping[str, Any]]) -> None:
