@@ -271,6 +271,12 @@ class Vigia:
                     subscription.overflowed = False
                     subscription.drain()
                     news = await asyncio.to_thread(self.store.events_after, job_id, last, 1_000_000)
+                    if not news:
+                        # Nothing after `last`: if the job has ended, nothing ever will be
+                        # (a client may resume from beyond the job's final event).
+                        job = await self.get_job(job_id)
+                        if job.state.is_terminal and job.last_seq <= last:
+                            return
                 for event in news:
                     yield event
                     last = event.seq

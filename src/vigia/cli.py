@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -86,16 +87,26 @@ def _client(settings: Settings) -> Client | None:
     if not settings.url:
         return None
     key = settings.api_key
-    if key is None and settings.local_key_file.exists():
+    if key is None and settings.local_key_file.exists() and _is_loopback(settings.url):
+        # The local admin key goes only to this machine's server, never to a remote URL.
         key = settings.local_key_file.read_text().strip()
     return Client(settings.url, key)
 
 
+def _is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 def _parse_input(input_json: str | None) -> Any:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
     try:
-        return json.loads(input_json) if input_json is not None else None
-    except json.JSONDecodeError as error:
-        raise _fail(f"--input is not valid JSON: {error}", 2) from None
+        return json.loads(input_json, parse_constant=refuse) if input_json is not None else None
+    except (ValueError, RecursionError) as error:
+        reason = "it is nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise _fail(f"--input is not valid JSON: {reason}", 2) from None
 
 
 async def _events_of(iterator: Iterator[Event]) -> AsyncIterator[Event]:
@@ -501,11 +512,12 @@ def keys_revoke(
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=Settings.from_env().log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    try:
+        level = Settings.from_env().log_level.upper()
+    except VigiaError as error:
+        errors.print(f"[red]error:[/] {error.message}")
+        raise SystemExit(2) from None
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app()
 
 

@@ -50,6 +50,10 @@ class Settings:
         for queue, count in self.queue_concurrency.items():
             if count < 1:
                 raise ConfigurationError(f"VIGIA_QUEUE_CONCURRENCY for {queue!r} must be at least 1, got {count}")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigurationError(
+                f"VIGIA_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {self.log_level!r}"
+            )
         if self.lease_seconds <= 0 or self.poll_interval <= 0 or self.shutdown_grace < 0:
             raise ConfigurationError(
                 "VIGIA_LEASE_SECONDS and VIGIA_POLL_INTERVAL must be > 0, VIGIA_SHUTDOWN_GRACE >= 0"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vigia import constants, orchestrator
-from vigia.exceptions import IdempotencyConflict, InvalidInput, JobNotFound, VigiaError
+from vigia.exceptions import IdempotencyConflict, InvalidInput, JobNotFound, UnknownPipeline, VigiaError
 from vigia.job import Event, EventType, Job, JobState, StageRun, StageState, new_job_id
 from vigia.orchestrator import EventDraft, ProgressReport, StageOutcome, Transition
 from vigia.pipeline import Pipeline
@@ -168,6 +168,11 @@ class Coordinator:
                 checked.append((index, request, pipeline, *self._checked_input(pipeline, request.input)))
             except VigiaError as error:
                 outcomes[index] = error
+            except Exception as error:  # a pipeline's validator failed: this request only
+                log.warning("submit.validator_failed", extra={"error_type": type(error).__name__})
+                outcomes[index] = InvalidInput(
+                    f"the pipeline's input check failed ({type(error).__name__})", pipeline=request.pipeline
+                )
 
         def work(unit: UnitOfWork) -> dict[int, Submitted | VigiaError]:
             stored: dict[int, Submitted | VigiaError] = {}
@@ -303,11 +308,15 @@ class Coordinator:
             if not claimed:
                 return [], []
             batch = _Batch(unit.load([run.job_id for run in claimed]), now)
+            runnable = []
             for run in claimed:
-                pipeline = self.registry.get(batch.jobs[run.job_id].pipeline)
-                batch.apply(orchestrator.on_claimed(pipeline, batch.jobs[run.job_id], run, now))
+                job = batch.jobs[run.job_id]
+                pipeline = self._pipeline_for(batch, job)
+                if pipeline is not None:
+                    batch.apply(orchestrator.on_claimed(pipeline, job, run, now))
+                    runnable.append(run)
             settled = batch.commit(unit)
-            return [self._assignment(batch, run) for run in claimed], settled.events
+            return [self._assignment(batch, run) for run in runnable], settled.events
 
         return self.store.transact(work)
 
@@ -320,21 +329,43 @@ class Coordinator:
             if run is None:
                 return None, []
             batch = _Batch(unit.load([run.job_id]), now)
-            pipeline = self.registry.get(batch.jobs[run.job_id].pipeline)
+            pipeline = self._pipeline_for(batch, batch.jobs[run.job_id])
+            if pipeline is None:
+                return None, batch.commit(unit).events
             batch.apply(orchestrator.on_claimed(pipeline, batch.jobs[run.job_id], run, now))
             settled = batch.commit(unit)
             return self._assignment(batch, run), settled.events
 
         return self.store.transact(work)
 
-    @staticmethod
-    def _assignment(batch: _Batch, run: StageRun) -> Assignment:
+    def _pipeline_for(self, batch: _Batch, job: Job) -> Pipeline | None:
+        """The job's pipeline, or None after failing the job when this installation cannot
+        run it (not registered here, or its stages changed since the job began)."""
+        try:
+            pipeline = self.registry.get(job.pipeline)
+        except UnknownPipeline as error:
+            problem, error_type = error.message, "PipelineUnavailable"
+        else:
+            mismatch = orchestrator.incompatibility(pipeline, batch.runs[job.id])
+            if mismatch is None:
+                return pipeline
+            problem, error_type = mismatch, "PipelineChanged"
+        log.error("job.unrunnable", extra={"job_id": job.id, "error_type": error_type})
+        batch.apply(orchestrator.on_unrunnable(job, batch.runs[job.id], error_type, problem, batch.now))
+        return None
+
+    def _assignment(self, batch: _Batch, run: StageRun) -> Assignment:
         job = batch.jobs[run.job_id]
         runs = batch.runs[run.job_id]
+        ancestors = self.registry.get(job.pipeline).node(run.stage).ancestors
         return Assignment(
             run=runs[run.stage],
             job=job,
-            outputs={name: other.output for name, other in runs.items() if other.state is StageState.SUCCEEDED},
+            outputs={
+                name: other.output
+                for name, other in runs.items()
+                if name in ancestors and other.state is StageState.SUCCEEDED
+            },
         )
 
     def settle(self, outcomes: Sequence[StageOutcome] = (), reports: Sequence[ProgressReport] = ()) -> Settled:
@@ -350,15 +381,18 @@ class Coordinator:
             for report in reports:
                 if report.job_id in batch.jobs:
                     job = batch.jobs[report.job_id]
-                    pipeline = self.registry.get(job.pipeline)
-                    batch.apply(orchestrator.on_progress(pipeline, job, batch.runs[job.id], report))
+                    pipeline = self._pipeline_for(batch, job)
+                    if pipeline is not None:
+                        batch.apply(orchestrator.on_progress(pipeline, job, batch.runs[job.id], report))
             for outcome in outcomes:
                 if outcome.job_id not in batch.jobs:
                     log.warning("outcome.job_missing", extra={"job_id": outcome.job_id})
                     continue
                 job = batch.jobs[outcome.job_id]
-                pipeline = self.registry.get(job.pipeline)
-                batch.apply(orchestrator.on_outcome(pipeline, job, batch.runs[job.id], outcome, now, self._rand()))
+                pipeline = self._pipeline_for(batch, job)
+                if pipeline is not None:
+                    rand = self._rand()
+                    batch.apply(orchestrator.on_outcome(pipeline, job, batch.runs[job.id], outcome, now, rand))
             return batch.commit(unit)
 
         return self.store.transact(work)
@@ -414,8 +448,10 @@ class Coordinator:
                     error_message=f"worker {run.lease_owner} stopped renewing its lease",
                     retryable=True,
                 )
-                pipeline = self.registry.get(job.pipeline)
-                batch.apply(orchestrator.on_outcome(pipeline, job, batch.runs[job.id], outcome, now, self._rand()))
+                pipeline = self._pipeline_for(batch, job)
+                if pipeline is not None:
+                    rand = self._rand()
+                    batch.apply(orchestrator.on_outcome(pipeline, job, batch.runs[job.id], outcome, now, rand))
             return batch.commit(unit)
 
         return self.store.transact(work)

@@ -320,6 +320,41 @@ def on_cancel(job: Job, runs: Mapping[str, StageRun], now: float) -> Transition:
     return transition
 
 
+def on_unrunnable(job: Job, runs: Mapping[str, StageRun], error_type: str, message: str, now: float) -> Transition:
+    """The job cannot go on in this installation (its pipeline is not registered here, or
+    its stages no longer match the pipeline's): fail it, with the reason, rather than leave
+    it waiting for ever."""
+    transition = Transition(job.id)
+    if job.state.is_terminal:
+        transition.ignored = "the job has already finished"
+        return transition
+    for run in runs.values():
+        if run.state is StageState.RUNNING:
+            transition.run_changes[run.stage] = {
+                "state": StageState.FAILED,
+                "finished_at": now,
+                "lease_owner": None,
+                "lease_until": None,
+                "error_type": error_type,
+                "error_message": message,
+            }
+        elif not run.state.is_terminal:
+            transition.run_changes[run.stage] = {"state": StageState.CANCELLED, "finished_at": now}
+    _finish(transition, job, JobState.FAILED, now, job.progress, {"error_type": error_type, "error_message": message})
+    return transition
+
+
+def incompatibility(pipeline: Pipeline, runs: Mapping[str, StageRun]) -> str | None:
+    """Why the job's stage runs do not fit ``pipeline`` (it changed since the job began)."""
+    expected, found = set(pipeline.nodes), set(runs)
+    if expected == found:
+        return None
+    return (
+        f"pipeline {pipeline.name!r} v{pipeline.version} no longer matches this job's stages "
+        f"(missing: {sorted(expected - found) or 'none'}, unknown: {sorted(found - expected) or 'none'})"
+    )
+
+
 def ready_stages(pipeline: Pipeline, runs: Mapping[str, StageRun]) -> list[str]:
     """Pending stages whose dependencies have all finished in a way they can build on."""
     ready = []

@@ -23,10 +23,15 @@ def to_storable(value: Any) -> Any:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as error:
         raise NotStorable(f"is not JSON-serialisable: {error}") from None
+    except RecursionError:
+        raise NotStorable("is nested too deeply") from None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise NotStorable("contains text that is not valid Unicode (a lone surrogate)") from None
     if _ESCAPED_NUL.search(text):
         raise NotStorable("contains a NUL character (\\u0000), which the job store cannot hold")
-    return json.loads(text)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise NotStorable("is nested too deeply") from None

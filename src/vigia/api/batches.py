@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from vigia.api.auth import App, Reader, Submitter
 from vigia.api.jobs import ERRORS
 from vigia.api.schemas import API_PREFIX, BatchModel, BatchRequest, BatchSubmittedModel, batch_model, job_model
+from vigia.exceptions import InvalidInput
 
 router = APIRouter(tags=["batches"])
 
@@ -19,6 +20,10 @@ router = APIRouter(tags=["batches"])
 )
 async def submit_batch(body: BatchRequest, key: Submitter, vigia: App) -> JSONResponse:
     """Store one job per input, all or none (one bad input refuses the whole batch)."""
+    if vigia.registry.get(body.pipeline).accepts and any(
+        isinstance(item, dict) and "file" in item for item in body.inputs
+    ):
+        raise InvalidInput("'file' is set by uploading a file, not in a batch's inputs", field="inputs")
     batch_id, jobs = await vigia.submit_batch(body.pipeline, body.inputs, tenant=key.tenant, priority=body.priority)
     model = BatchSubmittedModel(id=batch_id, jobs=[job_model(job) for job in jobs])
     return JSONResponse(model.model_dump(), 202, headers={"Location": f"{API_PREFIX}/batches/{batch_id}"})

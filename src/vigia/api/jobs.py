@@ -92,6 +92,9 @@ async def submit(
         except ValidationError as error:
             raise _invalid(error) from None
         job_input, priority = body.input, body.priority
+        if pipeline.accepts and isinstance(job_input, dict) and "file" in job_input:
+            # File references come only from uploads: a client must not name a stored blob.
+            raise InvalidInput("'file' is set by uploading a file (multipart), not in JSON", field="input.file")
     else:
         raise UnsupportedMediaType("send the job as application/json or multipart/form-data", received=content_type)
     submitted = await vigia.submit_job(
@@ -127,6 +130,8 @@ async def _multipart_input(request: Request, pipeline: Pipeline, vigia: Vigia) -
                 job_input = json.loads(extra)
             except json.JSONDecodeError as error:
                 raise InvalidInput(f"'input' is not valid JSON: {error}", field="input") from None
+            except RecursionError:
+                raise InvalidInput("'input' is nested too deeply", field="input") from None
         if not isinstance(job_input, dict):
             raise InvalidInput("with a file, 'input' must be a JSON object", field="input")
         priority_text = form.get("priority")

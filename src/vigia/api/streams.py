@@ -63,12 +63,24 @@ async def _next(
     return _QUIET
 
 
+class _Failed:
+    """The event source failed: the stream must say so, not pretend the job ended."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 async def _pump(events: AsyncIterator[Event], queue: asyncio.Queue[object]) -> None:
+    end: object = _DONE
     try:
         async for event in events:
             await queue.put(event)
+    except Exception as error:
+        end = _Failed(error)
     finally:
-        await queue.put(_DONE)
+        # Never wait here: when the reader has gone, nobody will make room.
+        with contextlib.suppress(asyncio.QueueFull):
+            queue.put_nowait(end)
 
 
 @router.get(
@@ -101,8 +113,10 @@ async def job_events(
                 if item is _QUIET:
                     yield ": still here\n\n"
                     continue
-                if item is _DONE or item is _STOPPING:
-                    return  # a client that reconnects later resumes from its Last-Event-ID
+                if item is _DONE or item is _STOPPING or isinstance(item, _Failed):
+                    # A client that reconnects later resumes from its Last-Event-ID (a store
+                    # failure ends the stream without a final event, so the client does).
+                    return
                 assert isinstance(item, Event)
                 data = json.dumps(event_model(item).model_dump(), separators=(",", ":"))
                 yield f"id: {item.seq}\nevent: {item.type.value}\ndata: {data}\n\n"
@@ -150,6 +164,9 @@ async def job_socket(websocket: WebSocket, job_id: str, after: int = 0) -> None:
                 return
             if item is _DONE:
                 await websocket.close(code=1000)
+                return
+            if isinstance(item, _Failed):
+                await websocket.close(code=1011, reason="the job store failed: reconnect with ?after=")
                 return
             assert isinstance(item, Event)
             await websocket.send_json(event_model(item).model_dump())

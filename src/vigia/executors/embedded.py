@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 from vigia.context import StageContext
 from vigia.coordinator import Assignment, Coordinator, Settled
 from vigia.events import EventBus
-from vigia.exceptions import StoreError, StoreUnavailable, TransientConflict
-from vigia.job import Event
+from vigia.exceptions import StoreUnavailable, TransientConflict
+from vigia.job import Event, StageRun
 from vigia.orchestrator import ProgressReport, StageOutcome
 from vigia.runner import clean_text, run_attempt
 
@@ -157,8 +157,8 @@ class EmbeddedExecutor:
                     assignments, events = await self._store(
                         self.coordinator.claim, free, self.owner, self.lease_seconds
                     )
-                except StoreError as error:
-                    log.error("claim.failed", extra={"error": str(error)})
+                except Exception as error:  # keep dispatching whatever one claim ran into
+                    log.error("claim.failed", extra={"error": str(error), "error_type": type(error).__name__})
                     await asyncio.sleep(STORE_RETRY_DELAY)
                     continue
                 self._publish(events)
@@ -188,26 +188,41 @@ class EmbeddedExecutor:
 
     async def _execute(self, assignment: Assignment, context: StageContext) -> None:
         run = assignment.run
-        pipeline = self.coordinator.registry.get(assignment.job.pipeline)
-        stage = pipeline.node(run.stage).stage
+        outcome: StageOutcome
         try:
+            stage = self.coordinator.registry.get(assignment.job.pipeline).node(run.stage).stage
             outcome = await run_attempt(stage, context, run_id=run.id, threads=self._threads)
         except asyncio.CancelledError:
-            outcome = StageOutcome(
-                run_id=run.id,
-                job_id=run.job_id,
-                stage=run.stage,
-                attempt=run.attempts,
-                status="cancelled",
-                started_at=run.started_at or time.time(),
-                finished_at=time.time(),
+            outcome = self._outcome_without_result(run, "cancelled")
+        except Exception as error:  # not the stage's failure (run_attempt catches those): ours
+            log.exception("stage.execution_failed", extra={"job_id": run.job_id, "stage": run.stage})
+            outcome = dataclasses.replace(
+                self._outcome_without_result(run, "failed"),
+                error_type=type(error).__name__,
+                error_message="the executor failed to run this stage",
+                retryable=True,
             )
         finally:
-            self._inflight.pop(run.id, None)
+            # Only our own entry: a newer attempt of the same run may be in flight by now.
+            item = self._inflight.get(run.id)
+            if item is not None and item.context is context:
+                del self._inflight[run.id]
             self._busy[run.queue] -= 1
             self._wake.set()
         self._outcomes.append(outcome)
         self._pending.set()
+
+    @staticmethod
+    def _outcome_without_result(run: StageRun, status: Any) -> StageOutcome:
+        return StageOutcome(
+            run_id=run.id,
+            job_id=run.job_id,
+            stage=run.stage,
+            attempt=run.attempts,
+            status=status,
+            started_at=run.started_at or time.time(),
+            finished_at=time.time(),
+        )
 
     def _reporter(self, run_id: int, job_id: str, stage: str, attempt: int) -> Callable[[float, str | None], None]:
         loop = self._loop
@@ -246,14 +261,14 @@ class EmbeddedExecutor:
                 self._outcomes[:0] = outcomes
                 self._reports[:0] = reports
                 failures += 1
-                if attempts is not None and failures >= attempts:
-                    return
+                if (attempts is not None or self._closing) and failures >= (attempts or 3):
+                    return  # stopping with the store down: the reaper recovers these runs later
                 await asyncio.sleep(STORE_RETRY_DELAY)
                 continue
-            except StoreError as error:
-                # The store refused something in this batch; retrying it whole would refuse
-                # it forever and stop every job. Settle item by item instead.
-                log.error("settle.refused", extra={"error": str(error)})
+            except Exception as error:
+                # Something in this batch is refused (by the store, or trips a bug of ours);
+                # retrying it whole would fail for ever and stop every job: go item by item.
+                log.error("settle.refused", extra={"error": str(error), "error_type": type(error).__name__})
                 settled = await self._settle_one_by_one(outcomes, reports)
             self.completed += len(outcomes)
             self._publish(settled.events)
@@ -263,7 +278,7 @@ class EmbeddedExecutor:
     async def _settle_one_by_one(self, outcomes: list[StageOutcome], reports: list[ProgressReport]) -> Settled:
         total = Settled()
         for report in reports:
-            with contextlib.suppress(StoreError):  # a progress report is not worth a stuck job
+            with contextlib.suppress(Exception):  # a progress report is not worth a stuck job
                 total.events += (await self._store(self.coordinator.settle, [], [report])).events
         for outcome in outcomes:
             try:
@@ -271,7 +286,7 @@ class EmbeddedExecutor:
             except (StoreUnavailable, TransientConflict):
                 self._outcomes.append(outcome)
                 continue
-            except StoreError as error:
+            except Exception as error:
                 # Record the attempt as failed for good, without what the store refused.
                 refused = dataclasses.replace(
                     outcome,
@@ -283,7 +298,7 @@ class EmbeddedExecutor:
                 )
                 try:
                     settled = await self._store(self.coordinator.settle, [refused], [])
-                except StoreError:
+                except Exception:
                     log.error("settle.dropped", extra={"job_id": outcome.job_id, "stage": outcome.stage})
                     continue  # its lease expires and the reaper takes the stage run back
             total.events += settled.events
@@ -304,8 +319,8 @@ class EmbeddedExecutor:
                     self.owner,
                     time.time() + self.lease_seconds,
                 )
-            except StoreError as error:
-                log.error("lease.renew_failed", extra={"error": str(error)})
+            except Exception as error:
+                log.error("lease.renew_failed", extra={"error": str(error), "error_type": type(error).__name__})
                 continue
             for run_id in lost | cancelled:
                 item = self._inflight.get(run_id)
@@ -316,8 +331,8 @@ class EmbeddedExecutor:
         while not self._stopping:
             try:
                 settled = await self._store(self.coordinator.reap)
-            except StoreError as error:
-                log.error("reap.failed", extra={"error": str(error)})
+            except Exception as error:
+                log.error("reap.failed", extra={"error": str(error), "error_type": type(error).__name__})
             else:
                 self._publish(settled.events)
                 if settled.ready or settled.events:

@@ -1,0 +1,179 @@
+"""Distributed mode with real processes: `vigia worker` (Celery, prefork) subprocesses over a
+real Redis, a real PostgreSQL job store, and the API side in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.pipelines import ALL
+from vigia import JobState, Settings, StageState, Vigia
+from vigia.store.sqlalchemy import SQLJobStore
+from vigia.workloads.demo import pipeline as demo
+
+ROOT = Path(__file__).resolve().parents[2]
+LEASE_SECONDS = 3.0
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+class Cluster:
+    def __init__(self, database_url: str, broker_url: str, data_dir: Path) -> None:
+        self.database_url = database_url
+        self.broker_url = broker_url
+        self.data_dir = data_dir
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.env = {
+            **{name: value for name, value in os.environ.items() if not name.startswith("VIGIA_")},
+            "VIGIA_DATABASE_URL": database_url,
+            "VIGIA_BROKER_URL": broker_url,
+            "VIGIA_DATA_DIR": str(data_dir),
+            "VIGIA_POLL_INTERVAL": "0.1",
+            "VIGIA_LEASE_SECONDS": str(LEASE_SECONDS),
+            "VIGIA_PIPELINES": "tests.pipelines:ALL",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
+
+    def settings(self) -> Settings:
+        return Settings(
+            database_url=self.database_url,
+            broker_url=self.broker_url,
+            data_dir=self.data_dir,
+            poll_interval=0.1,
+            lease_seconds=LEASE_SECONDS,
+        )
+
+    def start_worker(self, *options: str) -> subprocess.Popen[bytes]:
+        log = self.data_dir / f"worker-{len(self.workers)}.log"
+        with log.open("ab") as output:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "vigia.cli", "worker", *options],
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: the pool's children die with it
+            )
+        self.workers.append(worker)
+        return worker
+
+    def logs(self) -> str:
+        return "\n".join(
+            path.read_text(errors="replace")[-3000:] for path in sorted(self.data_dir.glob("worker-*.log"))
+        )
+
+    def stop_all(self) -> None:
+        for worker in self.workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+        for worker in self.workers:
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(10)
+
+
+@pytest.fixture
+def cluster(postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    store = SQLJobStore(postgres_url)
+    store.upgrade()
+    store.close()
+    running = Cluster(postgres_url, redis_url, tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+def run_api(cluster: Cluster, scenario: Callable[[Vigia], object]) -> object:
+    async def main() -> object:
+        vigia = Vigia.from_settings(cluster.settings(), pipelines=[*ALL, demo])
+        await vigia.start()
+        try:
+            return await scenario(vigia)  # type: ignore[misc]
+        finally:
+            await vigia.stop()
+            vigia.close()
+
+    return asyncio.run(main())
+
+
+def test_jobs_run_on_worker_processes_with_live_events(cluster: Cluster) -> None:
+    cluster.start_worker("--concurrency", "2")
+    cluster.start_worker("--concurrency", "2")
+
+    async def scenario(vigia: Vigia) -> tuple[list[JobState], list[int], dict]:
+        jobs = [await vigia.submit("demo", {"pace": 0, "flaky": number % 5 == 0}) for number in range(20)]
+        seqs = [event.seq async for event in vigia.events(jobs[0].id)]
+        finished = [await vigia.wait(job.id, timeout=120) for job in jobs]
+        return [job.state for job in finished], seqs, finished[-1].result
+
+    states, seqs, result = run_api(cluster, scenario)  # type: ignore[misc]
+    assert states == [JobState.SUCCEEDED] * 20, cluster.logs()
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert result["sentences"] == 19
+
+
+def test_kill_9_of_a_worker_machine_mid_run_loses_no_job(cluster: Cluster) -> None:
+    doomed = cluster.start_worker("--concurrency", "2")
+    cluster.start_worker("--concurrency", "2")
+
+    async def scenario(vigia: Vigia) -> tuple[dict, dict, list[JobState]]:
+        jobs = [await vigia.submit("demo", {"pace": 0.1}) for _ in range(8)]
+        store = vigia.store
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            runs = [run for job in jobs for run in store.get_runs(job.id)]
+            if sum(run.state is StageState.RUNNING for run in runs) >= 3 and any(
+                run.state is StageState.SUCCEEDED for run in runs
+            ):
+                break
+            await asyncio.sleep(0.05)
+        os.killpg(doomed.pid, signal.SIGKILL)  # the main process and its pool: a lost machine
+        before = {(run.job_id, run.stage): run for job in jobs for run in store.get_runs(job.id)}
+        finished = [await vigia.wait(job.id, timeout=150) for job in jobs]
+        after = {(run.job_id, run.stage): run for job in jobs for run in store.get_runs(job.id)}
+        return before, after, [job.state for job in finished]
+
+    before, after, states = run_api(cluster, scenario)  # type: ignore[misc]
+    assert states == [JobState.SUCCEEDED] * 8, cluster.logs()
+    for key, run in before.items():
+        if run.state is StageState.SUCCEEDED:
+            assert after[key].attempts == run.attempts and after[key].finished_at == run.finished_at, key
+    assert any(run.attempts > 1 for run in after.values()), "the killed worker's stages should have run again"
+
+
+def test_cancelling_a_job_stops_its_stage_on_a_worker(cluster: Cluster) -> None:
+    cluster.start_worker("--concurrency", "2")
+
+    async def scenario(vigia: Vigia) -> tuple[float, dict]:
+        job = await vigia.submit("t_long", {"label": "remote"})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            runs = {run.stage: run for run in vigia.store.get_runs(job.id)}
+            if runs["first"].state is StageState.RUNNING and runs["first"].progress > 0:
+                break
+            await asyncio.sleep(0.05)
+        cancelled_at = time.time()
+        await vigia.cancel(job.id)
+        while time.monotonic() < deadline:
+            runs = {run.stage: run for run in vigia.store.get_runs(job.id)}
+            if runs["first"].state is not StageState.RUNNING:
+                break
+            await asyncio.sleep(0.05)
+        return cancelled_at, runs
+
+    cancelled_at, runs = run_api(cluster, scenario)  # type: ignore[misc]
+    assert runs["first"].state is StageState.CANCELLED, cluster.logs()
+    assert runs["first"].finished_at is not None
+    # The stage was asked to run 10 s; it stopped soon after the cancel instead.
+    assert runs["first"].finished_at - cancelled_at < 5
+    assert runs["second"].state is StageState.CANCELLED and runs["second"].attempts == 0
