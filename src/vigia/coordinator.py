@@ -24,7 +24,7 @@ from vigia.orchestrator import EventDraft, ProgressReport, StageOutcome, Transit
 from vigia.pipeline import Pipeline
 from vigia.registry import Registry
 from vigia.serialization import NotStorable, to_storable
-from vigia.store.base import NewJob, Snapshot, UnitOfWork, WriteSet
+from vigia.store.base import Dispatch, NewJob, Snapshot, UnitOfWork, WriteSet
 from vigia.store.sqlalchemy import SQLJobStore
 
 log = logging.getLogger("vigia.coordinator")
@@ -414,7 +414,7 @@ class Coordinator:
 
     def take_for_dispatch(
         self, limit: int = 500, *, resend_after: float = 60.0, resend_queues: Sequence[str] = ()
-    ) -> list[tuple[int, str]]:
+    ) -> list[Dispatch]:
         """Ready stage runs to send to their queues now (distributed mode)."""
         now = self._clock()
         return self.store.transact(

@@ -16,6 +16,8 @@ import pytest
 
 from tests.pipelines import ALL
 from vigia import JobState, Settings, StageState, Vigia
+from vigia.executors.celery import make_celery, queue_facts
+from vigia.registry import Registry
 from vigia.store.sqlalchemy import SQLJobStore
 from vigia.workloads.demo import pipeline as demo
 
@@ -120,6 +122,13 @@ def test_jobs_run_on_worker_processes_with_live_events(cluster: Cluster) -> None
     assert states == [JobState.SUCCEEDED] * 20, cluster.logs()
     assert seqs == list(range(1, len(seqs) + 1))
     assert result["sentences"] == 19
+
+    registry = Registry([*ALL, demo])
+    facts = queue_facts(make_celery(cluster.settings(), registry), cluster.settings(), registry.queues, timeout=3)
+    assert facts.depths == dict.fromkeys(registry.queues, 0)
+    assert len(facts.workers) == 2, facts
+    assert all(set(queues) == set(registry.queues) for queues in facts.workers.values()), facts
+    assert len(facts.consumers("narrow")) == 2
 
 
 def test_kill_9_of_a_worker_machine_mid_run_loses_no_job(cluster: Cluster) -> None:

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -26,11 +27,12 @@ from vigia.config import Settings
 from vigia.context import StageContext
 from vigia.coordinator import Coordinator
 from vigia.events import EventBus, RedisEventBus
-from vigia.exceptions import ConfigurationError, StoreError
+from vigia.exceptions import ConfigurationError, StoreError, VigiaError
 from vigia.executors.embedded import worker_id
 from vigia.orchestrator import ProgressReport
 from vigia.registry import Registry
 from vigia.runner import run_attempt
+from vigia.store.base import Dispatch
 from vigia.store.sqlalchemy import SQLJobStore
 
 log = logging.getLogger("vigia.celery")
@@ -43,7 +45,9 @@ DISPATCH_BATCH = 500
 RESEND_AFTER_SECONDS = 15.0
 #: How often a running stage's progress is written, its lease renewed, cancellation checked.
 KEEPER_INTERVAL = 0.25
-#: Hard kill, beyond the stage's own timeout, for a task that will not return.
+#: Celery's limits beyond the stage's own timeout: soft (an exception in the task) and hard
+#: (the worker process is killed) for a task that will not return.
+SOFT_LIMIT_MARGIN = 10.0
 HARD_LIMIT_MARGIN = 60.0
 
 
@@ -82,10 +86,22 @@ def make_celery(settings: Settings, registry: Registry) -> Celery:
     return app
 
 
-def send(app: Celery, runs: Iterable[tuple[int, str]]) -> int:
+def send(app: Celery, registry: Registry, runs: Iterable[Dispatch]) -> int:
+    """Send each run to its queue, with Celery time limits just beyond the stage's own
+    timeout (which the runner enforces first): the soft one lets the task report, the hard
+    one kills a worker process stuck in C code."""
     sent = 0
-    for run_id, queue in runs:
-        app.send_task(TASK_NAME, args=[run_id], queue=queue)
+    for item in runs:
+        timeout = constants.DEFAULT_STAGE_TIMEOUT
+        with contextlib.suppress(VigiaError):  # a pipeline unknown here: its worker decides
+            timeout = registry.get(item.pipeline).node(item.stage).stage.timeout
+        app.send_task(
+            TASK_NAME,
+            args=[item.run_id],
+            queue=item.queue,
+            soft_time_limit=timeout + SOFT_LIMIT_MARGIN,
+            time_limit=timeout + HARD_LIMIT_MARGIN,
+        )
         sent += 1
     return sent
 
@@ -193,7 +209,7 @@ def dispatch_ready(app: Celery, coordinator: Coordinator, settings: Settings, qu
     total = 0
     while True:
         taken = coordinator.take_for_dispatch(DISPATCH_BATCH, resend_after=RESEND_AFTER_SECONDS, resend_queues=resend)
-        total += send(app, taken)
+        total += send(app, coordinator.registry, taken)
         if len(taken) < DISPATCH_BATCH:
             return total
 
@@ -292,3 +308,24 @@ def run_worker(settings: Settings, registry: Registry, *, queues: Sequence[str],
             "--without-mingle",
         ]
     )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFacts:
+    """What monitoring needs from the broker: messages waiting per queue, and the workers
+    online with the queues each consumes."""
+
+    depths: dict[str, int]
+    workers: dict[str, list[str]]
+
+    def consumers(self, queue: str) -> list[str]:
+        return sorted(name for name, queues in self.workers.items() if queue in queues)
+
+
+def queue_facts(app: Celery, settings: Settings, queues: Sequence[str], *, timeout: float = 1.0) -> QueueFacts:
+    """Read the queue depths from Redis and ask the workers (Celery's remote control) which
+    queues they consume; a worker that does not answer within ``timeout`` counts as offline."""
+    depths = broker_depths(settings.broker_url or "", queues)
+    answers = app.control.inspect(timeout=timeout).active_queues() or {}
+    workers = {name: sorted(queue["name"] for queue in consumed) for name, consumed in answers.items()}
+    return QueueFacts(depths, workers)

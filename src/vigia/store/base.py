@@ -84,6 +84,16 @@ class Batch:
         return sum(count for state, count in self.counts.items() if JobState(state).is_terminal)
 
 
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """A ready stage run to send to its queue."""
+
+    run_id: int
+    queue: str
+    pipeline: str
+    stage: str
+
+
 class UnitOfWork(Protocol):
     def load(self, job_ids: Sequence[str]) -> dict[str, Snapshot]:
         """Load jobs with their stage runs, locking them until the unit of work ends."""
@@ -102,7 +112,7 @@ class UnitOfWork(Protocol):
 
     def take_for_dispatch(
         self, now: float, limit: int, *, resend_before: float, resend_queues: Sequence[str]
-    ) -> list[tuple[int, str]]: ...
+    ) -> list[Dispatch]: ...
 
     def expired_leases(self, now: float, limit: int) -> list[StageRun]: ...
 

@@ -31,7 +31,7 @@ from vigia.exceptions import (
 )
 from vigia.job import CLAIMABLE_STAGE_STATES, MAX_SEQ, Event, Job, JobState, StageRun, StageState, is_job_id
 from vigia.store import migrations
-from vigia.store.base import Batch, JobFilter, JobPage, NewJob, Snapshot, WriteSet
+from vigia.store.base import Batch, Dispatch, JobFilter, JobPage, NewJob, Snapshot, WriteSet
 from vigia.store.schema import batches, events, jobs, stage_runs
 
 log = logging.getLogger("vigia.store")
@@ -280,9 +280,9 @@ class SQLUnitOfWork:
 
     def take_for_dispatch(
         self, now: float, limit: int, *, resend_before: float, resend_queues: Sequence[str]
-    ) -> list[tuple[int, str]]:
+    ) -> list[Dispatch]:
         """Ready stage runs not sent yet (or, in ``resend_queues``, sent before
-        ``resend_before`` and never taken), marked as sent now: (run id, queue)."""
+        ``resend_before`` and never taken), marked as sent now."""
         not_sent: sa.ColumnElement[bool] = stage_runs.c.dispatched_at.is_(None)
         if resend_queues:
             not_sent = sa.or_(
@@ -290,18 +290,19 @@ class SQLUnitOfWork:
                 sa.and_(stage_runs.c.dispatched_at < resend_before, stage_runs.c.queue.in_(list(resend_queues))),
             )
         query = (
-            sa.select(stage_runs.c.id, stage_runs.c.queue)
+            sa.select(stage_runs.c.id, stage_runs.c.queue, stage_runs.c.stage, jobs.c.pipeline)
+            .join(jobs, jobs.c.id == stage_runs.c.job_id)
             .where(stage_runs.c.state.in_(_CLAIMABLE), stage_runs.c.available_at <= now, not_sent)
             .order_by(stage_runs.c.priority.desc(), stage_runs.c.available_at, stage_runs.c.id)
             .limit(limit)
         )
         if self._row_locks:
-            query = query.with_for_update(skip_locked=True)
-        taken = [(row.id, row.queue) for row in self._connection.execute(query)]
+            query = query.with_for_update(of=stage_runs, skip_locked=True)
+        taken = [Dispatch(row.id, row.queue, row.pipeline, row.stage) for row in self._connection.execute(query)]
         if taken:
             self._connection.execute(
                 stage_runs.update()
-                .where(stage_runs.c.id.in_([run_id for run_id, _ in taken]))
+                .where(stage_runs.c.id.in_([item.run_id for item in taken]))
                 .values(dispatched_at=now)
             )
         return taken
