@@ -42,6 +42,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/api.py
+	$(BIN)/python benchmarks/distributed.py
 
 clean:
 	rm -rf $(VENV) .vigia .pytest_cache .mypy_cache .ruff_cache

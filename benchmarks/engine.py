@@ -41,6 +41,8 @@ PIPELINES = {
     "noop-3": _pipeline("noop-3", 3),
     "noop-1-thread": _pipeline("noop-1-thread", 1, threaded=True),
 }
+#: The same pipelines as a list, for VIGIA_PIPELINES=engine:PIPELINE_LIST in worker processes.
+PIPELINE_LIST = list(PIPELINES.values())
 
 
 @dataclass

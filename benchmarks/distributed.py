@@ -1,0 +1,249 @@
+"""Distributed mode beside plain Celery: the same no-op work, the same Redis, in one run.
+
+    python benchmarks/distributed.py [--jobs 1000] [--rounds 2]
+
+Vigía: `vigia worker --concurrency 2` (two prefork processes) with the job store on a fresh
+PostgreSQL database, the no-op 1-stage and 3-stage pipelines of benchmarks/engine.py.
+Plain Celery: a worker with the same settings (`--concurrency 2`, acks_late, prefetch 1,
+JSON, no result backend) running a no-op task, and a chain of three. Each configuration:
+workers started and ready first, then the whole batch sent, timed until the last is done.
+CPU is summed over the workers, Redis and PostgreSQL (steadier than rates here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import redis
+import sqlalchemy as sa
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from engine import PIPELINES  # noqa: E402
+
+ADMIN_DB = os.environ.get("VIGIA_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS = os.environ.get("VIGIA_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/") + "/13"
+
+
+@dataclass
+class Figures:
+    label: str
+    jobs: int
+    stage_runs: int
+    seconds: float
+    cpu_seconds: float
+
+    @property
+    def runs_per_second(self) -> float:
+        return self.stage_runs / self.seconds
+
+    @property
+    def cpu_ms_per_run(self) -> float:
+        return 1000 * self.cpu_seconds / self.stage_runs
+
+
+def cpu_of(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+            for child in process.children(recursive=True):
+                child_times = child.cpu_times()
+                total += child_times.user + child_times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def services() -> list[psutil.Process]:
+    return [
+        process
+        for process in psutil.process_iter(["name"])
+        if process.info["name"]
+        and (process.info["name"].startswith("redis-server") or "postgres" in process.info["name"])
+    ]
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as output:
+        return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def wait_ready(log: Path, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if "ready." in log.read_text(errors="replace"):
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise SystemExit(f"worker did not start:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def plain_round(jobs: int, chain_of: int, directory: Path) -> Figures:
+    import plain_celery
+
+    client = redis.Redis.from_url(REDIS)
+    client.flushdb()
+    env = {**os.environ, "PLAIN_CELERY_BROKER": REDIS, "PYTHONPATH": str(HERE)}
+    log = directory / f"plain-{chain_of}.log"
+    worker = start(
+        [sys.executable, "-m", "celery", "-A", "plain_celery", "worker", "-c", "2", "-Q", "plain", "-l", "INFO"],
+        env,
+        log,
+    )
+    try:
+        wait_ready(log, worker)
+        watched = [psutil.Process(worker.pid), *services()]
+        cpu, began = cpu_of(watched), time.perf_counter()
+        for _ in range(jobs):
+            if chain_of == 1:
+                plain_celery.noop.delay()
+            else:
+                from celery import chain
+
+                steps = [plain_celery.noop.si(False) for _ in range(chain_of - 1)] + [plain_celery.noop.si(True)]
+                chain(*steps).delay()
+        while int(client.get(plain_celery.COUNTER) or 0) < jobs:
+            time.sleep(0.01)
+        seconds, cpu_seconds = time.perf_counter() - began, cpu_of(watched) - cpu
+    finally:
+        stop(worker)
+        client.flushdb()
+        client.close()
+    label = "plain Celery task" if chain_of == 1 else f"plain Celery chain of {chain_of}"
+    return Figures(label, jobs, jobs * chain_of, seconds, cpu_seconds)
+
+
+def vigia_round(pipeline: str, jobs: int, directory: Path) -> Figures:
+    from vigia import Settings, Vigia
+    from vigia.store.sqlalchemy import SQLJobStore
+
+    name = f"vigia_bench_{secrets.token_hex(4)}"
+    admin = sa.create_engine(ADMIN_DB.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    database_url = ADMIN_DB.rsplit("/", 1)[0] + f"/{name}"
+    client = redis.Redis.from_url(REDIS)
+    client.flushdb()
+    store = SQLJobStore(database_url)
+    store.upgrade()
+    env = {
+        **{key: value for key, value in os.environ.items() if not key.startswith("VIGIA_")},
+        "VIGIA_DATABASE_URL": database_url,
+        "VIGIA_BROKER_URL": REDIS,
+        "VIGIA_PIPELINES": "engine:PIPELINE_LIST",
+        "VIGIA_POLL_INTERVAL": "0.5",
+        "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT / "src")]),
+        "VIGIA_DATA_DIR": str(directory),
+    }
+    log = directory / f"vigia-{pipeline}.log"
+    worker = start(
+        [sys.executable, "-m", "vigia.cli", "worker", "--concurrency", "2"], {**env, "VIGIA_LOG_LEVEL": "INFO"}, log
+    )
+    try:
+        wait_ready(log, worker)
+        watched = [psutil.Process(worker.pid), psutil.Process(os.getpid()), *services()]
+        settings = Settings(database_url=database_url, broker_url=REDIS, data_dir=directory, poll_interval=0.5)
+
+        async def run() -> float:
+            vigia = Vigia.from_settings(settings, pipelines=PIPELINES.values())
+            await vigia.start()
+            began = time.perf_counter()
+            await asyncio.gather(*(vigia.submit(pipeline, {"n": number}) for number in range(jobs)))
+            with store.engine.connect() as connection:
+                while True:
+                    done = connection.execute(
+                        sa.text("SELECT count(*) FROM vigia_jobs WHERE state = 'succeeded'")
+                    ).scalar_one()
+                    connection.commit()
+                    if done >= jobs:
+                        break
+                    await asyncio.sleep(0.02)
+            seconds = time.perf_counter() - began
+            await vigia.stop()
+            vigia.close()
+            return seconds
+
+        cpu = cpu_of(watched)
+        seconds = asyncio.run(run())
+        cpu_seconds = cpu_of(watched) - cpu
+    finally:
+        stop(worker)
+        store.close()
+        client.flushdb()
+        client.close()
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+    stages = len(PIPELINES[pipeline].nodes)
+    return Figures(f"vigia {pipeline}", jobs, jobs * stages, seconds, cpu_seconds)
+
+
+def main(jobs: int, rounds: int) -> None:
+    print(f"distributed: 2 worker processes (prefork), Redis DB 13, {jobs} jobs per configuration, {rounds} rounds")
+    print("CPU = workers + Redis + PostgreSQL (+ the submitting process for Vigía: it dispatches)\n")
+    results: dict[str, list[Figures]] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        for _ in range(rounds):
+            for label, runner in (
+                ("plain-1", lambda: plain_round(jobs, 1, Path(directory))),
+                ("vigia-1", lambda: vigia_round("noop-1", jobs, Path(directory))),
+                ("plain-3", lambda: plain_round(jobs // 3, 3, Path(directory))),
+                ("vigia-3", lambda: vigia_round("noop-3", jobs // 3, Path(directory))),
+            ):
+                results.setdefault(label, []).append(runner())
+
+    def median(label: str) -> Figures:
+        runs = sorted(results[label], key=lambda figures: figures.runs_per_second)
+        return runs[len(runs) // 2]
+
+    print(
+        f"{'configuration':<28}{'jobs/s':>9}{'stage runs/s':>14}{'CPU ms/run':>12}"
+        f"{'rate vs plain':>15}{'CPU vs plain':>14}"
+    )
+    for label, plain in (
+        ("plain-1", "plain-1"),
+        ("vigia-1", "plain-1"),
+        ("plain-3", "plain-3"),
+        ("vigia-3", "plain-3"),
+    ):
+        figures, base = median(label), median(plain)
+        print(
+            f"{figures.label:<28}{figures.jobs / figures.seconds:>9,.0f}{figures.runs_per_second:>14,.0f}"
+            f"{figures.cpu_ms_per_run:>12.2f}{figures.runs_per_second / base.runs_per_second:>14.2f}x"
+            f"{figures.cpu_ms_per_run / base.cpu_ms_per_run:>13.2f}x"
+        )
+    spread = {label: [round(figures.runs_per_second) for figures in runs] for label, runs in results.items()}
+    print(f"\nstage runs/s per round: {spread}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=2)
+    arguments = parser.parse_args()
+    main(arguments.jobs, arguments.rounds)
