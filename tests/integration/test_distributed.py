@@ -186,3 +186,103 @@ def test_cancelling_a_job_stops_its_stage_on_a_worker(cluster: Cluster) -> None:
     # The stage was asked to run 10 s; it stopped soon after the cancel instead.
     assert runs["first"].finished_at - cancelled_at < 5
     assert runs["second"].state is StageState.CANCELLED and runs["second"].attempts == 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class PrivateRedis:
+    """A redis-server of this test's own, without persistence: a restart loses every queue."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = _free_port()
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import redis
+
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis.from_url(self.url).ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("private redis-server did not start")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        from tests.conftest import service_missing
+
+        service_missing("redis-server is not on PATH: cannot restart a private Redis")
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def test_redis_restart_mid_run_loses_no_job(postgres_url: str, private_redis: PrivateRedis, tmp_path: Path) -> None:
+    store = SQLJobStore(postgres_url)
+    store.upgrade()
+    store.close()
+    cluster = Cluster(postgres_url, private_redis.url, tmp_path)
+    try:
+        cluster.start_worker("--concurrency", "2")
+        cluster.start_worker("--concurrency", "2")
+
+        async def scenario(vigia: Vigia) -> list[JobState]:
+            jobs = [await vigia.submit("demo", {"pace": 0.05}) for _ in range(12)]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                runs = [run for job in jobs for run in vigia.store.get_runs(job.id)]
+                if sum(run.state is StageState.RUNNING for run in runs) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            private_redis.kill()  # every queued message is gone with it
+            await asyncio.sleep(1.0)
+            private_redis.start()
+            finished = [await vigia.wait(job.id, timeout=150) for job in jobs]
+            return [job.state for job in finished]
+
+        states = run_api(cluster, scenario)
+        assert states == [JobState.SUCCEEDED] * 12, cluster.logs()
+    finally:
+        cluster.stop_all()
