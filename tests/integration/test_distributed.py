@@ -4,6 +4,7 @@ real Redis, a real PostgreSQL job store, and the API side in this process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -284,5 +285,108 @@ def test_redis_restart_mid_run_loses_no_job(postgres_url: str, private_redis: Pr
 
         states = run_api(cluster, scenario)
         assert states == [JobState.SUCCEEDED] * 12, cluster.logs()
+    finally:
+        cluster.stop_all()
+
+
+def _cluster_control(action: str) -> None:
+    version = sorted(os.listdir("/etc/postgresql"))[0]
+    subprocess.run(
+        [
+            "pg_ctlcluster",
+            "--skip-systemctl-redirect",
+            version,
+            "main",
+            action,
+            *(["-m", "fast"] if action == "stop" else []),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def restartable_postgres(postgres_url: str) -> Iterator[str]:
+    """The local PostgreSQL cluster, which this test may stop and start (it is always
+    started again, whatever happens)."""
+    import shutil
+
+    from tests.conftest import service_missing
+
+    if shutil.which("pg_ctlcluster") is None or not os.path.isdir("/etc/postgresql"):
+        service_missing("pg_ctlcluster is not available: cannot restart PostgreSQL")
+    try:
+        yield postgres_url
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _cluster_control("start")
+        _wait_for_postgres(postgres_url, 60)
+
+
+def _wait_for_postgres(url: str, timeout: float) -> None:
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), connect_timeout=2).close()
+            return
+        except psycopg.OperationalError:
+            time.sleep(0.2)
+    raise RuntimeError("PostgreSQL did not come back")
+
+
+def test_postgres_restart_mid_run_api_says_503_and_everything_recovers(
+    restartable_postgres: str, redis_url: str, tmp_path: Path
+) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    from vigia.api import create_app
+    from vigia.keys import Role, issue
+
+    store = SQLJobStore(restartable_postgres)
+    store.upgrade()
+    store.close()
+    cluster = Cluster(restartable_postgres, redis_url, tmp_path)
+    try:
+        cluster.start_worker("--concurrency", "2")
+        vigia = Vigia.from_settings(cluster.settings(), pipelines=[*ALL, demo])
+        issued = issue()
+        vigia.keys.create(issued, tenant="default", role=Role.ADMIN, name="test", now=time.time())
+        headers = {"Authorization": f"Bearer {issued.plaintext}"}
+        with TestClient(create_app(vigia)) as client:
+            ids = [
+                client.post("/api/v1/pipelines/demo/jobs", json={"input": {"pace": 0.05}}, headers=headers).json()["id"]
+                for _ in range(6)
+            ]
+            time.sleep(1.0)
+            _cluster_control("stop")
+            try:
+                down = client.get(f"/api/v1/jobs/{ids[0]}", headers=headers)
+                submitted_while_down = client.post(
+                    "/api/v1/pipelines/demo/jobs", json={"input": {"pace": 0}}, headers=headers
+                )
+            finally:
+                _cluster_control("start")
+            _wait_for_postgres(restartable_postgres, 60)
+            deadline = time.monotonic() + 120
+            states: list[str] = []
+            while time.monotonic() < deadline:
+                response = [client.get(f"/api/v1/jobs/{job_id}", headers=headers) for job_id in ids]
+                states = [item.json().get("state", "?") if item.status_code == 200 else "?" for item in response]
+                if all(state in ("succeeded", "degraded", "failed", "dead", "cancelled") for state in states):
+                    break
+                time.sleep(0.25)
+        vigia.close()
+        assert down.status_code == 503, down.text
+        assert down.headers.get("retry-after")
+        assert down.json()["error"]["code"] == "store_unavailable"
+        assert submitted_while_down.status_code == 503, submitted_while_down.text
+        assert states == ["succeeded"] * 6, (states, cluster.logs())
     finally:
         cluster.stop_all()
