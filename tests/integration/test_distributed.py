@@ -137,7 +137,7 @@ def test_kill_9_of_a_worker_machine_mid_run_loses_no_job(cluster: Cluster) -> No
     cluster.start_worker("--concurrency", "2")
 
     async def scenario(vigia: Vigia) -> tuple[dict, dict, list[JobState]]:
-        jobs = [await vigia.submit("demo", {"pace": 0.1}) for _ in range(8)]
+        jobs = [await vigia.submit("demo", {"pace": 0.1 if number < 8 else 0.01}) for number in range(120)]
         store = vigia.store
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -149,12 +149,12 @@ def test_kill_9_of_a_worker_machine_mid_run_loses_no_job(cluster: Cluster) -> No
             await asyncio.sleep(0.05)
         os.killpg(doomed.pid, signal.SIGKILL)  # the main process and its pool: a lost machine
         before = {(run.job_id, run.stage): run for job in jobs for run in store.get_runs(job.id)}
-        finished = [await vigia.wait(job.id, timeout=150) for job in jobs]
+        finished = [await vigia.wait(job.id, timeout=180) for job in jobs]
         after = {(run.job_id, run.stage): run for job in jobs for run in store.get_runs(job.id)}
         return before, after, [job.state for job in finished]
 
     before, after, states = run_api(cluster, scenario)  # type: ignore[misc]
-    assert states == [JobState.SUCCEEDED] * 8, cluster.logs()
+    assert states == [JobState.SUCCEEDED] * 120, cluster.logs()
     for key, run in before.items():
         if run.state is StageState.SUCCEEDED:
             assert after[key].attempts == run.attempts and after[key].finished_at == run.finished_at, key
@@ -270,7 +270,7 @@ def test_redis_restart_mid_run_loses_no_job(postgres_url: str, private_redis: Pr
         cluster.start_worker("--concurrency", "2")
 
         async def scenario(vigia: Vigia) -> list[JobState]:
-            jobs = [await vigia.submit("demo", {"pace": 0.05}) for _ in range(12)]
+            jobs = [await vigia.submit("demo", {"pace": 0.05 if number < 12 else 0.01}) for number in range(120)]
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 runs = [run for job in jobs for run in vigia.store.get_runs(job.id)]
@@ -280,11 +280,11 @@ def test_redis_restart_mid_run_loses_no_job(postgres_url: str, private_redis: Pr
             private_redis.kill()  # every queued message is gone with it
             await asyncio.sleep(1.0)
             private_redis.start()
-            finished = [await vigia.wait(job.id, timeout=150) for job in jobs]
+            finished = [await vigia.wait(job.id, timeout=180) for job in jobs]
             return [job.state for job in finished]
 
         states = run_api(cluster, scenario)
-        assert states == [JobState.SUCCEEDED] * 12, cluster.logs()
+        assert states == [JobState.SUCCEEDED] * 120, cluster.logs()
     finally:
         cluster.stop_all()
 
@@ -360,10 +360,12 @@ def test_postgres_restart_mid_run_api_says_503_and_everything_recovers(
         vigia.keys.create(issued, tenant="default", role=Role.ADMIN, name="test", now=time.time())
         headers = {"Authorization": f"Bearer {issued.plaintext}"}
         with TestClient(create_app(vigia)) as client:
-            ids = [
-                client.post("/api/v1/pipelines/demo/jobs", json={"input": {"pace": 0.05}}, headers=headers).json()["id"]
-                for _ in range(6)
-            ]
+            batch = client.post(
+                "/api/v1/batches",
+                json={"pipeline": "demo", "inputs": [{"pace": 0.05 if n < 6 else 0.01} for n in range(100)]},
+                headers=headers,
+            )
+            ids = [job["id"] for job in batch.json()["jobs"]]
             time.sleep(1.0)
             _cluster_control("stop")
             try:
@@ -374,11 +376,14 @@ def test_postgres_restart_mid_run_api_says_503_and_everything_recovers(
             finally:
                 _cluster_control("start")
             _wait_for_postgres(restartable_postgres, 60)
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 180
             states: list[str] = []
             while time.monotonic() < deadline:
-                response = [client.get(f"/api/v1/jobs/{job_id}", headers=headers) for job_id in ids]
-                states = [item.json().get("state", "?") if item.status_code == 200 else "?" for item in response]
+                page = client.get("/api/v1/jobs", params={"limit": 200}, headers=headers)
+                by_id = (
+                    {job["id"]: job["state"] for job in page.json().get("jobs", [])} if page.status_code == 200 else {}
+                )
+                states = [by_id.get(job_id, "?") for job_id in ids]
                 if all(state in ("succeeded", "degraded", "failed", "dead", "cancelled") for state in states):
                     break
                 time.sleep(0.25)
@@ -387,6 +392,34 @@ def test_postgres_restart_mid_run_api_says_503_and_everything_recovers(
         assert down.headers.get("retry-after")
         assert down.json()["error"]["code"] == "store_unavailable"
         assert submitted_while_down.status_code == 503, submitted_while_down.text
-        assert states == ["succeeded"] * 6, (states, cluster.logs())
+        assert states == ["succeeded"] * 100, (states, cluster.logs())
     finally:
         cluster.stop_all()
+
+
+def _worker_refusal(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vigia.cli", "worker"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_worker_refuses_to_start_without_its_services_or_with_an_old_schema(
+    postgres_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    cluster = Cluster(postgres_url, redis_url, tmp_path)
+    outdated = _worker_refusal(cluster.env)  # the fresh database has no schema yet
+    no_broker = _worker_refusal({**cluster.env, "VIGIA_BROKER_URL": f"redis://127.0.0.1:{_free_port()}/0"})
+    no_store = _worker_refusal(
+        {**cluster.env, "VIGIA_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{_free_port()}/nothing"}
+    )
+    for result, expected in ((outdated, "vigia db upgrade"), (no_store, "cannot be reached")):
+        assert result.returncode == 1, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], result.stderr
+    store = SQLJobStore(postgres_url)
+    store.upgrade()
+    store.close()
+    no_broker = _worker_refusal({**cluster.env, "VIGIA_BROKER_URL": f"redis://127.0.0.1:{_free_port()}/0"})
+    assert no_broker.returncode == 1, no_broker.stderr
+    assert "broker" in no_broker.stderr and "cannot be reached" in no_broker.stderr, no_broker.stderr
+    assert "Traceback" not in outdated.stderr + no_store.stderr + no_broker.stderr

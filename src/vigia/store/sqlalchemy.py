@@ -104,22 +104,27 @@ def translate_errors() -> Iterator[None]:
 def _translate(error: sa_exc.DBAPIError) -> StoreError:
     sqlstate = getattr(error.orig, "sqlstate", None) or ""
     if sqlstate in _TRANSIENT_SQLSTATES:
-        return TransientConflict(str(error.orig))
+        return TransientConflict(_one_line(error.orig))
     if error.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATE_CLASSES):
-        return StoreUnavailable(f"the job store cannot be reached: {error.orig}")
+        return StoreUnavailable(f"the job store cannot be reached: {_one_line(error.orig)}")
     if isinstance(error, sa_exc.OperationalError):
-        text = str(error.orig).lower()
+        text = _one_line(error.orig).lower()
         if "database is locked" in text:
-            return TransientConflict(str(error.orig))
+            return TransientConflict(_one_line(error.orig))
         if "no such table" in text or ("relation" in text and "does not exist" in text):
             return SchemaOutOfDate()
-        return StoreUnavailable(f"the job store cannot be reached: {error.orig}")
-    if isinstance(error, sa_exc.ProgrammingError) and "does not exist" in str(error.orig):
+        return StoreUnavailable(f"the job store cannot be reached: {_one_line(error.orig)}")
+    if isinstance(error, sa_exc.ProgrammingError) and "does not exist" in _one_line(error.orig):
         return SchemaOutOfDate()
     if isinstance(error, sa_exc.DataError):
         # A value the database cannot hold (PostgreSQL refuses NUL in text): the caller's input.
-        return InvalidValue(f"a value cannot be stored or searched for: {error.orig}")
-    return StoreError(f"the job store failed: {error.orig}")
+        return InvalidValue(f"a value cannot be stored or searched for: {_one_line(error.orig)}")
+    return StoreError(f"the job store failed: {_one_line(error.orig)}")
+
+
+def _one_line(error: BaseException | None) -> str:
+    """A driver's message on one line (psycopg's span several, with hints)."""
+    return " ".join(str(error).split())
 
 
 def _plain(value: Any) -> Any:
