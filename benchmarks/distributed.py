@@ -5,7 +5,7 @@
 Vigía: `vigia worker --concurrency 2` (two prefork processes) with the job store on a fresh
 PostgreSQL database, the no-op 1-stage and 3-stage pipelines of benchmarks/engine.py.
 Plain Celery: a worker with the same settings (`--concurrency 2`, acks_late, prefetch 1,
-JSON, no result backend) running a no-op task, and a chain of three. Each configuration:
+JSON, no result backend, task events on) running a no-op task, and a chain of three. Each configuration:
 workers started and ready first, then the whole batch sent, timed until the last is done.
 CPU is summed over the workers, Redis and PostgreSQL (steadier than rates here).
 """
@@ -111,7 +111,8 @@ def plain_round(jobs: int, chain_of: int, directory: Path) -> Figures:
     env = {**os.environ, "PLAIN_CELERY_BROKER": REDIS, "PYTHONPATH": str(HERE)}
     log = directory / f"plain-{chain_of}.log"
     worker = start(
-        [sys.executable, "-m", "celery", "-A", "plain_celery", "worker", "-c", "2", "-Q", "plain", "-l", "INFO"],
+        # -E: task events on, as Vigía's workers have them (for Flower).
+        [sys.executable, "-m", "celery", "-A", "plain_celery", "worker", "-c", "2", "-Q", "plain", "-l", "INFO", "-E"],
         env,
         log,
     )

@@ -19,6 +19,7 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     task_default_queue="plain",
+    task_send_sent_event=True,
     worker_hijack_root_logger=False,
 )
 

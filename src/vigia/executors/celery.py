@@ -106,16 +106,12 @@ def send(app: Celery, registry: Registry, runs: Iterable[Dispatch]) -> int:
     return sent
 
 
-def broker_depths(broker_url: str, queues: Sequence[str]) -> dict[str, int]:
+def broker_depths(client: redis.Redis, queues: Sequence[str]) -> dict[str, int]:
     """Messages waiting per queue, read from Redis (kombu keeps each queue as a list)."""
-    client = redis.Redis.from_url(broker_url)
-    try:
-        with client.pipeline(transaction=False) as pipe:
-            for queue in queues:
-                pipe.llen(queue)
-            return {queue: int(depth) for queue, depth in zip(queues, pipe.execute(), strict=True)}
-    finally:
-        client.close()
+    with client.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            pipe.llen(queue)
+        return {queue: int(depth) for queue, depth in zip(queues, pipe.execute(), strict=True)}
 
 
 class _Runtime:
@@ -195,17 +191,19 @@ class _Runtime:
         settled = coordinator.settle([outcome], take_reports())
         bus.publish(settled.events)
         if settled.ready:
-            dispatch_ready(app, coordinator, self.settings)
+            dispatch_ready(app, coordinator)
         return outcome.status
 
 
-def dispatch_ready(app: Celery, coordinator: Coordinator, settings: Settings, queues: Sequence[str] = ()) -> int:
+def dispatch_ready(
+    app: Celery, coordinator: Coordinator, broker: redis.Redis | None = None, queues: Sequence[str] = ()
+) -> int:
     """Send every ready stage run not sent yet; and, for queues the broker holds nothing
     for, those sent long ago that no worker took (their message was lost)."""
     resend: list[str] = []
-    if queues and settings.broker_url:
+    if queues and broker is not None:
         with contextlib.suppress(redis.RedisError):
-            resend = [queue for queue, depth in broker_depths(settings.broker_url, queues).items() if depth == 0]
+            resend = [queue for queue, depth in broker_depths(broker, queues).items() if depth == 0]
     total = 0
     while True:
         taken = coordinator.take_for_dispatch(DISPATCH_BATCH, resend_after=RESEND_AFTER_SECONDS, resend_queues=resend)
@@ -244,16 +242,22 @@ class CeleryExecutor:
 
     async def _loop(self) -> None:
         queues = self.coordinator.registry.queues
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                await asyncio.to_thread(dispatch_ready, self.app, self.coordinator, self.settings, queues)
-                settled = await asyncio.to_thread(self.coordinator.reap)
-                self.bus.publish(settled.events)
-            except (StoreError, redis.RedisError, OSError) as error:
-                log.error("dispatch.failed", extra={"error": str(error)})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+        broker = redis.Redis.from_url(self.settings.broker_url or "")
+        next_reap = 0.0
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                try:
+                    await asyncio.to_thread(dispatch_ready, self.app, self.coordinator, broker, queues)
+                    if time.monotonic() >= next_reap:
+                        next_reap = time.monotonic() + self.settings.lease_seconds / 2
+                        self.bus.publish((await asyncio.to_thread(self.coordinator.reap)).events)
+                except Exception as error:  # keep dispatching whatever one pass ran into
+                    log.error("dispatch.failed", extra={"error": str(error), "error_type": type(error).__name__})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+        finally:
+            broker.close()
 
 
 def run_worker(settings: Settings, registry: Registry, *, queues: Sequence[str], concurrency: int, pool: str) -> None:
@@ -275,12 +279,16 @@ def run_worker(settings: Settings, registry: Registry, *, queues: Sequence[str],
     def maintain() -> None:
         coordinator = Coordinator(SQLJobStore(settings.database_url), registry)
         bus = RedisEventBus(settings.broker_url or "")
+        broker = redis.Redis.from_url(settings.broker_url or "")
+        next_reap = 0.0
         while not stop.wait(settings.poll_interval):
             try:
-                dispatch_ready(app, coordinator, settings, queues)
-                bus.publish(coordinator.reap().events)
-            except (StoreError, redis.RedisError, OSError) as error:
-                log.error("maintenance.failed", extra={"error": str(error)})
+                dispatch_ready(app, coordinator, broker, queues)
+                if time.monotonic() >= next_reap:
+                    next_reap = time.monotonic() + settings.lease_seconds / 2
+                    bus.publish(coordinator.reap().events)
+            except Exception as error:  # keep maintaining whatever one pass ran into
+                log.error("maintenance.failed", extra={"error": str(error), "error_type": type(error).__name__})
 
     @signals.worker_ready.connect(weak=False)
     def start_maintenance(**_: Any) -> None:
@@ -325,7 +333,11 @@ class QueueFacts:
 def queue_facts(app: Celery, settings: Settings, queues: Sequence[str], *, timeout: float = 1.0) -> QueueFacts:
     """Read the queue depths from Redis and ask the workers (Celery's remote control) which
     queues they consume; a worker that does not answer within ``timeout`` counts as offline."""
-    depths = broker_depths(settings.broker_url or "", queues)
+    broker = redis.Redis.from_url(settings.broker_url or "")
+    try:
+        depths = broker_depths(broker, queues)
+    finally:
+        broker.close()
     answers = app.control.inspect(timeout=timeout).active_queues() or {}
     workers = {name: sorted(queue["name"] for queue in consumed) for name, consumed in answers.items()}
     return QueueFacts(depths, workers)

@@ -64,7 +64,10 @@ def create_engine(url: str, *, sqlite_autocheckpoint: Callable[[], bool] = lambd
         )
         _configure_sqlite(engine, sqlite_autocheckpoint)
         return engine
-    return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # No pre-ping (a round trip before every transaction): a connection that died with a
+    # server restart fails its transaction once, SQLAlchemy then discards the pool's old
+    # connections, and `SQLJobStore.transact` runs the work again on a fresh one.
+    return sa.create_engine(url, pool_size=10, max_overflow=10)
 
 
 def _configure_sqlite(engine: Engine, autocheckpoint: Callable[[], bool]) -> None:
@@ -250,11 +253,13 @@ class SQLUnitOfWork:
         return sorted(claimed, key=lambda run: position[run.id])
 
     def claim_run(self, run_id: int, owner: str, lease_until: float, now: float) -> StageRun | None:
-        job_id = self._connection.scalar(sa.select(stage_runs.c.job_id).where(stage_runs.c.id == run_id))
-        if job_id is None:
-            return None
+        # Find and lock the run's job in one round trip (jobs first: the order every unit of
+        # work locks in).
+        query = sa.select(jobs.c.id).join(stage_runs, stage_runs.c.job_id == jobs.c.id).where(stage_runs.c.id == run_id)
         if self._row_locks:
-            self._connection.execute(sa.select(jobs.c.id).where(jobs.c.id == job_id).with_for_update())
+            query = query.with_for_update(of=jobs)
+        if self._connection.scalar(query) is None:
+            return None
         claimed = self._mark_running([run_id], owner, lease_until, now, recheck_state=True)
         return claimed[0] if claimed else None
 
@@ -402,6 +407,12 @@ class SQLJobStore:
                 if attempt == attempts:
                     raise
                 log.info("store.transaction_retried", extra={"attempt": attempt})
+            except StoreUnavailable:
+                # Once: the connection may have died with a server restart (the pool now
+                # replaces its old connections); if the server is down, this fails again.
+                if attempt > 1:
+                    raise
+                log.info("store.reconnecting")
         raise AssertionError("unreachable")
 
     @contextlib.contextmanager
