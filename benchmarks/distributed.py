@@ -56,16 +56,27 @@ class Figures:
 
 
 def cpu_of(processes: list[psutil.Process]) -> float:
+    """CPU seconds of the processes and their descendants, each counted once (the workers
+    are children of this process, which is itself watched)."""
+    seen: set[int] = set()
     total = 0.0
     for process in processes:
         try:
-            times = process.cpu_times()
-            total += times.user + times.system + times.children_user + times.children_system
-            for child in process.children(recursive=True):
-                child_times = child.cpu_times()
-                total += child_times.user + child_times.system
+            family = [process, *process.children(recursive=True)]
         except psutil.NoSuchProcess:
             continue
+        for member in family:
+            if member.pid in seen:
+                continue
+            seen.add(member.pid)
+            try:
+                times = member.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            # Reaped children's time counts too (pool processes recycled during the run),
+            # except for this process, whose reaped children are earlier runs' workers.
+            reaped = 0.0 if member.pid == os.getpid() else times.children_user + times.children_system
+            total += times.user + times.system + reaped
     return total
 
 
@@ -118,7 +129,7 @@ def plain_round(jobs: int, chain_of: int, directory: Path) -> Figures:
     )
     try:
         wait_ready(log, worker)
-        watched = [psutil.Process(worker.pid), *services()]
+        watched = [psutil.Process(worker.pid), psutil.Process(os.getpid()), *services()]
         cpu, began = cpu_of(watched), time.perf_counter()
         for _ in range(jobs):
             if chain_of == 1:
@@ -206,7 +217,7 @@ def vigia_round(pipeline: str, jobs: int, directory: Path) -> Figures:
 
 def main(jobs: int, rounds: int) -> None:
     print(f"distributed: 2 worker processes (prefork), Redis DB 13, {jobs} jobs per configuration, {rounds} rounds")
-    print("CPU = workers + Redis + PostgreSQL (+ the submitting process for Vigía: it dispatches)\n")
+    print("CPU = workers + Redis + PostgreSQL + this process (it sends the tasks; for Vigía it also dispatches)\n")
     results: dict[str, list[Figures]] = {}
     with tempfile.TemporaryDirectory() as directory:
         for _ in range(rounds):
