@@ -24,8 +24,7 @@ from vigia.orchestrator import EventDraft, ProgressReport, StageOutcome, Transit
 from vigia.pipeline import Pipeline
 from vigia.registry import Registry
 from vigia.serialization import NotStorable, to_storable
-from vigia.store.base import Dispatch, NewJob, Snapshot, UnitOfWork, WriteSet
-from vigia.store.sqlalchemy import SQLJobStore
+from vigia.store.base import Dispatch, JobStore, NewJob, Snapshot, UnitOfWork, WriteSet
 
 log = logging.getLogger("vigia.coordinator")
 
@@ -131,7 +130,7 @@ class _Batch:
 class Coordinator:
     def __init__(
         self,
-        store: SQLJobStore,
+        store: JobStore,
         registry: Registry,
         *,
         clock: Callable[[], float] = time.time,

@@ -7,13 +7,15 @@ agree on what runs next.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from vigia.job import Event, Job, JobState, StageRun
 from vigia.orchestrator import InitialRun
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +122,13 @@ class UnitOfWork(Protocol):
 
 
 class JobStore(Protocol):
+    #: Whether the store is a local SQLite file (the embedded default).
+    is_sqlite: bool
+
     def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
+
+    def transact(self, work: Callable[[UnitOfWork], T], attempts: int = 5) -> T:
+        """Run ``work`` in a unit of work, again if it collided with another transaction."""
 
     def get_job(self, job_id: str, tenant: str | None = None) -> Job:
         """The job, or `JobNotFound` (also for another tenant's job)."""
@@ -145,5 +153,11 @@ class JobStore(Protocol):
 
     def check(self) -> None:
         """Raise `StoreUnavailable` or `SchemaOutOfDate` unless the store is usable."""
+
+    def upgrade(self) -> None: ...
+
+    def background_checkpoints(self, enabled: bool) -> None: ...
+
+    def checkpoint(self) -> None: ...
 
     def close(self) -> None: ...
