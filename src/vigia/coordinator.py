@@ -319,23 +319,58 @@ class Coordinator:
 
         return self.store.transact(work)
 
-    def claim_run(self, run_id: int, owner: str, lease_seconds: float) -> tuple[Assignment | None, list[Event]]:
-        """Claim one named stage run (a distributed worker got its message)."""
+    def claim_run(
+        self, run_id: int, owner: str, lease_seconds: float, *, announce: bool = True
+    ) -> tuple[Assignment | None, list[Event]]:
+        """Claim one named stage run (a distributed worker got its message).
+
+        Without ``announce`` the claim touches only the stage run, not its job: the job's
+        "started" events are written later by `announce`, or with the outcome by `settle`,
+        so that a quick stage costs one job-locking transaction instead of two."""
 
         def work(unit: UnitOfWork) -> tuple[Assignment | None, list[Event]]:
             now = self._clock()
-            run = unit.claim_run(run_id, owner, now + lease_seconds, now)
+            run = unit.claim_run(run_id, owner, now + lease_seconds, now, lock_job=announce)
             if run is None:
                 return None, []
-            batch = _Batch(unit.load([run.job_id]), now)
+            snapshots = unit.load([run.job_id], lock=announce)
+            job, runs = snapshots[run.job_id].job, snapshots[run.job_id].runs
+            if not announce and (
+                job.pipeline not in self.registry
+                or orchestrator.incompatibility(self.registry.get(job.pipeline), runs) is not None
+            ):
+                snapshots = unit.load([run.job_id])  # lock, to fail the job below
+            batch = _Batch(snapshots, now)
             pipeline = self._pipeline_for(batch, batch.jobs[run.job_id])
             if pipeline is None:
                 return None, batch.commit(unit).events
-            batch.apply(orchestrator.on_claimed(pipeline, batch.jobs[run.job_id], run, now))
+            if announce:
+                batch.apply(orchestrator.on_claimed(pipeline, batch.jobs[run.job_id], run, now))
             settled = batch.commit(unit)
             return self._assignment(batch, run), settled.events
 
         return self.store.transact(work)
+
+    def announce(self, run: StageRun) -> list[Event]:
+        """Write the "started" events of a run claimed without announcing it."""
+
+        def work(unit: UnitOfWork) -> list[Event]:
+            batch = _Batch(unit.load([run.job_id]), self._clock())
+            self._announce_in(batch, run)
+            return batch.commit(unit).events
+
+        return self.store.transact(work)
+
+    def _announce_in(self, batch: _Batch, run: StageRun) -> None:
+        job = batch.jobs.get(run.job_id)
+        current = batch.runs.get(run.job_id, {}).get(run.stage)
+        if job is None or current is None or current.id != run.id or current.attempts != run.attempts:
+            return
+        if current.state is not StageState.RUNNING or job.state.is_terminal:
+            return  # taken back, or the job ended: nothing to announce
+        pipeline = self._pipeline_for(batch, job)
+        if pipeline is not None:
+            batch.apply(orchestrator.on_claimed(pipeline, job, current, batch.now))
 
     def _pipeline_for(self, batch: _Batch, job: Job) -> Pipeline | None:
         """The job's pipeline, or None after failing the job when this installation cannot
@@ -367,8 +402,14 @@ class Coordinator:
             },
         )
 
-    def settle(self, outcomes: Sequence[StageOutcome] = (), reports: Sequence[ProgressReport] = ()) -> Settled:
-        """Record progress reports and finished attempts, and decide what follows each."""
+    def settle(
+        self,
+        outcomes: Sequence[StageOutcome] = (),
+        reports: Sequence[ProgressReport] = (),
+        unannounced: Sequence[StageRun] = (),
+    ) -> Settled:
+        """Record progress reports and finished attempts, and decide what follows each
+        (announcing first the runs claimed without announcing)."""
         if not outcomes and not reports:
             return Settled()
 
@@ -376,6 +417,8 @@ class Coordinator:
             now = self._clock()
             job_ids = [report.job_id for report in reports] + [outcome.job_id for outcome in outcomes]
             batch = _Batch(unit.load(job_ids), now)
+            for run in unannounced:
+                self._announce_in(batch, run)
             # Progress first: an attempt's reports come before its outcome.
             for report in reports:
                 if report.job_id in batch.jobs:

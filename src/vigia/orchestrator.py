@@ -113,7 +113,7 @@ def on_claimed(pipeline: Pipeline, job: Job, run: StageRun, now: float) -> Trans
     state = job.state
     if state is JobState.QUEUED:
         state = JobState.RUNNING
-        transition.job_changes.update(state=state, started_at=now)
+        transition.job_changes.update(state=state, started_at=run.started_at or now)
         transition.events.append(EventDraft(EventType.JOB_STARTED, state, job.progress))
     transition.job_changes["current_stage"] = run.stage
     transition.events.append(

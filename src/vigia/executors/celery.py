@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from celery import Celery, signals
@@ -114,6 +114,14 @@ def broker_depths(client: redis.Redis, queues: Sequence[str]) -> dict[str, int]:
         return {queue: int(depth) for queue, depth in zip(queues, pipe.execute(), strict=True)}
 
 
+class _Parts(NamedTuple):
+    coordinator: Coordinator
+    bus: EventBus
+    owner: str
+    threads: ThreadPoolExecutor
+    loop: asyncio.AbstractEventLoop
+
+
 class _Runtime:
     """What a worker process needs to run stage runs; built on first use in each process
     (after Celery forks its pool), never shared across a fork."""
@@ -121,25 +129,29 @@ class _Runtime:
     def __init__(self, settings: Settings, registry: Registry) -> None:
         self.settings = settings
         self.registry = registry
-        self._parts: tuple[Coordinator, EventBus, str, ThreadPoolExecutor] | None = None
+        self._parts: _Parts | None = None
         self._lock = threading.Lock()
 
-    def parts(self) -> tuple[Coordinator, EventBus, str, ThreadPoolExecutor]:
+    def parts(self) -> _Parts:
         with self._lock:
             if self._parts is None:
-                store = SQLJobStore(self.settings.database_url)
-                self._parts = (
-                    Coordinator(store, self.registry),
+                self._parts = _Parts(
+                    Coordinator(SQLJobStore(self.settings.database_url), self.registry),
                     RedisEventBus(self.settings.broker_url or ""),
                     worker_id("celery"),
                     ThreadPoolExecutor(4, thread_name_prefix="vigia-stage"),
+                    # One event loop per process for async stages (asyncio.run per task
+                    # would build and tear one down every time).
+                    asyncio.new_event_loop(),
                 )
             return self._parts
 
     def run_stage(self, app: Celery, run_id: int) -> str:
-        coordinator, bus, owner, threads = self.parts()
+        coordinator, bus, owner, threads, loop = self.parts()
         lease = self.settings.lease_seconds
-        assignment, events = coordinator.claim_run(run_id, owner, lease)
+        # Claimed without announcing: a stage that ends within the keeper's first interval
+        # has its "started" events written together with its outcome.
+        assignment, events = coordinator.claim_run(run_id, owner, lease, announce=False)
         bus.publish(events)
         if assignment is None:
             return "duplicate"  # another delivery ran it, or it is no longer ready
@@ -167,11 +179,16 @@ class _Runtime:
             report=report,
         )
         done = threading.Event()
+        announced = threading.Event()
 
         def keep() -> None:
-            """Write progress, renew the lease, and notice cancellation, while the stage runs."""
+            """Announce the stage, write progress, renew the lease, and notice cancellation,
+            while the stage runs."""
             while not done.wait(KEEPER_INTERVAL):
                 try:
+                    if not announced.is_set():
+                        bus.publish(coordinator.announce(run))
+                        announced.set()
                     if batch := take_reports():
                         bus.publish(coordinator.settle([], batch).events)
                     lost, cancelled = coordinator.store.renew_leases([run.id], owner, time.time() + lease)
@@ -184,11 +201,11 @@ class _Runtime:
         keeper = threading.Thread(target=keep, name=f"vigia-keeper-{run.id}", daemon=True)
         keeper.start()
         try:
-            outcome = asyncio.run(run_attempt(stage, context, run_id=run.id, threads=threads))
+            outcome = loop.run_until_complete(run_attempt(stage, context, run_id=run.id, threads=threads))
         finally:
             done.set()
             keeper.join()
-        settled = coordinator.settle([outcome], take_reports())
+        settled = coordinator.settle([outcome], take_reports(), [] if announced.is_set() else [run])
         bus.publish(settled.events)
         if settled.ready:
             dispatch_ready(app, coordinator)

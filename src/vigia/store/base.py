@@ -97,8 +97,9 @@ class Dispatch:
 
 
 class UnitOfWork(Protocol):
-    def load(self, job_ids: Sequence[str]) -> dict[str, Snapshot]:
-        """Load jobs with their stage runs, locking them until the unit of work ends."""
+    def load(self, job_ids: Sequence[str], *, lock: bool = True) -> dict[str, Snapshot]:
+        """Load jobs with their stage runs, locking them (unless told not to) until the unit
+        of work ends."""
 
     def insert_job(self, new: NewJob, events: Sequence[Event]) -> None: ...
 
@@ -109,7 +110,9 @@ class UnitOfWork(Protocol):
     def claim(self, queue: str, limit: int, owner: str, lease_until: float, now: float) -> list[StageRun]:
         """Mark up to ``limit`` ready stage runs of ``queue`` as running under ``owner``."""
 
-    def claim_run(self, run_id: int, owner: str, lease_until: float, now: float) -> StageRun | None:
+    def claim_run(
+        self, run_id: int, owner: str, lease_until: float, now: float, *, lock_job: bool = True
+    ) -> StageRun | None:
         """Claim one given stage run if it is still ready (None: taken or finished already)."""
 
     def take_for_dispatch(

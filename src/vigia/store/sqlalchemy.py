@@ -141,12 +141,12 @@ class SQLUnitOfWork:
         self._connection = connection
         self._row_locks = row_locks
 
-    def load(self, job_ids: Sequence[str]) -> dict[str, Snapshot]:
+    def load(self, job_ids: Sequence[str], *, lock: bool = True) -> dict[str, Snapshot]:
         if not job_ids:
             return {}
         ordered = sorted(set(job_ids))  # one lock order everywhere: no deadlock between us
         query = sa.select(jobs).where(jobs.c.id.in_(ordered)).order_by(jobs.c.id)
-        if self._row_locks:
+        if self._row_locks and lock:
             query = query.with_for_update()
         job_rows = {row.id: Job.from_row(row._mapping) for row in self._connection.execute(query)}
         runs: dict[str, dict[str, StageRun]] = defaultdict(dict)
@@ -252,14 +252,21 @@ class SQLUnitOfWork:
         position = {run_id: index for index, run_id in enumerate(run_ids)}
         return sorted(claimed, key=lambda run: position[run.id])
 
-    def claim_run(self, run_id: int, owner: str, lease_until: float, now: float) -> StageRun | None:
-        # Find and lock the run's job in one round trip (jobs first: the order every unit of
-        # work locks in).
-        query = sa.select(jobs.c.id).join(stage_runs, stage_runs.c.job_id == jobs.c.id).where(stage_runs.c.id == run_id)
-        if self._row_locks:
-            query = query.with_for_update(of=jobs)
-        if self._connection.scalar(query) is None:
-            return None
+    def claim_run(
+        self, run_id: int, owner: str, lease_until: float, now: float, *, lock_job: bool = True
+    ) -> StageRun | None:
+        if lock_job:
+            # Find and lock the run's job in one round trip (jobs first: the order every
+            # unit of work locks in).
+            query = (
+                sa.select(jobs.c.id).join(stage_runs, stage_runs.c.job_id == jobs.c.id).where(stage_runs.c.id == run_id)
+            )
+            if self._row_locks:
+                query = query.with_for_update(of=jobs)
+            if self._connection.scalar(query) is None:
+                return None
+        # Without the job lock this takes only the run's row lock: it cannot deadlock, and
+        # the state check makes it lose cleanly to a cancellation or a duplicate delivery.
         claimed = self._mark_running([run_id], owner, lease_until, now, recheck_state=True)
         return claimed[0] if claimed else None
 
