@@ -45,8 +45,8 @@ class Assignment:
 @dataclass(slots=True)
 class Settled:
     events: list[Event] = field(default_factory=list)
-    #: Stage runs that became ready (id, queue): what a distributed executor sends next.
-    ready: list[tuple[int, str]] = field(default_factory=list)
+    #: Stage runs that became ready: what a distributed executor sends next.
+    ready: list[Dispatch] = field(default_factory=list)
     #: Jobs that reached a terminal state.
     finished: list[Job] = field(default_factory=list)
 
@@ -103,7 +103,9 @@ class _Batch:
             job = job.evolve(**changes)
             self.jobs[job.id] = job
             self.writes.jobs.setdefault(job.id, {}).update(changes)
-        self.settled.ready.extend((runs[stage].id, runs[stage].queue) for stage in transition.ready)
+        self.settled.ready.extend(
+            Dispatch(runs[stage].id, runs[stage].queue, job.pipeline, stage) for stage in transition.ready
+        )
         if "state" in transition.job_changes and job.state.is_terminal:
             self.settled.finished.append(job)
 
@@ -119,6 +121,12 @@ class _Batch:
             self.now,
             draft.stage_progress,
         )
+
+    def mark_dispatched(self) -> None:
+        """Record the ready runs as sent now: the caller sends them once this commits (a
+        crash in between leaves them to the dispatcher's re-send of lost messages)."""
+        for item in self.settled.ready:
+            self.writes.runs.setdefault(item.run_id, {})["dispatched_at"] = self.now
 
     def commit(self, unit: UnitOfWork) -> Settled:
         if self.writes:
@@ -407,9 +415,12 @@ class Coordinator:
         outcomes: Sequence[StageOutcome] = (),
         reports: Sequence[ProgressReport] = (),
         unannounced: Sequence[StageRun] = (),
+        *,
+        dispatching: bool = False,
     ) -> Settled:
         """Record progress reports and finished attempts, and decide what follows each
-        (announcing first the runs claimed without announcing)."""
+        (announcing first the runs claimed without announcing). With ``dispatching``, the
+        runs that became ready are recorded as sent: the caller sends them itself."""
         if not outcomes and not reports:
             return Settled()
 
@@ -435,6 +446,8 @@ class Coordinator:
                 if pipeline is not None:
                     rand = self._rand()
                     batch.apply(orchestrator.on_outcome(pipeline, job, batch.runs[job.id], outcome, now, rand))
+            if dispatching:
+                batch.mark_dispatched()
             return batch.commit(unit)
 
         return self.store.transact(work)

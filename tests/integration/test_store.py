@@ -375,7 +375,9 @@ def test_settled_stages_unlock_the_next_one_and_keep_their_outputs(
 
     after_scan = coordinator.settle([outcome_of(claimed["scan"], now, SCANNED)])
     runs = runs_by_stage(store, job.id)
-    assert after_scan.ready == [(runs["merge"].id, "default")]
+    assert [(item.run_id, item.queue, item.stage) for item in after_scan.ready] == [
+        (runs["merge"].id, "default", "merge")
+    ]
     assert runs["merge"].state is StageState.QUEUED
     fetch, scan = runs["fetch"], runs["scan"]
     assert (fetch.state, fetch.output, fetch.finished_at) == (StageState.SUCCEEDED, FETCHED, now)

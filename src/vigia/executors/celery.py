@@ -205,10 +205,9 @@ class _Runtime:
         finally:
             done.set()
             keeper.join()
-        settled = coordinator.settle([outcome], take_reports(), [] if announced.is_set() else [run])
+        settled = coordinator.settle([outcome], take_reports(), [] if announced.is_set() else [run], dispatching=True)
         bus.publish(settled.events)
-        if settled.ready:
-            dispatch_ready(app, coordinator)
+        send(app, self.registry, settled.ready)  # recorded as sent by the settlement itself
         return outcome.status
 
 

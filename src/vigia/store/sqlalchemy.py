@@ -337,7 +337,9 @@ class SQLUnitOfWork:
         self._update_many(jobs, jobs.c.id, changes.jobs)
         runs = {
             # A run that becomes ready again (a retry, a hand-back) has not been sent since.
-            run_id: {**values, "dispatched_at": None} if values.get("state") in _CLAIMABLE else values
+            run_id: {**values, "dispatched_at": None}
+            if values.get("state") in _CLAIMABLE and "dispatched_at" not in values
+            else values
             for run_id, values in changes.runs.items()
         }
         self._update_many(stage_runs, stage_runs.c.id, runs)
