@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -32,27 +31,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from engine import PIPELINES  # noqa: E402
+from engine import PIPELINES, Figures  # noqa: E402
 
 ADMIN_DB = os.environ.get("VIGIA_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("VIGIA_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/") + "/13"
-
-
-@dataclass
-class Figures:
-    label: str
-    jobs: int
-    stage_runs: int
-    seconds: float
-    cpu_seconds: float
-
-    @property
-    def runs_per_second(self) -> float:
-        return self.stage_runs / self.seconds
-
-    @property
-    def cpu_ms_per_run(self) -> float:
-        return 1000 * self.cpu_seconds / self.stage_runs
 
 
 def cpu_of(processes: list[psutil.Process]) -> float:

@@ -190,18 +190,6 @@ def harness(store_url: str, tmp_path: Path, **overrides: Any) -> Iterator[Harnes
         vigia.close()
 
 
-@pytest.fixture
-def api(store_url: str, tmp_path: Path) -> Iterator[Harness]:
-    with harness(store_url, tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def sqlite_api(sqlite_url: str, tmp_path: Path) -> Iterator[Harness]:
-    with harness(sqlite_url, tmp_path) as running:
-        yield running
-
-
 def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
     """The response is our one error shape with this status (and code); returns its error."""
     assert response.status_code == status, f"{response.status_code} {response.text}"

@@ -9,27 +9,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
-from tests.integration.test_api import API, Harness, assert_error, gate, harness, label
+from tests.integration.test_api import API, Harness, assert_error, gate, label
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def api(store_url: str, tmp_path: Path) -> Iterator[Harness]:
-    with harness(store_url, tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def sqlite_api(sqlite_url: str, tmp_path: Path) -> Iterator[Harness]:
-    with harness(sqlite_url, tmp_path) as running:
-        yield running
 
 
 def sse_events(response: Any) -> Iterator[dict[str, Any]]:
