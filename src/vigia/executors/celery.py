@@ -119,7 +119,6 @@ class _Parts(NamedTuple):
     bus: EventBus
     owner: str
     threads: ThreadPoolExecutor
-    loop: asyncio.AbstractEventLoop
 
 
 class _Runtime:
@@ -131,6 +130,7 @@ class _Runtime:
         self.registry = registry
         self._parts: _Parts | None = None
         self._lock = threading.Lock()
+        self._loops = threading.local()
 
     def parts(self) -> _Parts:
         with self._lock:
@@ -140,14 +140,20 @@ class _Runtime:
                     RedisEventBus(self.settings.broker_url or ""),
                     worker_id("celery"),
                     ThreadPoolExecutor(4, thread_name_prefix="vigia-stage"),
-                    # One event loop per process for async stages (asyncio.run per task
-                    # would build and tear one down every time).
-                    asyncio.new_event_loop(),
                 )
             return self._parts
 
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """This thread's event loop for async stages: one per worker thread (the threads pool
+        runs several tasks at once) rather than one built and torn down per task."""
+        loop: asyncio.AbstractEventLoop | None = getattr(self._loops, "loop", None)
+        if loop is None:
+            loop = self._loops.loop = asyncio.new_event_loop()
+        return loop
+
     def run_stage(self, app: Celery, run_id: int) -> str:
-        coordinator, bus, owner, threads, loop = self.parts()
+        coordinator, bus, owner, threads = self.parts()
+        loop = self.loop()
         lease = self.settings.lease_seconds
         # Claimed without announcing: a stage that ends within the keeper's first interval
         # has its "started" events written together with its outcome.
