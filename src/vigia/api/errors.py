@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -38,6 +39,16 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+def describe_problems(items: Sequence[Mapping[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """A message naming the fields of pydantic validation errors, and the problems as data."""
+    problems = [
+        {"field": ".".join(str(part) for part in item.get("loc", ()) if part != "body"), "problem": item.get("msg")}
+        for item in items
+    ]
+    fields = ", ".join(problem["field"] or "body" for problem in problems)
+    return f"the request is not valid: check {fields}", problems
+
+
 def status_of(error: errors.VigiaError) -> int:
     for kind in type(error).__mro__:
         if kind in STATUS:
@@ -58,14 +69,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
-        problems = [
-            {"field": ".".join(str(part) for part in item.get("loc", ()) if part != "body"), "problem": item.get("msg")}
-            for item in error.errors()
-        ]
-        fields = ", ".join(problem["field"] or "body" for problem in problems)
-        return JSONResponse(
-            error_body("invalid_request", f"the request is not valid: check {fields}", {"problems": problems}), 422
-        )
+        message, problems = describe_problems(error.errors())
+        return JSONResponse(error_body("invalid_request", message, {"problems": problems}), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:

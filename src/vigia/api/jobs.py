@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from vigia.api.auth import App, Reader, Submitter
-from vigia.api.errors import error_body
+from vigia.api.errors import describe_problems, error_body
 from vigia.api.schemas import (
     API_PREFIX,
     ErrorResponse,
@@ -108,11 +108,8 @@ async def submit(
 
 
 def _invalid(error: ValidationError) -> InvalidInput:
-    problems = [
-        {"field": ".".join(str(part) for part in item["loc"]), "problem": item["msg"]} for item in error.errors()
-    ]
-    fields = ", ".join(problem["field"] or "body" for problem in problems)
-    return InvalidInput(f"the request is not valid: check {fields}", problems=problems)
+    message, problems = describe_problems(error.errors())
+    return InvalidInput(message, problems=problems)
 
 
 async def _multipart_input(request: Request, pipeline: Pipeline, vigia: Vigia) -> tuple[Any, int]:

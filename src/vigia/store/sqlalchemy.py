@@ -29,7 +29,17 @@ from vigia.exceptions import (
     StoreUnavailable,
     TransientConflict,
 )
-from vigia.job import CLAIMABLE_STAGE_STATES, MAX_SEQ, Event, Job, JobState, StageRun, StageState, is_job_id
+from vigia.job import (
+    CLAIMABLE_STAGE_STATES,
+    MAX_SEQ,
+    Event,
+    Job,
+    JobState,
+    StageRun,
+    StageState,
+    id_floor,
+    is_job_id,
+)
 from vigia.store import migrations
 from vigia.store.base import Batch, Dispatch, JobFilter, JobPage, NewJob, Snapshot, WriteSet
 from vigia.store.schema import batches, events, jobs, stage_runs
@@ -398,13 +408,20 @@ class SQLJobStore:
 
     @contextlib.contextmanager
     def unit_of_work(self) -> Iterator[SQLUnitOfWork]:
+        with self._writing() as connection:
+            yield SQLUnitOfWork(connection, row_locks=not self.is_sqlite)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction: our own threads queue on the lock, SQLite's BEGIN IMMEDIATE
+        makes other processes queue, and driver errors come out as ours."""
         with (
             self._write_lock,
             translate_errors(),
             self.engine.connect().execution_options(vigia_write=True) as connection,
             connection.begin(),
         ):
-            yield SQLUnitOfWork(connection, row_locks=not self.is_sqlite)
+            yield connection
 
     def transact(self, work: Callable[[SQLUnitOfWork], T], attempts: int = 5) -> T:
         """Run ``work`` in a unit of work, again if it collided with another transaction."""
@@ -467,8 +484,6 @@ class SQLJobStore:
 
     @staticmethod
     def _filtered(query: sa.Select[Any], where: JobFilter) -> sa.Select[Any]:
-        from vigia.job import id_floor
-
         if where.tenant is not None:
             query = query.where(jobs.c.tenant == where.tenant)
         if where.pipeline is not None:
@@ -540,12 +555,7 @@ class SQLJobStore:
         if not run_ids:
             return set(), set()
         wanted = set(run_ids)
-        with (
-            self._write_lock,
-            translate_errors(),
-            self.engine.connect().execution_options(vigia_write=True) as connection,
-            connection.begin(),
-        ):
+        with self._writing() as connection:
             renewed = set(
                 connection.scalars(
                     stage_runs.update()
