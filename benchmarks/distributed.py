@@ -37,29 +37,50 @@ ADMIN_DB = os.environ.get("VIGIA_TEST_DATABASE_URL", "postgresql://postgres@127.
 REDIS = os.environ.get("VIGIA_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/") + "/13"
 
 
-def cpu_of(processes: list[psutil.Process]) -> float:
-    """CPU seconds of the processes and their descendants, each counted once (the workers
-    are children of this process, which is itself watched)."""
+def cpu_of(groups: dict[str, list[psutil.Process]]) -> dict[str, float]:
+    """CPU seconds per group of processes and their descendants, each process counted once
+    and in the first group that names it or an ancestor (the workers are children of this
+    process, which is itself watched)."""
     seen: set[int] = set()
-    total = 0.0
-    for process in processes:
-        try:
-            family = [process, *process.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            continue
-        for member in family:
-            if member.pid in seen:
-                continue
-            seen.add(member.pid)
+    totals: dict[str, float] = {}
+    for name, processes in groups.items():
+        total = 0.0
+        for process in processes:
             try:
-                times = member.cpu_times()
+                family = [process, *process.children(recursive=True)]
             except psutil.NoSuchProcess:
                 continue
-            # Reaped children's time counts too (pool processes recycled during the run),
-            # except for this process, whose reaped children are earlier runs' workers.
-            reaped = 0.0 if member.pid == os.getpid() else times.children_user + times.children_system
-            total += times.user + times.system + reaped
-    return total
+            for member in family:
+                if member.pid in seen:
+                    continue
+                seen.add(member.pid)
+                try:
+                    times = member.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue
+                # Reaped children's time counts too (pool processes recycled during the run),
+                # except for this process, whose reaped children are earlier runs' workers.
+                reaped = 0.0 if member.pid == os.getpid() else times.children_user + times.children_system
+                total += times.user + times.system + reaped
+        totals[name] = total
+    return totals
+
+
+def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: after[name] - before[name] for name in before}
+
+
+def watched(worker: subprocess.Popen[bytes]) -> dict[str, list[psutil.Process]]:
+    found = services()
+    main = psutil.Process(worker.pid)
+    return {
+        # The pool processes first: what is left for "worker" is the main process's share.
+        "pool": main.children(recursive=True),
+        "worker": [main],
+        "sender": [psutil.Process(os.getpid())],
+        "redis": [process for process in found if process.info["name"].startswith("redis-server")],
+        "postgres": [process for process in found if "postgres" in process.info["name"]],
+    }
 
 
 def services() -> list[psutil.Process]:
@@ -111,8 +132,8 @@ def plain_round(jobs: int, chain_of: int, directory: Path) -> Figures:
     )
     try:
         wait_ready(log, worker)
-        watched = [psutil.Process(worker.pid), psutil.Process(os.getpid()), *services()]
-        cpu, began = cpu_of(watched), time.perf_counter()
+        groups = watched(worker)
+        cpu, began = cpu_of(groups), time.perf_counter()
         for _ in range(jobs):
             if chain_of == 1:
                 plain_celery.noop.delay()
@@ -123,13 +144,13 @@ def plain_round(jobs: int, chain_of: int, directory: Path) -> Figures:
                 chain(*steps).delay()
         while int(client.get(plain_celery.COUNTER) or 0) < jobs:
             time.sleep(0.01)
-        seconds, cpu_seconds = time.perf_counter() - began, cpu_of(watched) - cpu
+        seconds, parts = time.perf_counter() - began, spent(cpu, cpu_of(groups))
     finally:
         stop(worker)
         client.flushdb()
         client.close()
     label = "plain Celery task" if chain_of == 1 else f"plain Celery chain of {chain_of}"
-    return Figures(label, jobs, jobs * chain_of, seconds, cpu_seconds)
+    return Figures(label, jobs, jobs * chain_of, seconds, sum(parts.values()), parts)
 
 
 def vigia_round(pipeline: str, jobs: int, directory: Path) -> Figures:
@@ -160,7 +181,7 @@ def vigia_round(pipeline: str, jobs: int, directory: Path) -> Figures:
     )
     try:
         wait_ready(log, worker)
-        watched = [psutil.Process(worker.pid), psutil.Process(os.getpid()), *services()]
+        groups = watched(worker)
         settings = Settings(database_url=database_url, broker_url=REDIS, data_dir=directory, poll_interval=0.5)
 
         async def run() -> float:
@@ -182,9 +203,9 @@ def vigia_round(pipeline: str, jobs: int, directory: Path) -> Figures:
             vigia.close()
             return seconds
 
-        cpu = cpu_of(watched)
+        cpu = cpu_of(groups)
         seconds = asyncio.run(run())
-        cpu_seconds = cpu_of(watched) - cpu
+        parts = spent(cpu, cpu_of(groups))
     finally:
         stop(worker)
         store.close()
@@ -194,7 +215,7 @@ def vigia_round(pipeline: str, jobs: int, directory: Path) -> Figures:
             connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.dispose()
     stages = len(PIPELINES[pipeline].nodes)
-    return Figures(f"vigia {pipeline}", jobs, jobs * stages, seconds, cpu_seconds)
+    return Figures(f"vigia {pipeline}", jobs, jobs * stages, seconds, sum(parts.values()), parts)
 
 
 def main(jobs: int, rounds: int) -> None:
@@ -231,6 +252,13 @@ def main(jobs: int, rounds: int) -> None:
             f"{figures.cpu_ms_per_run:>12.2f}{figures.runs_per_second / base.runs_per_second:>14.2f}x"
             f"{figures.cpu_ms_per_run / base.cpu_ms_per_run:>13.2f}x"
         )
+    print("\nCPU ms per stage run by process (median round):")
+    for label in results:
+        figures = median(label)
+        shares = "  ".join(
+            f"{name} {1000 * seconds / figures.stage_runs:.2f}" for name, seconds in figures.cpu_parts.items()
+        )
+        print(f"  {figures.label:<26}{shares}")
     spread = {label: [round(figures.runs_per_second) for figures in runs] for label, runs in results.items()}
     print(f"\nstage runs/s per round: {spread}")
 

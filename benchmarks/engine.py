@@ -15,7 +15,7 @@ import asyncio
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vigia import JobState, Pipeline, Settings, StageContext, Vigia
@@ -52,6 +52,8 @@ class Figures:
     stage_runs: int
     seconds: float
     cpu_seconds: float
+    #: CPU seconds by process group, where a benchmark measures several processes.
+    cpu_parts: dict[str, float] = field(default_factory=dict)
 
     @property
     def jobs_per_second(self) -> float:

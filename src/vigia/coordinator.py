@@ -19,7 +19,7 @@ from typing import Any
 
 from vigia import constants, orchestrator
 from vigia.exceptions import IdempotencyConflict, InvalidInput, JobNotFound, UnknownPipeline, VigiaError
-from vigia.job import Event, EventType, Job, JobState, StageRun, StageState, new_job_id
+from vigia.job import CLAIMABLE_STAGE_STATES, Event, EventType, Job, JobState, StageRun, StageState, new_job_id
 from vigia.orchestrator import EventDraft, ProgressReport, StageOutcome, Transition
 from vigia.pipeline import Pipeline
 from vigia.registry import Registry
@@ -49,6 +49,8 @@ class Settled:
     ready: list[Dispatch] = field(default_factory=list)
     #: Jobs that reached a terminal state.
     finished: list[Job] = field(default_factory=list)
+    #: Claims `settle` refused (by run id): those runs belong to nobody's attempt now.
+    refused: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,28 +185,28 @@ class Coordinator:
 
         def work(unit: UnitOfWork) -> dict[int, Submitted | VigiaError]:
             stored: dict[int, Submitted | VigiaError] = {}
+            unkeyed: list[tuple[NewJob, Submitted]] = []
             for index, request, pipeline, job_input, fingerprint in checked:
-                if request.idempotency_key is not None:
-                    existing = unit.find_idempotent(request.tenant, request.idempotency_key)
-                    if existing is not None:
-                        if existing.input_hash != fingerprint:
-                            stored[index] = IdempotencyConflict(
-                                "this Idempotency-Key was already used with a different pipeline or input",
-                                job_id=existing.id,
-                            )
-                        else:
-                            stored[index] = Submitted(existing, [], created=False)
-                        continue
-                stored[index] = self._insert(
-                    unit,
-                    pipeline,
-                    job_input,
-                    fingerprint,
-                    request.tenant,
-                    request.priority,
-                    request.idempotency_key,
-                    None,
-                )
+                new = self._new_job(pipeline, job_input, fingerprint, request.tenant, request.priority, request)
+                if request.idempotency_key is None:
+                    unkeyed.append(new)
+                    stored[index] = new[1]
+                    continue
+                # A keyed job is written at once, so that a later request in this batch
+                # with the same key finds it.
+                existing = unit.find_idempotent(request.tenant, request.idempotency_key)
+                if existing is None:
+                    unit.insert_jobs([new[0]], new[1].events)
+                    stored[index] = new[1]
+                elif existing.input_hash != fingerprint:
+                    stored[index] = IdempotencyConflict(
+                        "this Idempotency-Key was already used with a different pipeline or input",
+                        job_id=existing.id,
+                    )
+                else:
+                    stored[index] = Submitted(existing, [], created=False)
+            if unkeyed:
+                unit.insert_jobs([job for job, _ in unkeyed], [event for _, done in unkeyed for event in done.events])
             return stored
 
         if checked:
@@ -230,11 +232,12 @@ class Coordinator:
             now = self._clock()
             batch_id = new_job_id(now)
             unit.insert_batch(batch_id, tenant, pipeline.name, len(checked), now)
-            submitted = [
-                self._insert(unit, pipeline, job_input, fingerprint, tenant, priority, None, batch_id)
+            created = [
+                self._new_job(pipeline, job_input, fingerprint, tenant, priority, batch_id=batch_id)
                 for job_input, fingerprint in checked
             ]
-            return batch_id, submitted
+            unit.insert_jobs([job for job, _ in created], [event for _, done in created for event in done.events])
+            return batch_id, [done for _, done in created]
 
         return self.store.transact(work)
 
@@ -248,35 +251,34 @@ class Coordinator:
             pipeline.validate_input(job_input)
         return job_input, input_fingerprint(pipeline.name, job_input)
 
-    def _insert(
+    def _new_job(
         self,
-        unit: UnitOfWork,
         pipeline: Pipeline,
         job_input: Any,
         fingerprint: str,
         tenant: str,
         priority: int,
-        idempotency_key: str | None,
-        batch_id: str | None,
-    ) -> Submitted:
+        request: JobRequest | None = None,
+        *,
+        batch_id: str | None = None,
+    ) -> tuple[NewJob, Submitted]:
+        """A job to insert, and how its submission is answered once it is."""
         now = self._clock()
         job_id = new_job_id(now)
+        idempotency_key = request.idempotency_key if request is not None else None
         event = Event(job_id, 1, EventType.JOB_QUEUED, JobState.QUEUED, None, 0.0, None, now)
-        unit.insert_job(
-            NewJob(
-                id=job_id,
-                tenant=tenant,
-                pipeline=pipeline.name,
-                pipeline_version=pipeline.version,
-                priority=priority,
-                input=job_input,
-                input_hash=fingerprint,
-                idempotency_key=idempotency_key,
-                runs=orchestrator.plan_job(pipeline),
-                created_at=now,
-                batch_id=batch_id,
-            ),
-            [event],
+        new = NewJob(
+            id=job_id,
+            tenant=tenant,
+            pipeline=pipeline.name,
+            pipeline_version=pipeline.version,
+            priority=priority,
+            input=job_input,
+            input_hash=fingerprint,
+            idempotency_key=idempotency_key,
+            runs=orchestrator.plan_job(pipeline),
+            created_at=now,
+            batch_id=batch_id,
         )
         job = Job(
             id=job_id,
@@ -297,10 +299,10 @@ class Coordinator:
             started_at=None,
             finished_at=None,
             updated_at=now,
-            last_seq=1,
+            last_seq=event.seq,
             batch_id=batch_id,
         )
-        return Submitted(job, [event], created=True)
+        return new, Submitted(job, [event], created=True)
 
     def claim(
         self, free_slots: Mapping[str, int], owner: str, lease_seconds: float
@@ -323,62 +325,88 @@ class Coordinator:
                     batch.apply(orchestrator.on_claimed(pipeline, job, run, now))
                     runnable.append(run)
             settled = batch.commit(unit)
-            return [self._assignment(batch, run) for run in runnable], settled.events
+            return [
+                self._assignment(batch.jobs[run.job_id], batch.runs[run.job_id], run) for run in runnable
+            ], settled.events
 
         return self.store.transact(work)
 
-    def claim_run(
-        self, run_id: int, owner: str, lease_seconds: float, *, announce: bool = True
-    ) -> tuple[Assignment | None, list[Event]]:
-        """Claim one named stage run (a distributed worker got its message).
+    def assignment_for(self, run_id: int, owner: str, lease_seconds: float) -> Assignment | None:
+        """What a distributed worker needs to run the stage run its message names, read
+        without a transaction; None when the run is no longer ready (a duplicate delivery,
+        a cancelled or finished job).
 
-        Without ``announce`` the claim touches only the stage run, not its job: the job's
-        "started" events are written later by `announce`, or with the outcome by `settle`,
-        so that a quick stage costs one job-locking transaction instead of two."""
+        The claim is not written here: the returned run is the claim the worker means to
+        make, which `settle` writes together with the outcome for a stage that ends within
+        the keeper's first interval, or the keeper writes for a longer one. A quick stage
+        thus costs one transaction; a duplicate delivery that races it loses at `settle`."""
+        snapshot = self.store.snapshot_of_run(run_id)
+        if snapshot is None:
+            return None
+        job = snapshot.job
+        run = next((other for other in snapshot.runs.values() if other.id == run_id), None)
+        if run is None or run.state not in CLAIMABLE_STAGE_STATES or job.state.is_terminal:
+            return None
+        if job.pipeline not in self.registry or (
+            orchestrator.incompatibility(self.registry.get(job.pipeline), snapshot.runs) is not None
+        ):
+            self._fail_unrunnable(job.id)
+            return None
+        now = self._clock()
+        claimed = run.evolve(
+            state=StageState.RUNNING,
+            attempts=run.attempts + 1,
+            lease_owner=owner,
+            lease_until=now + lease_seconds,
+            started_at=now,
+            finished_at=None,
+            duration=None,
+            progress=0.0,
+        )
+        return self._assignment(job, {**snapshot.runs, run.stage: claimed}, claimed)
 
-        def work(unit: UnitOfWork) -> tuple[Assignment | None, list[Event]]:
-            now = self._clock()
-            run = unit.claim_run(run_id, owner, now + lease_seconds, now, lock_job=announce)
-            if run is None:
-                return None, []
-            snapshots = unit.load([run.job_id], lock=announce)
-            job, runs = snapshots[run.job_id].job, snapshots[run.job_id].runs
-            if not announce and (
-                job.pipeline not in self.registry
-                or orchestrator.incompatibility(self.registry.get(job.pipeline), runs) is not None
-            ):
-                snapshots = unit.load([run.job_id])  # lock, to fail the job below
-            batch = _Batch(snapshots, now)
-            pipeline = self._pipeline_for(batch, batch.jobs[run.job_id])
-            if pipeline is None:
-                return None, batch.commit(unit).events
-            if announce:
-                batch.apply(orchestrator.on_claimed(pipeline, batch.jobs[run.job_id], run, now))
-            settled = batch.commit(unit)
-            return self._assignment(batch, run), settled.events
-
-        return self.store.transact(work)
-
-    def announce(self, run: StageRun) -> list[Event]:
-        """Write the "started" events of a run claimed without announcing it."""
-
+    def _fail_unrunnable(self, job_id: str) -> list[Event]:
         def work(unit: UnitOfWork) -> list[Event]:
-            batch = _Batch(unit.load([run.job_id]), self._clock())
-            self._announce_in(batch, run)
+            batch = _Batch(unit.load([job_id]), self._clock())
+            if job_id in batch.jobs:
+                self._pipeline_for(batch, batch.jobs[job_id])
             return batch.commit(unit).events
 
         return self.store.transact(work)
 
-    def _announce_in(self, batch: _Batch, run: StageRun) -> None:
+    def _claim_in(self, batch: _Batch, run: StageRun) -> bool:
+        """Write the claim a worker made in memory (see `assignment_for`), with its
+        "started" events, if the run is still the ready one it read."""
         job = batch.jobs.get(run.job_id)
         current = batch.runs.get(run.job_id, {}).get(run.stage)
-        if job is None or current is None or current.id != run.id or current.attempts != run.attempts:
-            return
-        if current.state is not StageState.RUNNING or job.state.is_terminal:
-            return  # taken back, or the job ended: nothing to announce
+        if (
+            job is None
+            or current is None
+            or current.id != run.id
+            or current.state not in CLAIMABLE_STAGE_STATES
+            or current.attempts != run.attempts - 1
+            or job.state.is_terminal
+        ):
+            return False
         pipeline = self._pipeline_for(batch, job)
-        if pipeline is not None:
-            batch.apply(orchestrator.on_claimed(pipeline, job, current, batch.now))
+        if pipeline is None:
+            return False
+        transition = orchestrator.on_claimed(pipeline, job, run, batch.now)
+        transition.run_changes[run.stage] = {
+            name: getattr(run, name)
+            for name in (
+                "state",
+                "attempts",
+                "lease_owner",
+                "lease_until",
+                "started_at",
+                "finished_at",
+                "duration",
+                "progress",
+            )
+        }
+        batch.apply(transition)
+        return True
 
     def _pipeline_for(self, batch: _Batch, job: Job) -> Pipeline | None:
         """The job's pipeline, or None after failing the job when this installation cannot
@@ -396,9 +424,7 @@ class Coordinator:
         batch.apply(orchestrator.on_unrunnable(job, batch.runs[job.id], error_type, problem, batch.now))
         return None
 
-    def _assignment(self, batch: _Batch, run: StageRun) -> Assignment:
-        job = batch.jobs[run.job_id]
-        runs = batch.runs[run.job_id]
+    def _assignment(self, job: Job, runs: Mapping[str, StageRun], run: StageRun) -> Assignment:
         ancestors = self.registry.get(job.pipeline).node(run.stage).ancestors
         return Assignment(
             run=runs[run.stage],
@@ -414,25 +440,26 @@ class Coordinator:
         self,
         outcomes: Sequence[StageOutcome] = (),
         reports: Sequence[ProgressReport] = (),
-        unannounced: Sequence[StageRun] = (),
+        claims: Sequence[StageRun] = (),
         *,
         dispatching: bool = False,
     ) -> Settled:
-        """Record progress reports and finished attempts, and decide what follows each
-        (announcing first the runs claimed without announcing). With ``dispatching``, the
-        runs that became ready are recorded as sent: the caller sends them itself."""
-        if not outcomes and not reports:
+        """Record claims made in memory (see `assignment_for`), progress reports and
+        finished attempts, and decide what follows each. A refused claim (the run was taken,
+        cancelled or its job ended meanwhile) drops that run's reports and outcome and is
+        named in `Settled.refused`. With ``dispatching``, the runs that became ready are
+        recorded as sent: the caller sends them itself."""
+        if not outcomes and not reports and not claims:
             return Settled()
 
         def work(unit: UnitOfWork) -> Settled:
             now = self._clock()
-            job_ids = [report.job_id for report in reports] + [outcome.job_id for outcome in outcomes]
-            batch = _Batch(unit.load(job_ids), now)
-            for run in unannounced:
-                self._announce_in(batch, run)
+            job_ids = [run.job_id for run in claims] + [report.job_id for report in reports]
+            batch = _Batch(unit.load(job_ids + [outcome.job_id for outcome in outcomes]), now)
+            refused = {run.id for run in claims if not self._claim_in(batch, run)}
             # Progress first: an attempt's reports come before its outcome.
             for report in reports:
-                if report.job_id in batch.jobs:
+                if report.job_id in batch.jobs and report.run_id not in refused:
                     job = batch.jobs[report.job_id]
                     pipeline = self._pipeline_for(batch, job)
                     if pipeline is not None:
@@ -441,6 +468,8 @@ class Coordinator:
                 if outcome.job_id not in batch.jobs:
                     log.warning("outcome.job_missing", extra={"job_id": outcome.job_id})
                     continue
+                if outcome.run_id in refused:
+                    continue
                 job = batch.jobs[outcome.job_id]
                 pipeline = self._pipeline_for(batch, job)
                 if pipeline is not None:
@@ -448,7 +477,9 @@ class Coordinator:
                     batch.apply(orchestrator.on_outcome(pipeline, job, batch.runs[job.id], outcome, now, rand))
             if dispatching:
                 batch.mark_dispatched()
-            return batch.commit(unit)
+            settled = batch.commit(unit)
+            settled.refused = refused
+            return settled
 
         return self.store.transact(work)
 

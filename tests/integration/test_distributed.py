@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.pipelines import ALL
-from vigia import JobState, Settings, StageState, Vigia
+from vigia import JobState, Settings, StageRun, StageState, Vigia
 from vigia.executors.celery import make_celery, queue_facts
 from vigia.registry import Registry
 from vigia.store.sqlalchemy import SQLJobStore
@@ -136,29 +137,39 @@ def test_kill_9_of_a_worker_machine_mid_run_loses_no_job(cluster: Cluster) -> No
     doomed = cluster.start_worker("--concurrency", "2")
     cluster.start_worker("--concurrency", "2")
 
-    async def scenario(vigia: Vigia) -> tuple[dict, dict, list[JobState]]:
+    def held_by_doomed(runs: list[StageRun]) -> list[StageRun]:
+        """Running stage runs whose lease a pool process of the doomed worker holds."""
+        pids = {str(child.pid) for child in psutil.Process(doomed.pid).children(recursive=True)}
+        return [
+            run for run in runs if run.state is StageState.RUNNING and (run.lease_owner or "").split(":")[2] in pids
+        ]
+
+    async def scenario(vigia: Vigia) -> tuple[dict, dict, list[JobState], list[StageRun]]:
         jobs = [await vigia.submit("demo", {"pace": 0.1 if number < 8 else 0.01}) for number in range(120)]
         store = vigia.store
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             runs = [run for job in jobs for run in store.get_runs(job.id)]
-            if sum(run.state is StageState.RUNNING for run in runs) >= 3 and any(
-                run.state is StageState.SUCCEEDED for run in runs
-            ):
+            if held_by_doomed(runs) and any(run.state is StageState.SUCCEEDED for run in runs):
                 break
             await asyncio.sleep(0.05)
+        doomed_runs = held_by_doomed(runs)
         os.killpg(doomed.pid, signal.SIGKILL)  # the main process and its pool: a lost machine
         before = {(run.job_id, run.stage): run for job in jobs for run in store.get_runs(job.id)}
         finished = [await vigia.wait(job.id, timeout=180) for job in jobs]
         after = {(run.job_id, run.stage): run for job in jobs for run in store.get_runs(job.id)}
-        return before, after, [job.state for job in finished]
+        return before, after, [job.state for job in finished], doomed_runs
 
-    before, after, states = run_api(cluster, scenario)  # type: ignore[misc]
+    before, after, states, doomed_runs = run_api(cluster, scenario)  # type: ignore[misc]
     assert states == [JobState.SUCCEEDED] * 120, cluster.logs()
     for key, run in before.items():
         if run.state is StageState.SUCCEEDED:
             assert after[key].attempts == run.attempts and after[key].finished_at == run.finished_at, key
-    assert any(run.attempts > 1 for run in after.values()), "the killed worker's stages should have run again"
+    # The stages the killed worker was running were taken back and ran again, elsewhere.
+    assert doomed_runs, "the doomed worker should have been running a stage when it was killed"
+    for run in doomed_runs:
+        again = after[(run.job_id, run.stage)]
+        assert again.attempts > run.attempts and again.lease_owner is None, (run, again)
 
 
 def test_cancelling_a_job_stops_its_stage_on_a_worker(cluster: Cluster) -> None:

@@ -345,8 +345,8 @@ def test_a_claimed_run_is_not_claimed_again(store: SQLJobStore, coordinator: Coo
     assert (third, events) == ([], [])
     assert runs_by_stage(store, first_job.id)["fetch"].lease_owner == "worker-1"
     assert runs_by_stage(store, first_job.id)["fetch"].attempts == 1
-    # claim_run, for a message naming a run somebody already holds, gets nothing either.
-    assert coordinator.claim_run(first[0].run.id, "worker-4", 30) == (None, [])
+    # A message naming a run somebody already holds gets nothing to run either.
+    assert coordinator.assignment_for(first[0].run.id, "worker-4", 30) is None
 
 
 # --- settling -------------------------------------------------------------------------------
@@ -416,6 +416,104 @@ def test_a_duplicate_outcome_changes_nothing(store: SQLJobStore, coordinator: Co
 
     assert (duplicate.events, duplicate.ready, duplicate.finished) == ([], [], [])
     assert (store.get_job(job.id), store.get_runs(job.id), store.events_after(job.id)) == before
+
+
+# --- claims made in memory (distributed workers) ------------------------------------------
+
+
+def test_assignment_for_writes_nothing_and_settle_writes_claim_and_outcome_at_once(
+    store: SQLJobStore, coordinator: Coordinator, clock: Clock
+) -> None:
+    job = coordinator.submit("store_test", {"n": 1}).job
+    fetch_id = runs_by_stage(store, job.id)["fetch"].id
+    before = (store.get_job(job.id), store.get_runs(job.id), store.events_after(job.id))
+
+    assignment = coordinator.assignment_for(fetch_id, "worker-1", 30)
+
+    assert assignment is not None
+    run = assignment.run
+    assert (run.state, run.attempts, run.lease_owner, run.lease_until) == (
+        StageState.RUNNING,
+        1,
+        "worker-1",
+        START + 30,
+    )
+    assert (assignment.job.input, assignment.outputs) == ({"n": 1}, {})
+    assert (store.get_job(job.id), store.get_runs(job.id), store.events_after(job.id)) == before
+
+    settled = coordinator.settle([outcome_of(assignment, clock.advance(1), FETCHED)], claims=[run])
+
+    assert settled.refused == set()
+    stored = runs_by_stage(store, job.id)["fetch"]
+    assert (stored.state, stored.attempts, stored.started_at, stored.output) == (
+        StageState.SUCCEEDED,
+        1,
+        START,
+        FETCHED,
+    )
+    assert event_summary(settled.events) == [
+        (2, "job.started", None),
+        (3, "stage.started", "fetch"),
+        (4, "stage.succeeded", "fetch"),
+    ]
+    assert store.get_job(job.id).started_at == START
+
+
+def test_a_second_delivery_of_the_same_run_is_refused_and_changes_nothing(
+    store: SQLJobStore, coordinator: Coordinator, clock: Clock
+) -> None:
+    job = coordinator.submit("store_test", {"n": 1}).job
+    fetch_id = runs_by_stage(store, job.id)["fetch"].id
+    first = coordinator.assignment_for(fetch_id, "worker-1", 30)
+    second = coordinator.assignment_for(fetch_id, "worker-2", 30)  # read before the first settles
+    assert first is not None and second is not None
+    coordinator.settle([outcome_of(first, clock.advance(1), "first")], claims=[first.run])
+    before = (store.get_job(job.id), store.get_runs(job.id), store.events_after(job.id))
+
+    late = coordinator.settle([outcome_of(second, clock.advance(1), "second")], claims=[second.run])
+
+    assert late.refused == {fetch_id}
+    assert (late.events, late.ready) == ([], [])
+    assert (store.get_job(job.id), store.get_runs(job.id), store.events_after(job.id)) == before
+    assert coordinator.assignment_for(fetch_id, "worker-3", 30) is None
+
+
+def test_a_claim_written_early_holds_the_lease_and_a_cancel_refuses_an_unwritten_one(
+    store: SQLJobStore, coordinator: Coordinator, clock: Clock
+) -> None:
+    job = coordinator.submit("store_test", {"n": 1}).job
+    runs = runs_by_stage(store, job.id)
+    fetch = coordinator.assignment_for(runs["fetch"].id, "worker-1", 30)
+    scan = coordinator.assignment_for(runs["scan"].id, "worker-2", 30)
+    assert fetch is not None and scan is not None
+
+    # A long stage: its keeper writes the claim before the outcome.
+    early = coordinator.settle(claims=[fetch.run])
+    assert early.refused == set()
+    stored = runs_by_stage(store, job.id)["fetch"]
+    assert (stored.state, stored.lease_owner, stored.lease_until) == (StageState.RUNNING, "worker-1", START + 30)
+    assert store.renew_leases([stored.id], "worker-1", START + 60) == (set(), set())
+
+    coordinator.cancel(job.id)
+    refused = coordinator.settle([outcome_of(scan, clock.advance(1), SCANNED)], claims=[scan.run])
+    assert refused.refused == {scan.run.id}
+    assert runs_by_stage(store, job.id)["scan"].state is StageState.CANCELLED
+    # The claimed one learns of the cancel from its lease renewal and reports back.
+    assert store.renew_leases([stored.id], "worker-1", START + 90) == (set(), {stored.id})
+    coordinator.settle([outcome_of(fetch, clock.advance(1), status="cancelled")])
+    assert runs_by_stage(store, job.id)["fetch"].state is StageState.CANCELLED
+
+
+def test_assignment_for_a_job_of_an_unregistered_pipeline_fails_the_job(
+    store: SQLJobStore, coordinator: Coordinator, clock: Clock
+) -> None:
+    job = coordinator.submit("other_test", None).job
+    elsewhere = Coordinator(store, Registry([PIPELINE]), clock=clock)
+
+    assert elsewhere.assignment_for(runs_by_stage(store, job.id)["only"].id, "worker-1", 30) is None
+
+    failed = store.get_job(job.id)
+    assert (failed.state, failed.error_type) == (JobState.FAILED, "PipelineUnavailable")
 
 
 # --- leases -------------------------------------------------------------------------------
@@ -631,3 +729,47 @@ def test_concurrent_claims_never_share_a_run(postgres_url: str) -> None:
     finally:
         for store in stores:
             store.close()
+
+
+@pytest.mark.postgres
+def test_branches_settled_at_once_release_their_join(postgres_url: str) -> None:
+    """Two workers settle the two branches of one job at the same moment: whichever waits
+    for the other's lock must see that branch finished, or the join is never released."""
+    store = SQLJobStore(postgres_url)
+    store.upgrade()
+    holder = sa.create_engine(store.engine.url)
+    try:
+        coordinator = Coordinator(store, Registry([PIPELINE]))
+        job = coordinator.submit("store_test", {"n": 1}).job
+        claimed = {a.run.stage: a for a in coordinator.claim({"default": 10, "images": 10}, "worker-1", 60)[0]}
+        with ThreadPoolExecutor(2) as pool, holder.connect() as connection:
+            # Hold the job's lock so that both settlements start and wait for it.
+            connection.execute(sa.text("SELECT id FROM vigia_jobs WHERE id = :id FOR UPDATE"), {"id": job.id})
+            try:
+                futures = [
+                    pool.submit(coordinator.settle, [outcome_of(claimed[stage], time.time())])
+                    for stage in ("fetch", "scan")
+                ]
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and _lock_waiters(connection) < 2:
+                    time.sleep(0.02)
+                assert _lock_waiters(connection) == 2
+            finally:
+                connection.rollback()
+            ready = [item.stage for future in futures for item in future.result().ready]
+
+        assert ready == ["merge"]
+        assert runs_by_stage(store, job.id)["merge"].state is StageState.QUEUED
+    finally:
+        holder.dispose()
+        store.close()
+
+
+def _lock_waiters(connection: sa.Connection) -> int:
+    # Statistics are read once per transaction: clear them to see the waiters of now.
+    connection.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
+    query = (
+        "SELECT wait_event_type, wait_event FROM pg_stat_activity"
+        " WHERE state = 'active' AND datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    return len(connection.execute(sa.text(query)).all())

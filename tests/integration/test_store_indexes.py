@@ -94,7 +94,7 @@ def populated(sqlite_url: str) -> Iterator[Populated]:
                     runs=plan_job(pipeline),
                     created_at=now,
                 )
-                unit.insert_job(new, [queued])
+                unit.insert_jobs([new], [queued])
                 job_ids.append(job_id)
         assert store.count_jobs(JobFilter()) == JOBS
         claimed, _ = coordinator.claim({"other": 300}, "worker-0", 30)
@@ -262,7 +262,7 @@ def test_lease_and_lifecycle_statements_use_indexes(populated: Populated) -> Non
     def lifecycle() -> None:
         store.renew_leases(run_ids, "worker-1", clock.now + 60)
         coordinator.settle([succeeded(assignments[0].run, clock.advance(1))])
-        assert coordinator.claim_run(run_ids[0], "worker-2", 30) == (None, [])
+        assert coordinator.assignment_for(run_ids[0], "worker-2", 30) is None
         clock.advance(120)
         assert coordinator.reap().events
         coordinator.cancel(some_job)

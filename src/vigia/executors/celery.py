@@ -155,10 +155,7 @@ class _Runtime:
         coordinator, bus, owner, threads = self.parts()
         loop = self.loop()
         lease = self.settings.lease_seconds
-        # Claimed without announcing: a stage that ends within the keeper's first interval
-        # has its "started" events written together with its outcome.
-        assignment, events = coordinator.claim_run(run_id, owner, lease, announce=False)
-        bus.publish(events)
+        assignment = coordinator.assignment_for(run_id, owner, lease)
         if assignment is None:
             return "duplicate"  # another delivery ran it, or it is no longer ready
         run, job = assignment.run, assignment.job
@@ -185,16 +182,21 @@ class _Runtime:
             report=report,
         )
         done = threading.Event()
-        announced = threading.Event()
+        claimed = threading.Event()
 
         def keep() -> None:
-            """Announce the stage, write progress, renew the lease, and notice cancellation,
-            while the stage runs."""
+            """While the stage runs: write its claim (once it outlives the first interval),
+            its progress and its lease, and notice cancellation."""
             while not done.wait(KEEPER_INTERVAL):
                 try:
-                    if not announced.is_set():
-                        bus.publish(coordinator.announce(run))
-                        announced.set()
+                    if not claimed.is_set():
+                        settled = coordinator.settle([], take_reports(), [run])
+                        bus.publish(settled.events)
+                        if settled.refused:  # taken by another delivery, or the job ended
+                            context.cancel()
+                            return
+                        claimed.set()
+                        continue
                     if batch := take_reports():
                         bus.publish(coordinator.settle([], batch).events)
                     lost, cancelled = coordinator.store.renew_leases([run.id], owner, time.time() + lease)
@@ -211,10 +213,10 @@ class _Runtime:
         finally:
             done.set()
             keeper.join()
-        settled = coordinator.settle([outcome], take_reports(), [] if announced.is_set() else [run], dispatching=True)
+        settled = coordinator.settle([outcome], take_reports(), [] if claimed.is_set() else [run], dispatching=True)
         bus.publish(settled.events)
         send(app, self.registry, settled.ready)  # recorded as sent by the settlement itself
-        return outcome.status
+        return "duplicate" if settled.refused else outcome.status
 
 
 def dispatch_ready(

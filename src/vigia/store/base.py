@@ -101,7 +101,9 @@ class UnitOfWork(Protocol):
         """Load jobs with their stage runs, locking them (unless told not to) until the unit
         of work ends."""
 
-    def insert_job(self, new: NewJob, events: Sequence[Event]) -> None: ...
+    def insert_jobs(self, new: Sequence[NewJob], events: Sequence[Event]) -> None:
+        """Insert new jobs with their stage runs and first events; `DuplicateIdempotencyKey`
+        when one's key was taken meanwhile."""
 
     def insert_batch(self, batch_id: str, tenant: str, pipeline: str, size: int, now: float) -> None: ...
 
@@ -109,11 +111,6 @@ class UnitOfWork(Protocol):
 
     def claim(self, queue: str, limit: int, owner: str, lease_until: float, now: float) -> list[StageRun]:
         """Mark up to ``limit`` ready stage runs of ``queue`` as running under ``owner``."""
-
-    def claim_run(
-        self, run_id: int, owner: str, lease_until: float, now: float, *, lock_job: bool = True
-    ) -> StageRun | None:
-        """Claim one given stage run if it is still ready (None: taken or finished already)."""
 
     def take_for_dispatch(
         self, now: float, limit: int, *, resend_before: float, resend_queues: Sequence[str]
@@ -137,6 +134,9 @@ class JobStore(Protocol):
         """The job, or `JobNotFound` (also for another tenant's job)."""
 
     def get_runs(self, job_id: str) -> list[StageRun]: ...
+
+    def snapshot_of_run(self, run_id: int) -> Snapshot | None:
+        """The job owning a stage run, with its runs, read without locking anything."""
 
     def list_jobs(self, where: JobFilter, limit: int = 50, cursor: str | None = None) -> JobPage: ...
 

@@ -10,14 +10,14 @@ import contextlib
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Row
 
 from vigia.exceptions import (
     BatchNotFound,
@@ -144,6 +144,67 @@ def _plain(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
 
 
+# Statements built once: building one costs more than running it, and a statement object
+# that is reused keeps its cache key, so SQLAlchemy finds its compiled form at once.
+#: A job's stage-run columns are read beside the job's under these names.
+_RUN_LABELS = tuple((column.name, f"run_{column.name}") for column in stage_runs.c)
+_WITH_RUNS = sa.select(jobs, *(column.label(f"run_{column.name}") for column in stage_runs.c)).join(
+    stage_runs, stage_runs.c.job_id == jobs.c.id
+)
+_JOB_WITH_RUNS = _WITH_RUNS.where(jobs.c.id == sa.bindparam("job_id"))
+_JOBS_WITH_RUNS = _WITH_RUNS.where(jobs.c.id.in_(sa.bindparam("job_ids", expanding=True))).order_by(jobs.c.id)
+# Locks the jobs, in id order (the order every unit of work locks in). Its own statement:
+# PostgreSQL re-reads a locked row that another transaction changed while it waited, but
+# not the rows joined to it, so a join would see the runs as they were before the wait.
+_LOCK_JOB = sa.select(jobs.c.id).where(jobs.c.id == sa.bindparam("job_id")).with_for_update()
+_LOCK_JOBS = (
+    sa.select(jobs.c.id)
+    .where(jobs.c.id.in_(sa.bindparam("job_ids", expanding=True)))
+    .order_by(jobs.c.id)
+    .with_for_update()
+)
+_RUN_WITH_SIBLINGS = _WITH_RUNS.where(
+    jobs.c.id == sa.select(stage_runs.c.job_id).where(stage_runs.c.id == sa.bindparam("run_id")).scalar_subquery()
+)
+_UPDATES: dict[tuple[str, tuple[str, ...]], sa.Update] = {}
+
+
+def _update_statement(table: sa.Table, key: sa.Column[Any], shape: tuple[str, ...]) -> sa.Update:
+    statement = _UPDATES.get((table.name, shape))
+    if statement is None:
+        statement = _UPDATES[(table.name, shape)] = (
+            table.update().where(key == sa.bindparam("_key")).values({name: sa.bindparam(f"_{name}") for name in shape})
+        )
+    return statement
+
+
+def _load_snapshots(connection: Connection, job_ids: list[str], *, lock: bool) -> dict[str, Snapshot]:
+    """Jobs (locked first with ``lock``) and their stage runs."""
+    if len(job_ids) == 1:
+        parameters: dict[str, Any] = {"job_id": job_ids[0]}
+        lock_query, query = _LOCK_JOB, _JOB_WITH_RUNS
+    else:
+        parameters = {"job_ids": job_ids}
+        lock_query, query = _LOCK_JOBS, _JOBS_WITH_RUNS
+    if lock:
+        connection.execute(lock_query, parameters)
+    return _snapshots(connection.execute(query, parameters))
+
+
+def _snapshots(rows: Iterable[Row[Any]]) -> dict[str, Snapshot]:
+    """Snapshots from rows of `_WITH_RUNS`: a job's columns come again with each of its runs."""
+    found: dict[str, Job] = {}
+    runs: dict[str, dict[str, StageRun]] = defaultdict(dict)
+    for row in rows:
+        values = row._mapping
+        job = found.get(values["id"])
+        if job is None:
+            job = found[values["id"]] = Job.from_row(values)
+        run = StageRun.from_row({name: values[label] for name, label in _RUN_LABELS})
+        runs[job.id][run.stage] = run
+    return {job_id: Snapshot(job, runs[job_id]) for job_id, job in found.items()}
+
+
 class SQLUnitOfWork:
     """One transaction; jobs it loads stay locked (PostgreSQL row locks, SQLite's write lock)."""
 
@@ -154,16 +215,8 @@ class SQLUnitOfWork:
     def load(self, job_ids: Sequence[str], *, lock: bool = True) -> dict[str, Snapshot]:
         if not job_ids:
             return {}
-        ordered = sorted(set(job_ids))  # one lock order everywhere: no deadlock between us
-        query = sa.select(jobs).where(jobs.c.id.in_(ordered)).order_by(jobs.c.id)
-        if self._row_locks and lock:
-            query = query.with_for_update()
-        job_rows = {row.id: Job.from_row(row._mapping) for row in self._connection.execute(query)}
-        runs: dict[str, dict[str, StageRun]] = defaultdict(dict)
-        for row in self._connection.execute(sa.select(stage_runs).where(stage_runs.c.job_id.in_(list(job_rows)))):
-            run = StageRun.from_row(row._mapping)
-            runs[run.job_id][run.stage] = run
-        return {job_id: Snapshot(job, runs[job_id]) for job_id, job in job_rows.items()}
+        # One lock order everywhere: no deadlock between us.
+        return _load_snapshots(self._connection, sorted(set(job_ids)), lock=self._row_locks and lock)
 
     def find_idempotent(self, tenant: str, key: str) -> Job | None:
         row = self._connection.execute(
@@ -171,51 +224,59 @@ class SQLUnitOfWork:
         ).first()
         return None if row is None else Job.from_row(row._mapping)
 
-    def insert_job(self, new: NewJob, new_events: Sequence[Event]) -> None:
-        last = new_events[-1].seq if new_events else 0
-        row = {
-            "id": new.id,
-            "tenant": new.tenant,
-            "pipeline": new.pipeline,
-            "pipeline_version": new.pipeline_version,
-            "state": JobState.QUEUED.value,
-            "priority": new.priority,
-            "progress": 0.0,
-            "current_stage": None,
-            "input": new.input,
-            "input_hash": new.input_hash,
-            "idempotency_key": new.idempotency_key,
-            "result": None,
-            "error_type": None,
-            "error_message": None,
-            "created_at": new.created_at,
-            "started_at": None,
-            "finished_at": None,
-            "updated_at": new.created_at,
-            "last_seq": last,
-            "batch_id": new.batch_id,
-        }
+    def insert_jobs(self, new: Sequence[NewJob], new_events: Sequence[Event]) -> None:
+        if not new:
+            return
+        last_seq: dict[str, int] = {}
+        for item in new_events:
+            last_seq[item.job_id] = max(item.seq, last_seq.get(item.job_id, 0))
+        rows = [
+            {
+                "id": job.id,
+                "tenant": job.tenant,
+                "pipeline": job.pipeline,
+                "pipeline_version": job.pipeline_version,
+                "state": JobState.QUEUED.value,
+                "priority": job.priority,
+                "progress": 0.0,
+                "current_stage": None,
+                "input": job.input,
+                "input_hash": job.input_hash,
+                "idempotency_key": job.idempotency_key,
+                "result": None,
+                "error_type": None,
+                "error_message": None,
+                "created_at": job.created_at,
+                "started_at": None,
+                "finished_at": None,
+                "updated_at": job.created_at,
+                "last_seq": last_seq.get(job.id, 0),
+                "batch_id": job.batch_id,
+            }
+            for job in new
+        ]
         try:
             # A plain insert() with parameters is compiled once and cached; .values(...)
-            # would build and hash a new statement on every submission.
-            with self._connection.begin_nested() if self._row_locks else contextlib.nullcontext():
-                self._connection.execute(jobs.insert(), row)
+            # would build and hash a new statement on every submission. A duplicate key
+            # fails the transaction, which `transact` then runs again from the start.
+            self._connection.execute(jobs.insert(), rows)
         except sa_exc.IntegrityError as error:
             raise DuplicateIdempotencyKey() from error
         self._connection.execute(
             stage_runs.insert(),
             [
                 {
-                    "job_id": new.id,
+                    "job_id": job.id,
                     "stage": run.stage,
                     "state": run.state.value,
                     "queue": run.queue,
-                    "priority": new.priority,
+                    "priority": job.priority,
                     "attempts": 0,
-                    "available_at": new.created_at,
+                    "available_at": job.created_at,
                     "progress": 0.0,
                 }
-                for run in new.runs
+                for job in new
+                for run in job.runs
             ],
         )
         self._insert_events(new_events)
@@ -261,24 +322,6 @@ class SQLUnitOfWork:
         claimed = self._mark_running(run_ids, owner, lease_until, now, recheck_state=self._row_locks)
         position = {run_id: index for index, run_id in enumerate(run_ids)}
         return sorted(claimed, key=lambda run: position[run.id])
-
-    def claim_run(
-        self, run_id: int, owner: str, lease_until: float, now: float, *, lock_job: bool = True
-    ) -> StageRun | None:
-        if lock_job:
-            # Find and lock the run's job in one round trip (jobs first: the order every
-            # unit of work locks in).
-            query = (
-                sa.select(jobs.c.id).join(stage_runs, stage_runs.c.job_id == jobs.c.id).where(stage_runs.c.id == run_id)
-            )
-            if self._row_locks:
-                query = query.with_for_update(of=jobs)
-            if self._connection.scalar(query) is None:
-                return None
-        # Without the job lock this takes only the run's row lock: it cannot deadlock, and
-        # the state check makes it lose cleanly to a cancellation or a duplicate delivery.
-        claimed = self._mark_running([run_id], owner, lease_until, now, recheck_state=True)
-        return claimed[0] if claimed else None
 
     def _mark_running(
         self, run_ids: list[int], owner: str, lease_until: float, now: float, *, recheck_state: bool
@@ -362,12 +405,7 @@ class SQLUnitOfWork:
             shape = tuple(sorted(values))
             by_shape[shape].append({"_key": row_id, **{f"_{name}": _plain(values[name]) for name in shape}})
         for shape, parameters in by_shape.items():
-            statement = (
-                table.update()
-                .where(key == sa.bindparam("_key"))
-                .values({name: sa.bindparam(f"_{name}") for name in shape})
-            )
-            self._connection.execute(statement, parameters)
+            self._connection.execute(_update_statement(table, key, shape), parameters)
 
     def _insert_events(self, new_events: Sequence[Event]) -> None:
         if new_events:
@@ -398,6 +436,9 @@ class SQLJobStore:
         self._background_checkpoints = False
         self.engine = engine or create_engine(self.url, sqlite_autocheckpoint=lambda: not self._background_checkpoints)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._read_engine = (
+            self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         # SQLite has one writer at a time; queueing our own threads on a lock is far
         # quicker than SQLite's sleeping busy handler (other processes still use that).
         self._write_lock: contextlib.AbstractContextManager[Any] = (
@@ -443,7 +484,9 @@ class SQLJobStore:
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Connection]:
-        with translate_errors(), self.engine.connect() as connection:
+        """A connection for reads. On PostgreSQL it runs each statement on its own (no BEGIN
+        and ROLLBACK round trips); a read that needs one snapshot makes a single statement."""
+        with translate_errors(), self._read_engine.connect() as connection:
             yield connection
 
     # --- reads --------------------------------------------------------------------------
@@ -459,6 +502,13 @@ class SQLJobStore:
         if row is None:
             raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
         return Job.from_row(row._mapping)
+
+    def snapshot_of_run(self, run_id: int) -> Snapshot | None:
+        """The job a stage run belongs to, with all its runs, read without a transaction or
+        a lock (a distributed worker deciding whether a message is still worth running)."""
+        with self._reading() as connection:
+            found = _snapshots(connection.execute(_RUN_WITH_SIBLINGS, {"run_id": run_id}))
+        return next(iter(found.values()), None)
 
     def get_runs(self, job_id: str) -> list[StageRun]:
         with self._reading() as connection:
