@@ -19,23 +19,51 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from vigia import constants
+from vigia.audit import Pseudonymiser, load_or_create_key
 from vigia.config import Settings
 from vigia.coordinator import Coordinator, JobRequest, Submitted
+from vigia.escalation import Oversight, Policies
 from vigia.events import EventBus, LocalEventBus, RedisEventBus
-from vigia.exceptions import VigiaError
+from vigia.exceptions import ConfigurationError, VigiaError
 from vigia.executors.base import Executor
 from vigia.executors.embedded import EmbeddedExecutor
 from vigia.job import Event, Job, StageRun
+from vigia.notify.pipeline import NOTIFY_PIPELINE, notification_pipeline
+from vigia.notify.routing import Routing
 from vigia.pipeline import Pipeline
 from vigia.registry import Registry
 from vigia.storage import LocalBlobStore
 from vigia.store.base import Batch, JobFilter, JobPage
 from vigia.store.keys import SQLKeyStore
+from vigia.store.oversight import OversightStore
 from vigia.store.sqlalchemy import SQLJobStore
 
 log = logging.getLogger("vigia.app")
 
 T = TypeVar("T")
+
+
+def oversight_for(settings: Settings, registry: Registry) -> Oversight:
+    """Severity policies, notification routing and pseudonymisation from ``settings``;
+    registers the built-in notification pipeline in ``registry``. Every process that
+    records outcomes (API, embedded or distributed workers) builds the same."""
+    routing = Routing.from_config(settings.notify_channels, settings.notify_routes)
+    notifier = notification_pipeline(routing, attempts=settings.notify_attempts)
+    if NOTIFY_PIPELINE not in registry:
+        registry.register(notifier)
+    if settings.audit_key:
+        try:
+            key = bytes.fromhex(settings.audit_key)
+        except ValueError:
+            raise ConfigurationError("VIGIA_AUDIT_KEY must be hexadecimal (e.g. 64 hex digits)") from None
+    else:
+        key = load_or_create_key(settings.audit_key_file)
+    return Oversight(
+        policies=Policies.from_json(settings.severity_policies),
+        channels_for=routing.names_for,
+        notification_pipeline=registry.get(NOTIFY_PIPELINE),
+        pseudonymise=Pseudonymiser(key),
+    )
 
 
 class Vigia:
@@ -44,7 +72,9 @@ class Vigia:
         self.registry = registry
         self.store = store
         self.bus = bus
-        self.coordinator = Coordinator(store, registry)
+        self.oversight = oversight_for(settings, registry)
+        self.coordinator = Coordinator(store, registry, oversight=self.oversight)
+        self.watch = OversightStore(store)
         self.keys = SQLKeyStore(store)
         self.blobs = LocalBlobStore(settings.blob_dir)
         self.executor: Executor | None = None

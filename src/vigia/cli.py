@@ -224,7 +224,10 @@ def worker(
         from vigia.registry import Registry
 
         try:
+            from vigia.app import oversight_for
+
             registry = Registry.discover(settings.pipelines)
+            oversight_for(settings, registry)  # checks the oversight settings; registers vigia.notify
             served = list(settings.queues or registry.queues or [constants.DEFAULT_QUEUE])
             run_worker(settings, registry, queues=served, concurrency=settings.concurrency, pool=pool)
         except VigiaError as error:

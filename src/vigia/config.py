@@ -39,6 +39,29 @@ class Settings:
     url: str | None = None
     #: The API key the `vigia` commands send to a server.
     api_key: str | None = None
+    #: Changes to the severity policies, as JSON (see `vigia.escalation.Policies.from_json`).
+    severity_policies: str | None = None
+    #: Notification channels and the roles they serve, as JSON (see `vigia.notify.routing`).
+    notify_channels: str | None = None
+    notify_routes: str | None = None
+    #: Attempts per notification before it counts as undelivered (and an alert fires).
+    notify_attempts: int = constants.DEFAULT_NOTIFY_ATTEMPTS
+    #: Key of the patient pseudonyms in the audit log (hex, 32 bytes or more). Unset, one is
+    #: made and kept in ``data_dir/audit.key``: set it on every machine of a distributed
+    #: installation, or their pseudonyms of one patient differ.
+    audit_key: str | None = None
+    #: How long audit entries are kept, in days (7 years by default; jobs have their own).
+    audit_retention_days: float = constants.DEFAULT_AUDIT_RETENTION_DAYS
+    #: Monitoring: how often alert rules are evaluated, the role alerts go to, and the
+    #: queues that must each have a worker (empty: every queue of every pipeline).
+    monitor_interval: float = constants.DEFAULT_MONITOR_INTERVAL
+    alert_role: str = constants.DEFAULT_ALERT_ROLE
+    required_queues: tuple[str, ...] = ()
+    alert_queue_depth: int = 100
+    alert_queue_depth_seconds: float = 300.0
+    alert_failure_rate: float = 0.05
+    alert_failure_min_jobs: int = 10
+    alert_p95_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -54,6 +77,10 @@ class Settings:
             raise ConfigurationError(
                 f"VIGIA_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {self.log_level!r}"
             )
+        if self.notify_attempts < 1:
+            raise ConfigurationError(f"VIGIA_NOTIFY_ATTEMPTS must be at least 1, got {self.notify_attempts}")
+        if self.audit_retention_days <= 0 or self.monitor_interval <= 0:
+            raise ConfigurationError("VIGIA_AUDIT_RETENTION_DAYS and VIGIA_MONITOR_INTERVAL must be > 0")
         if self.lease_seconds <= 0 or self.poll_interval <= 0 or self.shutdown_grace < 0:
             raise ConfigurationError(
                 "VIGIA_LEASE_SECONDS and VIGIA_POLL_INTERVAL must be > 0, VIGIA_SHUTDOWN_GRACE >= 0"
@@ -67,6 +94,10 @@ class Settings:
     def local_key_file(self) -> Path:
         """Where `vigia serve` keeps the local admin key it creates on first start."""
         return Path(self.data_dir) / "admin.key"
+
+    @property
+    def audit_key_file(self) -> Path:
+        return Path(self.data_dir) / "audit.key"
 
     @property
     def distributed(self) -> bool:
@@ -88,18 +119,44 @@ class Settings:
             value = env.get(constants.ENV_PREFIX + name.upper())
             return value if value not in (None, "") else None
 
-        for name in ("database_url", "broker_url", "log_level", "url", "api_key"):
+        for name in (
+            "database_url",
+            "broker_url",
+            "log_level",
+            "url",
+            "api_key",
+            "severity_policies",
+            "notify_channels",
+            "notify_routes",
+            "audit_key",
+            "alert_role",
+        ):
             if (text := read(name)) is not None:
                 values[name] = text
         if (text := read("data_dir")) is not None:
             values["data_dir"] = Path(text)
-        for name in ("pipelines", "queues"):
+        for name in ("pipelines", "queues", "required_queues"):
             if (text := read(name)) is not None:
                 values[name] = tuple(part.strip() for part in text.split(",") if part.strip())
-        for name in ("concurrency", "max_upload_bytes"):
+        for name in (
+            "concurrency",
+            "max_upload_bytes",
+            "notify_attempts",
+            "alert_queue_depth",
+            "alert_failure_min_jobs",
+        ):
             if (text := read(name)) is not None:
                 values[name] = _number(int, name, text)
-        for name in ("lease_seconds", "poll_interval", "shutdown_grace"):
+        for name in (
+            "lease_seconds",
+            "poll_interval",
+            "shutdown_grace",
+            "audit_retention_days",
+            "monitor_interval",
+            "alert_queue_depth_seconds",
+            "alert_failure_rate",
+            "alert_p95_seconds",
+        ):
             if (text := read(name)) is not None:
                 values[name] = _number(float, name, text)
         if (text := read("queue_concurrency")) is not None:

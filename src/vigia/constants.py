@@ -47,3 +47,15 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 #: Server-Sent Events: a comment line this often keeps proxies from closing idle streams.
 SSE_HEARTBEAT_SECONDS = 15.0
+#: Attempts per notification before it counts as undelivered (VIGIA_NOTIFY_ATTEMPTS).
+DEFAULT_NOTIFY_ATTEMPTS = 5
+#: Audit entries are kept seven years (medical records practice), apart from jobs.
+DEFAULT_AUDIT_RETENTION_DAYS = 7 * 365.25
+#: Seconds between two evaluations of the alert rules by a serving process.
+DEFAULT_MONITOR_INTERVAL = 30.0
+#: The role alerts about the service itself go to.
+DEFAULT_ALERT_ROLE = "operations"
+#: The built-in pipeline that delivers notifications; its jobs stay out of job listings
+#: unless asked for by name.
+NOTIFY_PIPELINE = "vigia.notify"
+NOTIFICATIONS_QUEUE = "notifications"

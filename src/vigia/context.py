@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from vigia.exceptions import StageCancelled
+from vigia.audit import check_details
+from vigia.escalation import EscalationRequest, Urgency
+from vigia.exceptions import InvalidInput, StageCancelled
+from vigia.pipeline import Severity
 
 ProgressCallback = Callable[[float, str | None], None]
 #: Progress messages are short status lines, not documents.
 MAX_PROGRESS_MESSAGE = 500
+#: Reasons given to reviewers are one short line of the stage author's own wording.
+MAX_REASON = 120
+_ACTION = re.compile(r"^[a-z][a-z0-9_.]{0,49}$")
 
 
 class StageContext:
@@ -20,7 +27,17 @@ class StageContext:
     depends on, directly or not (a failed non-critical stage is simply absent).
     """
 
-    __slots__ = ("_cancelled", "_report", "attempt", "input", "job_id", "outputs", "stage")
+    __slots__ = (
+        "_cancelled",
+        "_report",
+        "attempt",
+        "decisions",
+        "escalations",
+        "input",
+        "job_id",
+        "outputs",
+        "stage",
+    )
 
     def __init__(
         self,
@@ -39,6 +56,40 @@ class StageContext:
         self.outputs = outputs
         self._report = report
         self._cancelled = threading.Event()
+        #: What the stage asked for with `escalate` and recorded with `audit`, in order.
+        self.escalations: list[EscalationRequest] = []
+        self.decisions: list[tuple[str, dict[str, Any]]] = []
+
+    def escalate(
+        self,
+        reason: str,
+        *,
+        severity: Severity | str = Severity.HIGH,
+        role: str | None = None,
+        urgency: Urgency | str | None = None,
+    ) -> None:
+        """Send this job to human review once the stage ends (whatever its outcome): a
+        review item for ``role`` and a notification. ``reason`` is one short line of your
+        own wording, shown to reviewers and audited: never patient data."""
+        reason = str(reason).strip()
+        if not reason or len(reason) > MAX_REASON or "\n" in reason:
+            raise InvalidInput(f"an escalation reason must be one line of at most {MAX_REASON} characters")
+        self.escalations.append(
+            EscalationRequest(
+                reason,
+                Severity(str(severity).lower()),
+                role,
+                Urgency(str(urgency).lower()) if urgency is not None else None,
+            )
+        )
+
+    def audit(self, action: str, **details: Any) -> None:
+        """Record a clinical decision in the audit log once the stage ends, e.g.
+        ``ctx.audit("triage.decided", level="urgent", grade=4)``. Details are codes,
+        numbers and flags; free text is refused (`InvalidAuditDetails`)."""
+        if not _ACTION.match(action):
+            raise InvalidInput(f"an audit action is a short dotted name like 'triage.decided', got {action!r}")
+        self.decisions.append((action, check_details(details)))
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report how far this stage is, from 0.0 to 1.0, with an optional short message.

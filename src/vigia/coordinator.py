@@ -17,19 +17,29 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vigia import audit as audit_module
 from vigia import constants, orchestrator
-from vigia.exceptions import IdempotencyConflict, InvalidInput, JobNotFound, UnknownPipeline, VigiaError
+from vigia.audit import AuditDraft
+from vigia.escalation import EscalationDraft, Oversight, Review, ReviewStatus, Urgency
+from vigia.exceptions import IdempotencyConflict, InvalidInput, JobNotFound, ReviewNotFound, UnknownPipeline, VigiaError
 from vigia.job import CLAIMABLE_STAGE_STATES, Event, EventType, Job, JobState, StageRun, StageState, new_job_id
 from vigia.orchestrator import EventDraft, ProgressReport, StageOutcome, Transition
 from vigia.pipeline import Pipeline
 from vigia.registry import Registry
 from vigia.serialization import NotStorable, to_storable
-from vigia.store.base import Dispatch, JobStore, NewJob, Snapshot, UnitOfWork, WriteSet
+from vigia.store.base import DeadFilter, Dispatch, JobStore, NewJob, Snapshot, UnitOfWork, WriteSet
 
 log = logging.getLogger("vigia.coordinator")
 
+#: The audit log's actor for what the engine decides itself.
+SYSTEM_ACTOR = "system"
+#: Notifications jump their queue by urgency.
+NOTIFICATION_PRIORITY = {Urgency.CRITICAL: 100, Urgency.HIGH: 50, Urgency.NORMAL: 0}
+
 #: Stage runs the reaper takes back per pass.
 REAP_BATCH = 500
+#: Jobs retried per transaction by a bulk retry.
+RETRY_CHUNK = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +61,8 @@ class Settled:
     finished: list[Job] = field(default_factory=list)
     #: Claims `settle` refused (by run id): those runs belong to nobody's attempt now.
     refused: set[int] = field(default_factory=set)
+    #: Notification jobs created for the reviews this settlement opened.
+    notifications: list[Job] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +72,8 @@ class JobRequest:
     tenant: str = constants.DEFAULT_TENANT
     idempotency_key: str | None = None
     priority: int = 0
+    #: Who submits, for the audit log (an API key's id).
+    actor: str = SYSTEM_ACTOR
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,17 +92,23 @@ def input_fingerprint(pipeline: str, job_input: Any) -> str:
 class _Batch:
     """Transitions applied in order to in-memory snapshots, gathered into one write."""
 
-    def __init__(self, snapshots: Mapping[str, Snapshot], now: float) -> None:
+    def __init__(self, snapshots: Mapping[str, Snapshot], now: float, actor: str = SYSTEM_ACTOR) -> None:
         self.now = now
+        #: Who the audit log says acted: an API key's id, or "system" for the engine itself.
+        self.actor = actor
         self.jobs = {job_id: snapshot.job for job_id, snapshot in snapshots.items()}
         self.runs = {job_id: dict(snapshot.runs) for job_id, snapshot in snapshots.items()}
         self.writes = WriteSet()
         self.settled = Settled()
+        self.escalations: list[tuple[Job, EscalationDraft]] = []
+        #: Audit entries to chain at commit: (job or None, action, details).
+        self.audits: list[tuple[Job | None, str, dict[str, Any]]] = []
 
-    def apply(self, transition: Transition) -> None:
+    def apply(self, transition: Transition) -> bool:
+        """Apply ``transition`` (False when the orchestrator ignored the delivery)."""
         if transition.ignored:
             log.debug("transition.ignored", extra={"job_id": transition.job_id, "reason": transition.ignored})
-            return
+            return False
         job = self.jobs[transition.job_id]
         runs = self.runs[transition.job_id]
         for stage, changes in transition.run_changes.items():
@@ -108,8 +128,15 @@ class _Batch:
         self.settled.ready.extend(
             Dispatch(runs[stage].id, runs[stage].queue, job.pipeline, stage) for stage in transition.ready
         )
-        if "state" in transition.job_changes and job.state.is_terminal:
-            self.settled.finished.append(job)
+        if "state" in transition.job_changes:
+            if job.state.is_terminal:
+                self.settled.finished.append(job)
+            details: dict[str, Any] = {"pipeline": job.pipeline}
+            if job.error_type and job.state in (JobState.FAILED, JobState.DEAD):
+                details["error_type"] = job.error_type
+            self.audits.append((job, f"job.{job.state.value}", details))
+        self.escalations.extend((job, draft) for draft in transition.escalations)
+        return True
 
     def _event(self, job_id: str, seq: int, draft: EventDraft) -> Event:
         return Event(
@@ -130,12 +157,6 @@ class _Batch:
         for item in self.settled.ready:
             self.writes.runs.setdefault(item.run_id, {})["dispatched_at"] = self.now
 
-    def commit(self, unit: UnitOfWork) -> Settled:
-        if self.writes:
-            unit.write(self.writes)
-        self.settled.events = self.writes.events
-        return self.settled
-
 
 class Coordinator:
     def __init__(
@@ -145,11 +166,100 @@ class Coordinator:
         *,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        oversight: Oversight | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
+        self.oversight = oversight or Oversight()
         self._clock = clock
         self._rand = rand
+
+    # --- committing -----------------------------------------------------------------------
+
+    def _commit(self, unit: UnitOfWork, batch: _Batch) -> Settled:
+        """Write what the batch decided: changes, events, the reviews its escalations open
+        with their notifications, and its audit entries (chained last: the chain's lock is
+        then held only for the end of the transaction)."""
+        if batch.writes:
+            unit.write(batch.writes)
+        batch.settled.events = batch.writes.events
+        for job, draft in batch.escalations:
+            self._open_review(unit, batch, job, draft)
+        drafts = [
+            AuditDraft(
+                action,
+                batch.actor,
+                batch.now,
+                job.tenant if job else None,
+                job.id if job else None,
+                self._subject(job),
+                details,
+            )
+            for job, action, details in batch.audits
+        ]
+        if drafts:
+            unit.append_audit(drafts)
+        return batch.settled
+
+    def _subject(self, job: Job | None) -> str | None:
+        if job is None or job.pipeline not in self.registry:
+            return None
+        return self.oversight.subject_of(self.registry.get(job.pipeline), job.input)
+
+    def _open_review(self, unit: UnitOfWork, batch: _Batch, job: Job, draft: EscalationDraft) -> None:
+        review_id = new_job_id(batch.now)
+        unit.insert_review(
+            Review(
+                id=review_id,
+                tenant=job.tenant,
+                job_id=job.id,
+                stage=draft.stage,
+                kind=draft.kind,
+                reason=draft.reason,
+                severity=draft.severity,
+                role=draft.role,
+                urgency=draft.urgency,
+                status=ReviewStatus.OPEN,
+                created_at=batch.now,
+            )
+        )
+        details = {
+            "review_id": review_id,
+            "pipeline": job.pipeline,
+            "stage": draft.stage,
+            "kind": draft.kind.value,
+            "severity": draft.severity.value,
+            "role": draft.role,
+            "urgency": draft.urgency.value,
+            "reason": draft.reason[:120],
+        }
+        batch.audits.append((job, "review.opened", details))
+        log.warning("review.opened", extra={"job_id": job.id, "review_id": review_id, "role": draft.role})
+        notifier = self.oversight.notification_pipeline
+        if notifier is None or not draft.notify:
+            return
+        message = {
+            "subject": f"{job.pipeline}: human review needed ({draft.severity.value})",
+            "text": f"{draft.reason}\nJob {job.id}, stage {draft.stage or '-'}, review {review_id}.",
+            "urgency": draft.urgency.value,
+            "role": draft.role,
+            "job_id": job.id,
+            "review_id": review_id,
+            "fields": {"pipeline": job.pipeline, "stage": draft.stage, "severity": draft.severity.value},
+        }
+        created = [
+            self._new_job(
+                notifier,
+                {"channel": channel, "message": {**message, "id": new_job_id(batch.now)}},
+                input_fingerprint(notifier.name, [review_id, channel]),
+                job.tenant,
+                NOTIFICATION_PRIORITY[draft.urgency],
+            )
+            for channel in self.oversight.channels_for(draft.role)
+        ]
+        if created:
+            unit.insert_jobs([new for new, _ in created], [event for _, done in created for event in done.events])
+            batch.settled.notifications.extend(done.job for _, done in created)
 
     def submit(
         self,
@@ -207,6 +317,15 @@ class Coordinator:
                     stored[index] = Submitted(existing, [], created=False)
             if unkeyed:
                 unit.insert_jobs([job for job, _ in unkeyed], [event for _, done in unkeyed for event in done.events])
+            actors = {index: request.actor for index, request, *_ in checked}
+            self._audit_submissions(
+                unit,
+                [
+                    (actors[index], done)
+                    for index, done in stored.items()
+                    if isinstance(done, Submitted) and done.created
+                ],
+            )
             return stored
 
         if checked:
@@ -215,7 +334,13 @@ class Coordinator:
         return [outcome for outcome in outcomes if outcome is not None]
 
     def submit_batch(
-        self, pipeline_name: str, inputs: Sequence[Any], *, tenant: str = constants.DEFAULT_TENANT, priority: int = 0
+        self,
+        pipeline_name: str,
+        inputs: Sequence[Any],
+        *,
+        tenant: str = constants.DEFAULT_TENANT,
+        priority: int = 0,
+        actor: str = SYSTEM_ACTOR,
     ) -> tuple[str, list[Submitted]]:
         """Store many jobs of one pipeline at once, all or none; returns the batch id."""
         pipeline = self.registry.get(pipeline_name)
@@ -237,9 +362,25 @@ class Coordinator:
                 for job_input, fingerprint in checked
             ]
             unit.insert_jobs([job for job, _ in created], [event for _, done in created for event in done.events])
+            self._audit_submissions(unit, [(actor, done) for _, done in created], batch_id)
             return batch_id, [done for _, done in created]
 
         return self.store.transact(work)
+
+    def _audit_submissions(
+        self, unit: UnitOfWork, submitted: Sequence[tuple[str, Submitted]], batch_id: str | None = None
+    ) -> None:
+        drafts = []
+        for actor, done in submitted:
+            job = done.job
+            details: dict[str, Any] = {"pipeline": job.pipeline, "priority": job.priority}
+            if batch_id is not None:
+                details["batch_id"] = batch_id
+            drafts.append(
+                AuditDraft("job.submitted", actor, job.created_at, job.tenant, job.id, self._subject(job), details)
+            )
+        if drafts:
+            unit.append_audit(drafts)
 
     @staticmethod
     def _checked_input(pipeline: Pipeline, job_input: Any) -> tuple[Any, str]:
@@ -324,7 +465,7 @@ class Coordinator:
                 if pipeline is not None:
                     batch.apply(orchestrator.on_claimed(pipeline, job, run, now))
                     runnable.append(run)
-            settled = batch.commit(unit)
+            settled = self._commit(unit, batch)
             return [
                 self._assignment(batch.jobs[run.job_id], batch.runs[run.job_id], run) for run in runnable
             ], settled.events
@@ -370,7 +511,7 @@ class Coordinator:
             batch = _Batch(unit.load([job_id]), self._clock())
             if job_id in batch.jobs:
                 self._pipeline_for(batch, batch.jobs[job_id])
-            return batch.commit(unit).events
+            return self._commit(unit, batch).events
 
         return self.store.transact(work)
 
@@ -472,18 +613,26 @@ class Coordinator:
                     continue
                 job = batch.jobs[outcome.job_id]
                 pipeline = self._pipeline_for(batch, job)
-                if pipeline is not None:
-                    rand = self._rand()
-                    batch.apply(orchestrator.on_outcome(pipeline, job, batch.runs[job.id], outcome, now, rand))
+                if pipeline is None:
+                    continue
+                transition = orchestrator.on_outcome(
+                    pipeline, job, batch.runs[job.id], outcome, now, self._rand(), self.oversight.policies
+                )
+                if batch.apply(transition):
+                    # The stage's own clinical decisions, audited once its outcome counts.
+                    batch.audits.extend(
+                        (batch.jobs[job.id], f"decision.{action}", {"stage": outcome.stage, **details})
+                        for action, details in outcome.decisions
+                    )
             if dispatching:
                 batch.mark_dispatched()
-            settled = batch.commit(unit)
+            settled = self._commit(unit, batch)
             settled.refused = refused
             return settled
 
         return self.store.transact(work)
 
-    def cancel(self, job_id: str, tenant: str | None = None) -> tuple[Job, list[Event]]:
+    def cancel(self, job_id: str, tenant: str | None = None, actor: str = SYSTEM_ACTOR) -> tuple[Job, list[Event]]:
         self.store.get_job(job_id, tenant)  # JobNotFound for another tenant's job
 
         def work(unit: UnitOfWork) -> tuple[Job, list[Event]]:
@@ -491,10 +640,96 @@ class Coordinator:
             snapshots = unit.load([job_id])
             if job_id not in snapshots:
                 raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
-            batch = _Batch(snapshots, now)
+            batch = _Batch(snapshots, now, actor)
             batch.apply(orchestrator.on_cancel(batch.jobs[job_id], batch.runs[job_id], now))
-            settled = batch.commit(unit)
+            settled = self._commit(unit, batch)
             return batch.jobs[job_id], settled.events
+
+        return self.store.transact(work)
+
+    # --- the dead-letter queue ------------------------------------------------------------
+
+    def retry(self, job_ids: Sequence[str], tenant: str | None = None, actor: str = SYSTEM_ACTOR) -> Settled:
+        """Take dead or failed jobs out of the dead-letter queue: each resumes from the
+        stage that failed, keeping what earlier stages produced. All or none: one that
+        cannot be retried (unknown, another tenant's, not dead or failed) refuses the call."""
+
+        def work(unit: UnitOfWork) -> Settled:
+            now = self._clock()
+            snapshots = unit.load(list(job_ids))
+            batch = _Batch(snapshots, now, actor)
+            for job_id in dict.fromkeys(job_ids):
+                job = batch.jobs.get(job_id)
+                if job is None or (tenant is not None and job.tenant != tenant):
+                    raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+                pipeline = self.registry.get(job.pipeline)
+                batch.apply(orchestrator.on_retry(pipeline, job, batch.runs[job_id], now))
+                batch.audits.append((batch.jobs[job_id], "job.retried", {"pipeline": job.pipeline}))
+            return self._commit(unit, batch)
+
+        return self.store.transact(work)
+
+    def retry_dead(self, where: DeadFilter, actor: str = SYSTEM_ACTOR, *, limit: int = 10_000) -> Settled:
+        """Retry every dead job ``where`` selects (up to ``limit``), a chunk per transaction."""
+        settled = Settled()
+        job_ids = self.store.dead_job_ids(where, limit)
+        for start in range(0, len(job_ids), RETRY_CHUNK):
+            chunk = self.retry(job_ids[start : start + RETRY_CHUNK], where.tenant, actor)
+            settled.events.extend(chunk.events)
+            settled.ready.extend(chunk.ready)
+        return settled
+
+    def purge_dead(self, where: DeadFilter, actor: str = SYSTEM_ACTOR, *, limit: int = 10_000) -> int:
+        """Delete the dead jobs ``where`` selects (up to ``limit``), with their stage runs,
+        events and reviews; the audit log keeps who purged what."""
+
+        def work(unit: UnitOfWork) -> int:
+            job_ids = unit.delete_dead_jobs(where, limit)
+            if job_ids:
+                details: dict[str, Any] = {"count": len(job_ids), "filter": where.describe()}
+                details["job_ids"] = job_ids[: audit_module.MAX_DETAIL_ITEMS]
+                unit.append_audit([AuditDraft("dlq.purged", actor, self._clock(), where.tenant, None, None, details)])
+            return len(job_ids)
+
+        return self.store.transact(work)
+
+    # --- human review ---------------------------------------------------------------------
+
+    def review(
+        self,
+        review_id: str,
+        status: ReviewStatus,
+        actor: str,
+        *,
+        tenant: str | None = None,
+        note: str | None = None,
+    ) -> Review:
+        """Acknowledge or resolve a review item (open -> acknowledged -> resolved; an open
+        one may be resolved at once). The note stays with the review, not in the audit log."""
+
+        def work(unit: UnitOfWork) -> Review:
+            now = self._clock()
+            review = unit.lock_review(review_id)
+            if review is None or (tenant is not None and review.tenant != tenant):
+                raise ReviewNotFound(f"no review {review_id!r}", review_id=review_id)
+            changed = review.transition(status, actor, now, note)
+            unit.update_review(changed)
+            job = unit.load([review.job_id], lock=False).get(review.job_id)
+            details = {"review_id": review.id, "status": status.value, "pipeline": job.job.pipeline if job else None}
+            unit.append_audit(
+                [
+                    AuditDraft(
+                        f"review.{status.value}",
+                        actor,
+                        now,
+                        review.tenant,
+                        review.job_id,
+                        self._subject(job.job if job else None),
+                        details,
+                    )
+                ]
+            )
+            return changed
 
         return self.store.transact(work)
 
@@ -536,8 +771,11 @@ class Coordinator:
                 )
                 pipeline = self._pipeline_for(batch, job)
                 if pipeline is not None:
-                    rand = self._rand()
-                    batch.apply(orchestrator.on_outcome(pipeline, job, batch.runs[job.id], outcome, now, rand))
-            return batch.commit(unit)
+                    batch.apply(
+                        orchestrator.on_outcome(
+                            pipeline, job, batch.runs[job.id], outcome, now, self._rand(), self.oversight.policies
+                        )
+                    )
+            return self._commit(unit, batch)
 
         return self.store.transact(work)

@@ -50,6 +50,12 @@ class BatchNotFound(VigiaError):
     code = "batch_not_found"
 
 
+class ReviewNotFound(VigiaError):
+    """No such review item."""
+
+    code = "review_not_found"
+
+
 class IdempotencyConflict(VigiaError):
     """The idempotency key was already used with a different input."""
 

@@ -166,6 +166,8 @@ class EventType(StrEnum):
     STAGE_SKIPPED = "stage.skipped"
     STAGE_CANCELLED = "stage.cancelled"
     JOB_CANCEL_REQUESTED = "job.cancel_requested"
+    JOB_ESCALATED = "job.escalated"  # a human-review item was opened; `message` says why
+    JOB_RETRIED = "job.retried"  # taken out of the dead-letter queue to run again
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from vigia.escalation import EscalationDraft, EscalationRequest, Policies, for_failure, for_request, for_result
 from vigia.exceptions import InvalidTransition
 from vigia.job import CLAIMABLE_STAGE_STATES, EventType, Job, JobState, StageRun, StageState
 from vigia.pipeline import Pipeline
+
+#: Severity policies when a caller gives none (SPEC §4 defaults).
+DEFAULT_POLICIES = Policies()
 
 #: Progress stays below this until the job has finished, so 100 always means "done".
 PROGRESS_CEILING_WHILE_RUNNING = 99.0
@@ -41,6 +45,10 @@ class StageOutcome:
     retryable: bool = False
     #: A delay the stage asked for with `Retry(after=...)`.
     retry_after: float | None = None
+    #: Human reviews the stage asked for (`ctx.escalate`).
+    escalations: tuple[EscalationRequest, ...] = ()
+    #: Clinical decisions the stage recorded (`ctx.audit`): (action, details).
+    decisions: tuple[tuple[str, Mapping[str, Any]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +88,8 @@ class Transition:
     events: list[EventDraft] = field(default_factory=list)
     #: Stages this transition made ready to run (to dispatch after commit).
     ready: list[str] = field(default_factory=list)
+    #: Human-review items to open, with their notifications.
+    escalations: list[EscalationDraft] = field(default_factory=list)
     #: Why nothing changed (a duplicate or stale delivery), for logs and tests.
     ignored: str | None = None
 
@@ -147,9 +157,16 @@ def on_progress(pipeline: Pipeline, job: Job, runs: Mapping[str, StageRun], repo
 
 
 def on_outcome(
-    pipeline: Pipeline, job: Job, runs: Mapping[str, StageRun], outcome: StageOutcome, now: float, rand: float
+    pipeline: Pipeline,
+    job: Job,
+    runs: Mapping[str, StageRun],
+    outcome: StageOutcome,
+    now: float,
+    rand: float,
+    policies: Policies = DEFAULT_POLICIES,
 ) -> Transition:
-    """A stage attempt ended (or its lease expired): record it and decide what follows."""
+    """A stage attempt ended (or its lease expired): record it, decide what follows, and
+    whether a person must look (see `vigia.escalation`)."""
     transition = Transition(job.id)
     run = runs.get(outcome.stage)
     if (
@@ -180,13 +197,50 @@ def on_outcome(
             error_message=f"a critical stage cannot be skipped: {outcome.error_message or ''}".strip(),
             retryable=False,
         )
+    retrying = False
     if outcome.status == "failed" and not job.state.is_terminal:
-        decision = stage.retry_policy.decide(
+        decision = policies.retry_policy(stage).decide(
             outcome.attempt, retryable=outcome.retryable, requested_delay=outcome.retry_after, rand=rand
         )
         if decision.retry:
-            return _retrying(transition, pipeline, job, runs, outcome, now, decision.delay)
-    return _ended(transition, pipeline, job, runs, outcome, now)
+            retrying = True
+            _retrying(transition, pipeline, job, runs, outcome, now, decision.delay, policies)
+    if not retrying:
+        _ended(transition, pipeline, job, runs, outcome, now, policies)
+    if not job.state.is_terminal:
+        _escalate(transition, policies, pipeline, job, outcome, final=not retrying)
+    return transition
+
+
+def _escalate(
+    transition: Transition, policies: Policies, pipeline: Pipeline, job: Job, outcome: StageOutcome, *, final: bool
+) -> None:
+    """Open the human reviews this outcome calls for, each announced by an event (before
+    the job's final event, which ends a client's stream)."""
+    drafts: list[EscalationDraft] = []
+    if outcome.status == "failed":
+        draft = for_failure(
+            policies, pipeline, outcome.stage, outcome.attempt, final=final, error_type=outcome.error_type
+        )
+        if draft is not None:
+            drafts.append(draft)
+    elif outcome.status == "succeeded":
+        drafts.extend(for_result(policies, pipeline, outcome.stage, outcome.output))
+    drafts.extend(for_request(policies, outcome.stage, request) for request in outcome.escalations)
+    if not drafts:
+        return
+    state = transition.job_changes.get("state", job.state)
+    progress = transition.job_changes.get("progress", job.progress)
+    announcements = [
+        EventDraft(
+            EventType.JOB_ESCALATED, state, progress, draft.stage, f"human review ({draft.role}): {draft.reason}"
+        )
+        for draft in drafts
+    ]
+    ending = [event for event in transition.events if event.type is EventType.JOB_FINISHED]
+    transition.events = [event for event in transition.events if event.type is not EventType.JOB_FINISHED]
+    transition.events.extend([*announcements, *ending])
+    transition.escalations.extend(drafts)
 
 
 def _finished(outcome: StageOutcome) -> dict[str, Any]:
@@ -215,8 +269,8 @@ def _released(transition: Transition, job: Job, run: StageRun, now: float) -> Tr
     return transition
 
 
-def _describe_failure(pipeline: Pipeline, outcome: StageOutcome) -> str:
-    attempts = pipeline.node(outcome.stage).stage.retry_policy.max_attempts
+def _describe_failure(pipeline: Pipeline, outcome: StageOutcome, policies: Policies) -> str:
+    attempts = policies.retry_policy(pipeline.node(outcome.stage).stage).max_attempts
     return f"attempt {outcome.attempt} of {attempts} failed: {outcome.error_type}: {outcome.error_message}"
 
 
@@ -228,6 +282,7 @@ def _retrying(
     outcome: StageOutcome,
     now: float,
     delay: float,
+    policies: Policies,
 ) -> Transition:
     transition.run_changes[outcome.stage] = {
         **_finished(outcome),
@@ -237,7 +292,7 @@ def _retrying(
         "available_at": now + delay,
         "progress": 0.0,
     }
-    message = f"{_describe_failure(pipeline, outcome)}; retrying in {delay:.1f} s"
+    message = f"{_describe_failure(pipeline, outcome, policies)}; retrying in {delay:.1f} s"
     transition.events.append(EventDraft(EventType.STAGE_RETRYING, job.state, job.progress, outcome.stage, message))
     transition.job_changes["current_stage"] = _current_stage(pipeline, runs, exclude=outcome.stage)
     return transition
@@ -250,6 +305,7 @@ def _ended(
     runs: Mapping[str, StageRun],
     outcome: StageOutcome,
     now: float,
+    policies: Policies,
 ) -> Transition:
     """The stage run is over for good (succeeded, skipped, or failed with no retry left)."""
     run = runs[outcome.stage]
@@ -264,7 +320,7 @@ def _ended(
         changes.update(error_message=outcome.error_message)
     else:
         state, event_type = StageState.FAILED, EventType.STAGE_FAILED
-        message = _describe_failure(pipeline, outcome)
+        message = _describe_failure(pipeline, outcome, policies)
         changes.update(error_type=outcome.error_type, error_message=outcome.error_message)
     transition.run_changes[run.stage] = {**changes, "state": state}
     runs = {**runs, run.stage: run.evolve(state=state, output=changes.get("output"), progress=1.0)}
@@ -317,6 +373,53 @@ def on_cancel(job: Job, runs: Mapping[str, StageRun], now: float) -> Transition:
         if run.state in (StageState.PENDING, *CLAIMABLE_STAGE_STATES):
             transition.run_changes[run.stage] = {"state": StageState.CANCELLED, "finished_at": now}
     _finish(transition, job, JobState.CANCELLED, now, job.progress)
+    return transition
+
+
+def on_retry(pipeline: Pipeline, job: Job, runs: Mapping[str, StageRun], now: float) -> Transition:
+    """Take a dead or failed job out of the dead-letter queue: the stages that failed or
+    never ran start again (with a fresh count of attempts); finished ones keep their outputs."""
+    if job.state not in (JobState.DEAD, JobState.FAILED):
+        raise InvalidTransition(
+            f"job {job.id} is {job.state.value}: only dead or failed jobs can be retried",
+            job_id=job.id,
+            state=job.state.value,
+        )
+    transition = Transition(job.id)
+    reset = {
+        "state": StageState.PENDING,
+        "attempts": 0,
+        "error_type": None,
+        "error_message": None,
+        "finished_at": None,
+        "started_at": None,
+        "duration": None,
+        "progress": 0.0,
+        "lease_owner": None,
+        "lease_until": None,
+    }
+    restarted = dict(runs)
+    for name, run in runs.items():
+        critical = pipeline.node(name).stage.critical
+        if (run.state is StageState.FAILED and critical) or run.state in (StageState.CANCELLED, StageState.PENDING):
+            transition.run_changes[name] = dict(reset)
+            restarted[name] = run.evolve(state=StageState.PENDING, attempts=0)
+    started = any(run.state is StageState.SUCCEEDED for run in runs.values())
+    state = JobState.RUNNING if started else JobState.QUEUED
+    transition.job_changes.update(state=state, finished_at=None, error_type=None, error_message=None, result=None)
+    transition.events.append(
+        EventDraft(EventType.JOB_RETRIED, state, job.progress, None, "retried from the dead-letter queue")
+    )
+    ready = ready_stages(pipeline, restarted)
+    for stage_name in ready:
+        transition.run_changes[stage_name] = {
+            **transition.run_changes.get(stage_name, {}),
+            "state": StageState.QUEUED,
+            "available_at": now,
+        }
+        restarted[stage_name] = restarted[stage_name].evolve(state=StageState.QUEUED)
+    transition.ready = ready
+    transition.job_changes["current_stage"] = _current_stage(pipeline, restarted)
     return transition
 
 

@@ -63,6 +63,8 @@ class Stage:
     #: for functions known to be instant. Coroutine functions always run on the loop.
     run_in: RunIn = "thread"
     description: str = ""
+    #: The role that reviews this stage's failures (default: its severity policy's role).
+    escalate_to: str | None = None
 
     def __post_init__(self) -> None:
         # Accept the obvious spellings (a stage name, a list, a severity as text), so that
@@ -92,6 +94,25 @@ class Stage:
         if self.retry is not None:
             return self.retry
         return RetryPolicy(max_attempts=SEVERITY_ATTEMPTS[self.severity])
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationRule:
+    """A rule on a stage's output that sends the job to human review when it matches,
+    e.g. ``EscalationRule("detect", lambda out: out["confidence"] < 0.60, "confidence below 0.60")``.
+
+    ``when`` must be a plain function of the output (it runs where outcomes are recorded,
+    on every worker); ``reason`` is fixed wording shown to reviewers and kept in the audit
+    log, so it never contains patient data."""
+
+    stage: str
+    when: Callable[[Any], bool]
+    reason: str
+    severity: Severity = Severity.HIGH
+    #: Who must look (default: the severity policy's role).
+    role: str | None = None
+    #: "critical", "high" or "normal" (default: the severity policy's urgency).
+    urgency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +146,10 @@ class Pipeline:
     validate_input: Callable[[Any], None] | None = None
     #: Media types of the file a job may carry (sniffed from content); none: no file.
     accepts: tuple[str, ...] = ()
+    #: Rules on stage outputs that send a job to human review.
+    escalations: Sequence[EscalationRule] = ()
+    #: The input field holding the patient identifier: the audit log records its keyed hash.
+    subject_field: str | None = None
     _nodes: dict[str, StageNode] = field(default_factory=dict, init=False, repr=False)
     _order: list[str] = field(default_factory=list, init=False, repr=False)
 
@@ -136,6 +161,30 @@ class Pipeline:
         initial = list(self.stages)
         self.stages = ()
         self._resolve(initial)
+        rules = list(self.escalations)
+        self.escalations = ()
+        for rule in rules:
+            self.escalate_when(rule)
+
+    def escalate_when(self, rule: EscalationRule) -> EscalationRule:
+        """Add a result-driven escalation rule (its stage must exist by now)."""
+        if rule.stage not in self._nodes:
+            raise PipelineDefinitionError(
+                f"pipeline {self.name!r}: escalation rule {rule.reason!r} names unknown stage {rule.stage!r}"
+            )
+        if not callable(rule.when):
+            raise PipelineDefinitionError(f"pipeline {self.name!r}: escalation rule {rule.reason!r} is not callable")
+        if not rule.reason.strip() or len(rule.reason) > 120 or "\n" in rule.reason:
+            raise PipelineDefinitionError(
+                f"pipeline {self.name!r}: an escalation rule's reason must be one short line (at most 120 characters)"
+            )
+        if rule.urgency is not None and rule.urgency not in ("critical", "high", "normal"):
+            raise PipelineDefinitionError(
+                f"pipeline {self.name!r}: escalation rule {rule.reason!r} has urgency {rule.urgency!r}"
+                " (critical, high or normal)"
+            )
+        self.escalations = (*self.escalations, rule)
+        return rule
 
     # --- definition ---------------------------------------------------------------------
 
@@ -155,6 +204,7 @@ class Pipeline:
         severity: Severity | str = Severity.MEDIUM,
         weight: float = constants.DEFAULT_STAGE_WEIGHT,
         run_in: RunIn = "thread",
+        escalate_to: str | None = None,
     ) -> Callable[[StageFunction], StageFunction]:
         """Decorator form of :meth:`add`; the stage is named after the function by default."""
 
@@ -172,6 +222,7 @@ class Pipeline:
                     weight=weight,
                     run_in=run_in,
                     description=inspect.getdoc(function) or "",
+                    escalate_to=escalate_to,
                 )
             )
             return function

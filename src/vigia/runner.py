@@ -44,6 +44,8 @@ async def run_attempt(stage: Stage, ctx: StageContext, *, run_id: int, threads: 
             status=status,
             started_at=started,
             finished_at=time.time(),
+            escalations=tuple(ctx.escalations),
+            decisions=tuple(ctx.decisions),
             **fields,
         )
 

@@ -26,6 +26,7 @@ from vigia.orchestrator import (
     stage_progress,
 )
 from vigia.pipeline import Pipeline, Severity, Stage
+from vigia.escalation import ReviewKind
 from vigia.retry import RetryPolicy
 
 NOW = 1_700_000_000.0
@@ -498,7 +499,9 @@ def test_critical_stage_exhausting_its_retries_kills_the_job_and_parks_its_sibli
         "error_type": "TimeoutError",
         "error_message": "model slow",
     }
-    assert event_types(transition) == [EventType.STAGE_FAILED, EventType.JOB_FINISHED]
+    # A MEDIUM stage failing for good before its third failure goes to a person too.
+    assert event_types(transition) == [EventType.STAGE_FAILED, EventType.JOB_ESCALATED, EventType.JOB_FINISHED]
+    assert [(draft.kind, draft.stage) for draft in transition.escalations] == [(ReviewKind.FAILURE, "vital")]
     assert "attempt 2 of 2" in (transition.events[0].message or "")
     finished = transition.events[-1]
     assert finished.state is JobState.DEAD
@@ -550,7 +553,7 @@ def test_non_critical_stage_failing_for_good_lets_its_dependents_run() -> None:
     assert "state" not in transition.job_changes
     assert transition.job_changes["current_stage"] == "report"
     assert transition.job_changes["progress"] == 66.67
-    assert event_types(transition) == [EventType.STAGE_FAILED]
+    assert event_types(transition) == [EventType.STAGE_FAILED, EventType.JOB_ESCALATED]
     assert "non-critical" in (transition.events[0].message or "")
 
 
@@ -590,7 +593,7 @@ def test_failed_non_critical_final_stage_ends_degraded_without_a_result() -> Non
 
     assert transition.job_changes["state"] is JobState.DEGRADED
     assert transition.job_changes["result"] is None
-    assert event_types(transition) == [EventType.STAGE_FAILED, EventType.JOB_FINISHED]
+    assert event_types(transition) == [EventType.STAGE_FAILED, EventType.JOB_ESCALATED, EventType.JOB_FINISHED]
 
 
 # --- skip ---------------------------------------------------------------------------------

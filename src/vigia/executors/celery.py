@@ -135,8 +135,11 @@ class _Runtime:
     def parts(self) -> _Parts:
         with self._lock:
             if self._parts is None:
+                from vigia.app import oversight_for
+
+                oversight = oversight_for(self.settings, self.registry)
                 self._parts = _Parts(
-                    Coordinator(SQLJobStore(self.settings.database_url), self.registry),
+                    Coordinator(SQLJobStore(self.settings.database_url), self.registry, oversight=oversight),
                     RedisEventBus(self.settings.broker_url or ""),
                     worker_id("celery"),
                     ThreadPoolExecutor(4, thread_name_prefix="vigia-stage"),
@@ -301,7 +304,11 @@ def run_worker(settings: Settings, registry: Registry, *, queues: Sequence[str],
     stop = threading.Event()
 
     def maintain() -> None:
-        coordinator = Coordinator(SQLJobStore(settings.database_url), registry)
+        from vigia.app import oversight_for
+
+        coordinator = Coordinator(
+            SQLJobStore(settings.database_url), registry, oversight=oversight_for(settings, registry)
+        )
         bus = RedisEventBus(settings.broker_url or "")
         broker = redis.Redis.from_url(settings.broker_url or "")
         next_reap = 0.0

@@ -7,11 +7,14 @@ agree on what runs next.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from vigia.audit import AuditDraft, AuditEntry
+from vigia.escalation import Review, ReviewStatus
 from vigia.job import Event, Job, JobState, StageRun
 from vigia.orchestrator import InitialRun
 
@@ -40,6 +43,44 @@ class JobFilter:
     states: tuple[JobState, ...] = ()
     created_after: float | None = None
     created_before: float | None = None
+    #: Include the built-in notification jobs when no pipeline is named.
+    internal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeadFilter:
+    """Which jobs of the dead-letter queue a listing, a bulk retry or a purge concerns."""
+
+    tenant: str | None = None
+    pipeline: str | None = None
+    #: The stage that failed.
+    stage: str | None = None
+    error_type: str | None = None
+    #: When the job died, in epoch seconds.
+    died_after: float | None = None
+    died_before: float | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {name: value for name, value in dataclasses.asdict(self).items() if value is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class DeadJob:
+    """A job in the dead-letter queue, with the stage that failed and its last error."""
+
+    job: Job
+    stage: str | None
+    attempts: int
+    error_type: str | None
+    error_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewFilter:
+    tenant: str | None = None
+    statuses: tuple[ReviewStatus, ...] = ()
+    role: str | None = None
+    job_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +161,19 @@ class UnitOfWork(Protocol):
 
     def write(self, changes: WriteSet) -> None: ...
 
+    def insert_review(self, review: Review) -> None: ...
+
+    def lock_review(self, review_id: str) -> Review | None: ...
+
+    def update_review(self, review: Review) -> None: ...
+
+    def append_audit(self, drafts: Sequence[AuditDraft]) -> list[AuditEntry]:
+        """Chain entries after the last one (they are chained in commit order: the chain's
+        end stays locked until this unit of work ends)."""
+
+    def delete_dead_jobs(self, where: DeadFilter, limit: int) -> list[str]:
+        """Delete dead jobs (and what cascades) that ``where`` selects; their ids."""
+
 
 class JobStore(Protocol):
     #: Whether the store is a local SQLite file (the embedded default).
@@ -149,6 +203,8 @@ class JobStore(Protocol):
         no longer ours, and run ids whose job was cancelled."""
 
     def count_jobs(self, where: JobFilter) -> int: ...
+
+    def dead_job_ids(self, where: DeadFilter, limit: int) -> list[str]: ...
 
     def get_batch(self, batch_id: str, tenant: str | None = None) -> Batch: ...
 

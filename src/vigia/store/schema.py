@@ -121,3 +121,74 @@ batches = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Index("ix_vigia_batches_tenant_id", "tenant", "id"),
 )
+
+reviews = sa.Table(
+    "vigia_reviews",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(100), nullable=False),
+    sa.Column("job_id", sa.String(32), sa.ForeignKey("vigia_jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("stage", sa.String(100)),
+    # failure (a stage failed often enough), result (a rule on a stage's output), request (a
+    # stage asked for a human itself).
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("role", sa.String(100), nullable=False),
+    sa.Column("urgency", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("acknowledged_at", Timestamp),
+    sa.Column("acknowledged_by", sa.String(100)),
+    sa.Column("resolved_at", Timestamp),
+    sa.Column("resolved_by", sa.String(100)),
+    sa.Column("resolution", sa.Text),
+    sa.Index("ix_vigia_reviews_tenant_status_id", "tenant", "status", "id"),
+    sa.Index("ix_vigia_reviews_status_id", "status", "id"),
+    sa.Index("ix_vigia_reviews_job_id", "job_id"),
+)
+
+# The audit log outlives the jobs it names (its own retention), so no foreign keys.
+audit_log = sa.Table(
+    "vigia_audit",
+    metadata,
+    # The place in the hash chain, given under the lock of `audit_head`: gap-free.
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(60), nullable=False),
+    sa.Column("tenant", sa.String(100)),
+    sa.Column("job_id", sa.String(32)),
+    # A keyed hash of the patient identifier, never the identifier.
+    sa.Column("subject", sa.String(64)),
+    sa.Column("details", Document),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_vigia_audit_at", "at"),
+    sa.Index("ix_vigia_audit_job_id", "job_id"),
+)
+
+# One row: the end of the chain (locked by each writer: entries are chained in commit order)
+# and where it begins after retention removed older entries.
+audit_head = sa.Table(
+    "vigia_audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("last_seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False),
+    sa.Column("last_hash", sa.String(64), nullable=False),
+    sa.Column("first_seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False),
+    sa.Column("first_prev_hash", sa.String(64), nullable=False),
+)
+
+# Alerts now pending or firing, one per rule and key; their history is in the audit log.
+alerts = sa.Table(
+    "vigia_alerts",
+    metadata,
+    sa.Column("rule", sa.String(40), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("since", Timestamp, nullable=False),
+    sa.Column("firing", sa.Boolean, nullable=False),
+    sa.Column("notified_at", Timestamp),
+)

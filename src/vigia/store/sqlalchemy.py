@@ -19,6 +19,9 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, Row
 
+from vigia import constants
+from vigia.audit import AuditDraft, AuditEntry
+from vigia.escalation import Review
 from vigia.exceptions import (
     BatchNotFound,
     DuplicateIdempotencyKey,
@@ -40,8 +43,8 @@ from vigia.job import (
     id_floor,
     is_job_id,
 )
-from vigia.store import migrations
-from vigia.store.base import Batch, Dispatch, JobFilter, JobPage, NewJob, Snapshot, WriteSet
+from vigia.store import migrations, oversight
+from vigia.store.base import Batch, DeadFilter, Dispatch, JobFilter, JobPage, NewJob, Snapshot, WriteSet
 from vigia.store.schema import batches, events, jobs, stage_runs
 
 log = logging.getLogger("vigia.store")
@@ -377,6 +380,21 @@ class SQLUnitOfWork:
             )
         return taken
 
+    def insert_review(self, review: Review) -> None:
+        oversight.insert_review(self._connection, review)
+
+    def lock_review(self, review_id: str) -> Review | None:
+        return oversight.lock_review(self._connection, review_id, row_locks=self._row_locks)
+
+    def update_review(self, review: Review) -> None:
+        oversight.update_review(self._connection, review)
+
+    def append_audit(self, drafts: Sequence[AuditDraft]) -> list[AuditEntry]:
+        return oversight.append_audit(self._connection, drafts, row_locks=self._row_locks)
+
+    def delete_dead_jobs(self, where: DeadFilter, limit: int) -> list[str]:
+        return oversight.delete_dead_jobs(self._connection, where, limit)
+
     def expired_leases(self, now: float, limit: int) -> list[StageRun]:
         rows = self._connection.execute(
             sa.select(stage_runs)
@@ -449,11 +467,11 @@ class SQLJobStore:
 
     @contextlib.contextmanager
     def unit_of_work(self) -> Iterator[SQLUnitOfWork]:
-        with self._writing() as connection:
+        with self.writing() as connection:
             yield SQLUnitOfWork(connection, row_locks=not self.is_sqlite)
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[Connection]:
+    def writing(self) -> Iterator[Connection]:
         """A write transaction: our own threads queue on the lock, SQLite's BEGIN IMMEDIATE
         makes other processes queue, and driver errors come out as ours."""
         with (
@@ -483,7 +501,7 @@ class SQLJobStore:
         raise AssertionError("unreachable")
 
     @contextlib.contextmanager
-    def _reading(self) -> Iterator[Connection]:
+    def reading(self) -> Iterator[Connection]:
         """A connection for reads. On PostgreSQL it runs each statement on its own (no BEGIN
         and ROLLBACK round trips); a read that needs one snapshot makes a single statement."""
         with translate_errors(), self._read_engine.connect() as connection:
@@ -497,7 +515,7 @@ class SQLJobStore:
         query = sa.select(jobs).where(jobs.c.id == job_id)
         if tenant is not None:
             query = query.where(jobs.c.tenant == tenant)
-        with self._reading() as connection:
+        with self.reading() as connection:
             row = connection.execute(query).first()
         if row is None:
             raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
@@ -506,12 +524,12 @@ class SQLJobStore:
     def snapshot_of_run(self, run_id: int) -> Snapshot | None:
         """The job a stage run belongs to, with all its runs, read without a transaction or
         a lock (a distributed worker deciding whether a message is still worth running)."""
-        with self._reading() as connection:
+        with self.reading() as connection:
             found = _snapshots(connection.execute(_RUN_WITH_SIBLINGS, {"run_id": run_id}))
         return next(iter(found.values()), None)
 
     def get_runs(self, job_id: str) -> list[StageRun]:
-        with self._reading() as connection:
+        with self.reading() as connection:
             rows = connection.execute(
                 sa.select(stage_runs).where(stage_runs.c.job_id == job_id).order_by(stage_runs.c.id)
             )
@@ -522,14 +540,19 @@ class SQLJobStore:
         if cursor:
             query = query.where(jobs.c.id < cursor)
         query = query.order_by(jobs.c.id.desc()).limit(limit + 1)
-        with self._reading() as connection:
+        with self.reading() as connection:
             found = [Job.from_row(row._mapping) for row in connection.execute(query)]
         more = len(found) > limit
         found = found[:limit]
         return JobPage(found, found[-1].id if more and found else None)
 
+    def dead_job_ids(self, where: DeadFilter, limit: int) -> list[str]:
+        query = oversight.dead_jobs_query([jobs.c.id], where).order_by(jobs.c.id).limit(limit)
+        with self.reading() as connection:
+            return list(connection.scalars(query))
+
     def count_jobs(self, where: JobFilter) -> int:
-        with self._reading() as connection:
+        with self.reading() as connection:
             return int(connection.scalar(self._filtered(sa.select(sa.func.count()).select_from(jobs), where)) or 0)
 
     @staticmethod
@@ -538,6 +561,8 @@ class SQLJobStore:
             query = query.where(jobs.c.tenant == where.tenant)
         if where.pipeline is not None:
             query = query.where(jobs.c.pipeline == where.pipeline)
+        elif not where.internal:
+            query = query.where(jobs.c.pipeline != constants.NOTIFY_PIPELINE)
         if where.states:
             query = query.where(jobs.c.state.in_([state.value for state in where.states]))
         if where.created_after is not None:
@@ -555,7 +580,7 @@ class SQLJobStore:
         query = sa.select(batches).where(batches.c.id == batch_id)
         if tenant is not None:
             query = query.where(batches.c.tenant == tenant)
-        with self._reading() as connection:
+        with self.reading() as connection:
             row = connection.execute(query).first()
             if row is None:
                 raise BatchNotFound(f"no batch {batch_id!r}", batch_id=batch_id)
@@ -576,13 +601,13 @@ class SQLJobStore:
         )
 
     def batch_job_ids(self, batch_id: str) -> list[str]:
-        with self._reading() as connection:
+        with self.reading() as connection:
             return list(connection.scalars(sa.select(jobs.c.id).where(jobs.c.batch_id == batch_id).order_by(jobs.c.id)))
 
     def events_after(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[Event]:
         if after_seq >= MAX_SEQ:
             return []
-        with self._reading() as connection:
+        with self.reading() as connection:
             rows = connection.execute(
                 sa.select(events)
                 .where(events.c.job_id == job_id, events.c.seq > after_seq)
@@ -605,7 +630,7 @@ class SQLJobStore:
         if not run_ids:
             return set(), set()
         wanted = set(run_ids)
-        with self._writing() as connection:
+        with self.writing() as connection:
             renewed = set(
                 connection.scalars(
                     stage_runs.update()
@@ -645,7 +670,7 @@ class SQLJobStore:
     # --- health -------------------------------------------------------------------------
 
     def check(self) -> None:
-        with self._reading() as connection:
+        with self.reading() as connection:
             current = migrations.current_revision(connection)
         if current != migrations.head_revision():
             raise SchemaOutOfDate(

@@ -1,0 +1,391 @@
+"""SQL of what watches over the jobs: human-review items, the audit chain, alerts, the
+dead-letter queue's listings, and the facts monitoring reads. The job tables' own SQL is
+in `sqlalchemy.py`; units of work there call the writing functions here, so that a
+review or an audit entry is written in the same transaction as the change it follows."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from vigia import constants
+from vigia.audit import AuditDraft, AuditEntry, chain
+from vigia.escalation import Review, ReviewStatus
+from vigia.job import Job, JobState, StageState
+from vigia.monitoring import DURATION_BUCKETS, Alert, AlertSeverity, PipelineTimes, StageDurations, times_of
+from vigia.store.base import DeadFilter, DeadJob, ReviewFilter
+from vigia.store.schema import alerts, audit_head, audit_log, events, jobs, reviews, stage_runs
+
+if TYPE_CHECKING:
+    from vigia.store.sqlalchemy import SQLJobStore
+
+_HEAD = 1
+#: Audit entries read per query when walking the chain.
+AUDIT_PAGE = 1000
+
+
+# --- written inside units of work -------------------------------------------------------
+
+
+def insert_review(connection: Connection, review: Review) -> None:
+    connection.execute(reviews.insert(), _review_row(review))
+
+
+def lock_review(connection: Connection, review_id: str, *, row_locks: bool) -> Review | None:
+    query = sa.select(reviews).where(reviews.c.id == review_id)
+    if row_locks:
+        query = query.with_for_update()
+    row = connection.execute(query).first()
+    return None if row is None else Review.from_row(row._mapping)
+
+
+def update_review(connection: Connection, review: Review) -> None:
+    row = _review_row(review)
+    connection.execute(reviews.update().where(reviews.c.id == review.id).values(row))
+
+
+def _review_row(review: Review) -> dict[str, Any]:
+    row = review.to_dict()
+    return {column.name: row[column.name] for column in reviews.c}
+
+
+def append_audit(connection: Connection, drafts: Sequence[AuditDraft], *, row_locks: bool) -> list[AuditEntry]:
+    if not drafts:
+        return []
+    query = sa.select(audit_head).where(audit_head.c.id == _HEAD)
+    if row_locks:
+        query = query.with_for_update()
+    head = connection.execute(query).one()
+    entries = chain(head.last_hash, head.last_seq, drafts)
+    connection.execute(audit_log.insert(), [entry.to_dict() for entry in entries])
+    connection.execute(
+        audit_head.update().where(audit_head.c.id == _HEAD).values(last_seq=entries[-1].seq, last_hash=entries[-1].hash)
+    )
+    return entries
+
+
+def dead_jobs_query(columns: Sequence[Any], where: DeadFilter) -> sa.Select[Any]:
+    query = sa.select(*columns).where(jobs.c.state == JobState.DEAD.value)
+    if where.tenant is not None:
+        query = query.where(jobs.c.tenant == where.tenant)
+    if where.pipeline is not None:
+        query = query.where(jobs.c.pipeline == where.pipeline)
+    if where.error_type is not None:
+        query = query.where(jobs.c.error_type == where.error_type)
+    if where.died_after is not None:
+        query = query.where(jobs.c.finished_at >= where.died_after)
+    if where.died_before is not None:
+        query = query.where(jobs.c.finished_at < where.died_before)
+    if where.stage is not None:
+        query = query.where(
+            sa.exists().where(
+                stage_runs.c.job_id == jobs.c.id,
+                stage_runs.c.stage == where.stage,
+                stage_runs.c.state == StageState.FAILED.value,
+            )
+        )
+    return query
+
+
+def delete_dead_jobs(connection: Connection, where: DeadFilter, limit: int) -> list[str]:
+    job_ids = list(connection.scalars(dead_jobs_query([jobs.c.id], where).order_by(jobs.c.id).limit(limit)))
+    for start in range(0, len(job_ids), 500):
+        chunk = job_ids[start : start + 500]
+        # Children first: SQLite enforces the foreign keys without cascading them unless told.
+        for table in (reviews, stage_runs, events):
+            connection.execute(table.delete().where(table.c.job_id.in_(chunk)))
+        connection.execute(events.delete().where(events.c.job_id.in_(chunk)))
+        connection.execute(jobs.delete().where(jobs.c.id.in_(chunk)))
+    return job_ids
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuditAnchor:
+    """Where the chain starts (after retention) and ends."""
+
+    first_seq: int
+    first_prev_hash: str
+    last_seq: int
+    last_hash: str
+
+
+class OversightStore:
+    """Reads of reviews, the dead-letter queue, the audit log, alerts and monitoring facts,
+    and the writes that stand alone (alerts, audit retention)."""
+
+    def __init__(self, store: SQLJobStore) -> None:
+        self._store = store
+        self._engine = store.engine
+
+    # reviews
+
+    def list_reviews(self, where: ReviewFilter, limit: int = 50, cursor: str | None = None) -> list[Review]:
+        query = sa.select(reviews)
+        if where.tenant is not None:
+            query = query.where(reviews.c.tenant == where.tenant)
+        if where.statuses:
+            query = query.where(reviews.c.status.in_([status.value for status in where.statuses]))
+        if where.role is not None:
+            query = query.where(reviews.c.role == where.role)
+        if where.job_id is not None:
+            query = query.where(reviews.c.job_id == where.job_id)
+        if cursor:
+            query = query.where(reviews.c.id < cursor)
+        with self._store.reading() as connection:
+            rows = connection.execute(query.order_by(reviews.c.id.desc()).limit(limit))
+            return [Review.from_row(row._mapping) for row in rows]
+
+    def get_review(self, review_id: str, tenant: str | None = None) -> Review | None:
+        query = sa.select(reviews).where(reviews.c.id == review_id)
+        if tenant is not None:
+            query = query.where(reviews.c.tenant == tenant)
+        with self._store.reading() as connection:
+            row = connection.execute(query).first()
+        return None if row is None else Review.from_row(row._mapping)
+
+    # the dead-letter queue
+
+    def list_dead(self, where: DeadFilter, limit: int = 50, cursor: str | None = None) -> list[DeadJob]:
+        query = dead_jobs_query([jobs], where)
+        if cursor:
+            query = query.where(jobs.c.id < cursor)
+        with self._store.reading() as connection:
+            found = [
+                Job.from_row(row._mapping) for row in connection.execute(query.order_by(jobs.c.id.desc()).limit(limit))
+            ]
+            failed = _failed_runs(connection, [job.id for job in found])
+        listed = []
+        for job in found:
+            run = failed.get(job.id)
+            listed.append(
+                DeadJob(
+                    job,
+                    run.stage if run is not None else None,
+                    int(run.attempts) if run is not None else 0,
+                    run.error_type if run is not None else job.error_type,
+                    run.error_message if run is not None else job.error_message,
+                )
+            )
+        return listed
+
+    def dlq_statistics(self, where: DeadFilter) -> dict[str, Any]:
+        """Dead jobs by pipeline, failed stage, error type and hour of death."""
+        hour = sa.cast(jobs.c.finished_at / 3600, sa.Integer)
+        with self._store.reading() as connection:
+            by_pipeline = connection.execute(
+                dead_jobs_query([jobs.c.pipeline, sa.func.count()], where).group_by(jobs.c.pipeline)
+            ).all()
+            by_error = connection.execute(
+                dead_jobs_query([jobs.c.error_type, sa.func.count()], where).group_by(jobs.c.error_type)
+            ).all()
+            by_hour = connection.execute(dead_jobs_query([hour, sa.func.count()], where).group_by(hour)).all()
+            by_stage = connection.execute(
+                dead_jobs_query([stage_runs.c.stage, sa.func.count(sa.distinct(jobs.c.id))], where)
+                .join(stage_runs, stage_runs.c.job_id == jobs.c.id)
+                .where(stage_runs.c.state == StageState.FAILED.value)
+                .group_by(stage_runs.c.stage)
+            ).all()
+        total = sum(int(count) for _, count in by_pipeline)
+        return {
+            "total": total,
+            "by_pipeline": {name: int(count) for name, count in by_pipeline},
+            "by_stage": {name: int(count) for name, count in by_stage},
+            "by_error_type": {(name or "unknown"): int(count) for name, count in by_error},
+            "by_hour": [
+                {"hour": int(bucket) * 3600, "count": int(count)}
+                for bucket, count in sorted(by_hour, key=lambda item: item[0] or 0)
+                if bucket is not None
+            ],
+        }
+
+    # the audit log
+
+    def audit_anchor(self) -> AuditAnchor:
+        with self._store.reading() as connection:
+            head = connection.execute(sa.select(audit_head).where(audit_head.c.id == _HEAD)).one()
+        return AuditAnchor(head.first_seq, head.first_prev_hash, head.last_seq, head.last_hash)
+
+    def audit_entries(self, *, since: float | None = None, after_seq: int = 0) -> Iterator[AuditEntry]:
+        """Every entry in chain order (from ``after_seq``, or those at or after ``since``)."""
+        while True:
+            query = sa.select(audit_log).where(audit_log.c.seq > after_seq)
+            if since is not None:
+                query = query.where(audit_log.c.at >= since)
+            with self._store.reading() as connection:
+                page = [
+                    AuditEntry.from_row(row._mapping)
+                    for row in connection.execute(query.order_by(audit_log.c.seq).limit(AUDIT_PAGE))
+                ]
+            yield from page
+            if len(page) < AUDIT_PAGE:
+                return
+            after_seq = page[-1].seq
+
+    def prune_audit(self, before: float) -> int:
+        """Remove entries older than ``before`` (retention), leaving an anchor so that the
+        rest of the chain still verifies from its new first entry."""
+        with self._store.writing() as connection:
+            head = connection.execute(sa.select(audit_head).where(audit_head.c.id == _HEAD).with_for_update()).one()
+            last_old = connection.scalar(
+                sa.select(sa.func.max(audit_log.c.seq)).where(audit_log.c.at < before, audit_log.c.seq <= head.last_seq)
+            )
+            if last_old is None:
+                return 0
+            anchor = connection.execute(sa.select(audit_log.c.hash).where(audit_log.c.seq == last_old)).scalar_one()
+            removed = connection.execute(audit_log.delete().where(audit_log.c.seq <= last_old)).rowcount
+            connection.execute(
+                audit_head.update()
+                .where(audit_head.c.id == _HEAD)
+                .values(first_seq=last_old + 1, first_prev_hash=anchor)
+            )
+        return int(removed or 0)
+
+    # alerts
+
+    def active_alerts(self) -> dict[tuple[str, str], Alert]:
+        with self._store.reading() as connection:
+            rows = connection.execute(sa.select(alerts)).all()
+        return {
+            (row.rule, row.key): Alert(
+                row.rule, row.key, AlertSeverity(row.severity), row.message, float(row.since), bool(row.firing)
+            )
+            for row in rows
+        }
+
+    def save_alerts(self, active: Sequence[Alert], notified: Sequence[Alert]) -> None:
+        """Replace the stored alerts by ``active``; mark ``notified`` as notified now."""
+        told = {(alert.rule, alert.key) for alert in notified}
+        with self._store.writing() as connection:
+            previous = {(row.rule, row.key): row.notified_at for row in connection.execute(sa.select(alerts))}
+            connection.execute(alerts.delete())
+            if active:
+                connection.execute(
+                    alerts.insert(),
+                    [
+                        {
+                            "rule": alert.rule,
+                            "key": alert.key,
+                            "severity": alert.severity.value,
+                            "message": alert.message,
+                            "since": alert.since,
+                            "firing": alert.firing,
+                            "notified_at": alert.since
+                            if (alert.rule, alert.key) in told
+                            else previous.get((alert.rule, alert.key)),
+                        }
+                        for alert in active
+                    ],
+                )
+
+    # monitoring facts
+
+    def claimable_depths(self, now: float) -> dict[str, int]:
+        """Stage runs ready to run, per queue (what waits, whatever the broker holds)."""
+        with self._store.reading() as connection:
+            rows = connection.execute(
+                sa.select(stage_runs.c.queue, sa.func.count())
+                .where(
+                    stage_runs.c.state.in_([StageState.QUEUED.value, StageState.RETRYING.value]),
+                    stage_runs.c.available_at <= now,
+                )
+                .group_by(stage_runs.c.queue)
+            ).all()
+        return {queue: int(count) for queue, count in rows}
+
+    def finished_since(self, since: float) -> tuple[int, int, list[PipelineTimes]]:
+        """Jobs finished since ``since``: how many, how many failed or died, and processing
+        times (start to finish) per pipeline."""
+        with self._store.reading() as connection:
+            rows = connection.execute(
+                sa.select(
+                    jobs.c.pipeline, jobs.c.state, jobs.c.started_at, jobs.c.created_at, jobs.c.finished_at
+                ).where(
+                    jobs.c.state.in_([state.value for state in JobState if state.is_terminal]),
+                    jobs.c.finished_at >= since,
+                )
+            ).all()
+        seconds: dict[str, list[float]] = defaultdict(list)
+        failed = 0
+        for pipeline, state, started_at, created_at, finished_at in rows:
+            if state in (JobState.FAILED.value, JobState.DEAD.value):
+                failed += 1
+            if state != JobState.CANCELLED.value:
+                seconds[pipeline].append(max(0.0, finished_at - (started_at or created_at)))
+        return len(rows), failed, [times_of(pipeline, values) for pipeline, values in sorted(seconds.items())]
+
+    def jobs_by_outcome(self) -> dict[tuple[str, str], int]:
+        with self._store.reading() as connection:
+            rows = connection.execute(
+                sa.select(jobs.c.pipeline, jobs.c.state, sa.func.count()).group_by(jobs.c.pipeline, jobs.c.state)
+            ).all()
+        return {(pipeline, state): int(count) for pipeline, state, count in rows}
+
+    def stage_durations(self, since: float | None = None) -> list[StageDurations]:
+        """Histograms of finished stage runs' durations per pipeline and stage."""
+        columns: list[Any] = [jobs.c.pipeline, stage_runs.c.stage, sa.func.count(), sa.func.sum(stage_runs.c.duration)]
+        columns += [sa.func.sum(sa.case((stage_runs.c.duration <= bound, 1), else_=0)) for bound in DURATION_BUCKETS]
+        query = (
+            sa.select(*columns)
+            .join(jobs, jobs.c.id == stage_runs.c.job_id)
+            .where(stage_runs.c.duration.is_not(None))
+            .group_by(jobs.c.pipeline, stage_runs.c.stage)
+        )
+        if since is not None:
+            query = query.where(stage_runs.c.finished_at >= since)
+        with self._store.reading() as connection:
+            rows = connection.execute(query).all()
+        return [
+            StageDurations(
+                pipeline, stage, tuple(int(value or 0) for value in buckets), int(count), float(total or 0.0)
+            )
+            for pipeline, stage, count, total, *buckets in sorted(rows, key=lambda row: (row[0], row[1]))
+        ]
+
+    def counts(self) -> tuple[int, int, int]:
+        """(dead jobs, open or acknowledged reviews, notifications that could not be delivered)."""
+        with self._store.reading() as connection:
+            dead = connection.scalar(sa.select(sa.func.count()).where(jobs.c.state == JobState.DEAD.value))
+            waiting = connection.scalar(
+                sa.select(sa.func.count()).where(
+                    reviews.c.status.in_([ReviewStatus.OPEN.value, ReviewStatus.ACKNOWLEDGED.value])
+                )
+            )
+            undelivered = connection.scalar(
+                sa.select(sa.func.count()).where(
+                    jobs.c.pipeline == constants.NOTIFY_PIPELINE,
+                    jobs.c.state.in_([JobState.DEAD.value, JobState.FAILED.value]),
+                )
+            )
+        return int(dead or 0), int(waiting or 0), int(undelivered or 0)
+
+    def reviews_of(self, job_ids: Sequence[str]) -> dict[str, list[Review]]:
+        if not job_ids:
+            return {}
+        with self._store.reading() as connection:
+            rows = connection.execute(
+                sa.select(reviews).where(reviews.c.job_id.in_(list(job_ids))).order_by(reviews.c.id)
+            ).all()
+        found: dict[str, list[Review]] = defaultdict(list)
+        for row in rows:
+            found[row.job_id].append(Review.from_row(row._mapping))
+        return dict(found)
+
+
+def _failed_runs(connection: Connection, job_ids: Sequence[str]) -> dict[str, Any]:
+    """Per job, the failed stage run that ended it (the last to finish)."""
+    if not job_ids:
+        return {}
+    rows = connection.execute(
+        sa.select(stage_runs)
+        .where(stage_runs.c.job_id.in_(list(job_ids)), stage_runs.c.state == StageState.FAILED.value)
+        .order_by(stage_runs.c.finished_at)
+    ).all()
+    return {row.job_id: row for row in rows}
