@@ -21,8 +21,8 @@ from typing import Any, Self, TypeVar
 from vigia import constants
 from vigia.audit import Pseudonymiser, load_or_create_key
 from vigia.config import Settings
-from vigia.coordinator import Coordinator, JobRequest, Submitted
-from vigia.escalation import Oversight, Policies
+from vigia.coordinator import SYSTEM_ACTOR, Coordinator, JobRequest, Settled, Submitted
+from vigia.escalation import Oversight, Policies, Review, ReviewStatus
 from vigia.events import EventBus, LocalEventBus, RedisEventBus
 from vigia.exceptions import ConfigurationError, VigiaError
 from vigia.executors.base import Executor
@@ -33,10 +33,11 @@ from vigia.notify.routing import Routing
 from vigia.pipeline import Pipeline
 from vigia.registry import Registry
 from vigia.storage import LocalBlobStore
-from vigia.store.base import Batch, JobFilter, JobPage
+from vigia.store.base import Batch, DeadFilter, DeadJob, JobFilter, JobPage, ReviewFilter
 from vigia.store.keys import SQLKeyStore
 from vigia.store.oversight import OversightStore
 from vigia.store.sqlalchemy import SQLJobStore
+from vigia.watch import Watch, celery_consumers
 
 log = logging.getLogger("vigia.app")
 
@@ -74,7 +75,10 @@ class Vigia:
         self.bus = bus
         self.oversight = oversight_for(settings, registry)
         self.coordinator = Coordinator(store, registry, oversight=self.oversight)
-        self.watch = OversightStore(store)
+        self.watch_store = OversightStore(store)
+        self._watch: Watch | None = None
+        self._watching: asyncio.Task[None] | None = None
+        self._watch_stop = asyncio.Event()
         self.keys = SQLKeyStore(store)
         self.blobs = LocalBlobStore(settings.blob_dir)
         self.executor: Executor | None = None
@@ -109,8 +113,9 @@ class Vigia:
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    async def start(self, *, workers: bool = True) -> None:
-        """Check the store and, with ``workers``, start executing stages in this process."""
+    async def start(self, *, workers: bool = True, watch: bool = False) -> None:
+        """Check the store and, with ``workers``, start executing stages in this process;
+        with ``watch``, evaluate the alert rules every `monitor_interval` (a server does)."""
         await asyncio.to_thread(self.store.check)
         if self._maintenance is None and self.store.is_sqlite:
             self.store.background_checkpoints(True)
@@ -134,8 +139,16 @@ class Vigia:
                 writes=self._writes,
             )
             await self.executor.start()
+        if watch and self._watching is None:
+            # After the executor: the first check must see this process's own workers.
+            self._watch_stop.clear()
+            self._watching = asyncio.create_task(self.watch.run(self._watch_stop), name="vigia-watch")
 
     async def stop(self) -> None:
+        if self._watching is not None:
+            self._watch_stop.set()
+            await asyncio.gather(self._watching, return_exceptions=True)
+            self._watching = None
         if self.executor is not None:
             await self.executor.stop()
             self.executor = None
@@ -199,13 +212,16 @@ class Vigia:
         tenant: str = constants.DEFAULT_TENANT,
         idempotency_key: str | None = None,
         priority: int = 0,
+        actor: str = SYSTEM_ACTOR,
     ) -> Submitted:
         """Like `submit`, saying also whether the job is new or an idempotent repeat.
 
         Submissions that arrive while the store is busy are written together, in one
         transaction, when it is free: under load, one commit serves many callers."""
         future: asyncio.Future[Submitted | VigiaError] = asyncio.get_running_loop().create_future()
-        self._pending_submissions.append((JobRequest(pipeline, job_input, tenant, idempotency_key, priority), future))
+        self._pending_submissions.append(
+            (JobRequest(pipeline, job_input, tenant, idempotency_key, priority, actor), future)
+        )
         if self._submission_writer is None:
             self._submission_writer = asyncio.create_task(self._write_submissions())
         outcome = await future
@@ -237,11 +253,17 @@ class Vigia:
             self._submission_writer = None
 
     async def submit_batch(
-        self, pipeline: str, inputs: Sequence[Any], *, tenant: str = constants.DEFAULT_TENANT, priority: int = 0
+        self,
+        pipeline: str,
+        inputs: Sequence[Any],
+        *,
+        tenant: str = constants.DEFAULT_TENANT,
+        priority: int = 0,
+        actor: str = SYSTEM_ACTOR,
     ) -> tuple[str, list[Job]]:
         """Store many jobs of one pipeline at once (all or none); returns the batch id and jobs."""
         batch_id, submitted = await self._write(
-            self.coordinator.submit_batch, pipeline, inputs, tenant=tenant, priority=priority
+            self.coordinator.submit_batch, pipeline, inputs, tenant=tenant, priority=priority, actor=actor
         )
         self.bus.publish([event for item in submitted for event in item.events])
         if self.executor is not None:
@@ -260,12 +282,79 @@ class Vigia:
     async def list_jobs(self, where: JobFilter | None = None, *, limit: int = 50, cursor: str | None = None) -> JobPage:
         return await asyncio.to_thread(self.store.list_jobs, where or JobFilter(), limit, cursor)
 
-    async def cancel(self, job_id: str, tenant: str | None = None) -> Job:
-        job, events = await self._write(self.coordinator.cancel, job_id, tenant)
+    async def cancel(self, job_id: str, tenant: str | None = None, actor: str = SYSTEM_ACTOR) -> Job:
+        job, events = await self._write(self.coordinator.cancel, job_id, tenant, actor)
         self.bus.publish(events)
         if self.executor is not None:
             self.executor.job_cancelled(job_id)
         return job
+
+    # --- the dead-letter queue and human review -----------------------------------------
+
+    async def retry(self, job_id: str, tenant: str | None = None, actor: str = SYSTEM_ACTOR) -> Job:
+        """Take a dead or failed job out of the dead-letter queue: it resumes from the stage
+        that failed, keeping earlier outputs."""
+        await self.get_job(job_id, tenant)  # JobNotFound for another tenant's job
+        self._settled(await self._write(self.coordinator.retry, [job_id], tenant, actor))
+        return await self.get_job(job_id, tenant)
+
+    async def retry_dead(self, where: DeadFilter, actor: str = SYSTEM_ACTOR) -> int:
+        """Retry every dead job ``where`` selects; how many."""
+        settled = await self._write(self.coordinator.retry_dead, where, actor)
+        self._settled(settled)
+        return len({event.job_id for event in settled.events})
+
+    async def purge_dead(self, where: DeadFilter, actor: str = SYSTEM_ACTOR) -> int:
+        return await self._write(self.coordinator.purge_dead, where, actor)
+
+    async def list_dead(self, where: DeadFilter, *, limit: int = 50, cursor: str | None = None) -> list[DeadJob]:
+        return await asyncio.to_thread(self.watch_store.list_dead, where, limit, cursor)
+
+    async def dlq_statistics(self, where: DeadFilter) -> dict[str, Any]:
+        return await asyncio.to_thread(self.watch_store.dlq_statistics, where)
+
+    async def list_reviews(self, where: ReviewFilter, *, limit: int = 50, cursor: str | None = None) -> list[Review]:
+        return await asyncio.to_thread(self.watch_store.list_reviews, where, limit, cursor)
+
+    async def reviews_of(self, job_ids: Sequence[str]) -> dict[str, list[Review]]:
+        return await asyncio.to_thread(self.watch_store.reviews_of, job_ids)
+
+    async def review(
+        self, review_id: str, status: ReviewStatus, actor: str, *, tenant: str | None = None, note: str | None = None
+    ) -> Review:
+        """Acknowledge or resolve a human-review item."""
+        return await self._write(self.coordinator.review, review_id, status, actor, tenant=tenant, note=note)
+
+    def _settled(self, settled: Settled) -> None:
+        self.bus.publish(settled.events)
+        if self.executor is not None and (settled.ready or settled.notifications):
+            self.executor.wake()
+
+    # --- watching -------------------------------------------------------------------------
+
+    @property
+    def watch(self) -> Watch:
+        """Monitoring facts and alert rules over this installation."""
+        if self._watch is None:
+            if self.settings.distributed:
+                consumers = celery_consumers(self.settings, self.registry)
+            else:
+
+                def consumers() -> dict[str, list[str]]:
+                    # Only this process's workers: embedded workers in other processes
+                    # sharing the store are not seen (see the README).
+                    executor = self.executor
+                    return executor.consumers() if isinstance(executor, EmbeddedExecutor) else {}
+
+            self._watch = Watch(
+                self.settings,
+                self.registry,
+                self.coordinator,
+                self.watch_store,
+                consumers,
+                sees_workers=lambda: self.settings.distributed or self.executor is not None,
+            )
+        return self._watch
 
     async def events(
         self, job_id: str, after: int = 0, *, follow: bool = True, poll: float | None = None

@@ -514,6 +514,16 @@ def keys_revoke(
     console.print(f"revoked key {key.id} ({key.role.value}, tenant {key.tenant})")
 
 
+def _register_oversight_commands() -> None:
+    # Imported here: that module builds on this one's options and helpers.
+    from vigia import cli_oversight
+
+    cli_oversight.register(app)
+
+
+_register_oversight_commands()
+
+
 def main() -> None:
     try:
         level = Settings.from_env().log_level.upper()

@@ -89,6 +89,38 @@ class Client:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return dict(self._call("POST", f"/jobs/{job_id}/cancel").json())
 
+    def retry(self, job_id: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/jobs/{job_id}/retry").json())
+
+    def reviews(self, **filters: Any) -> dict[str, Any]:
+        params = {name: value for name, value in filters.items() if value not in (None, [], ())}
+        return dict(self._call("GET", "/reviews", params=params).json())
+
+    def review(self, review_id: str, action: str, note: str | None = None) -> dict[str, Any]:
+        body = {"note": note} if action == "resolve" else None
+        return dict(self._call("POST", f"/reviews/{review_id}/{action}", json=body).json())
+
+    def dead(self, **filters: Any) -> dict[str, Any]:
+        params = {name: value for name, value in filters.items() if value is not None}
+        return dict(self._call("GET", "/dlq", params=params).json())
+
+    def dead_statistics(self, **filters: Any) -> dict[str, Any]:
+        params = {name: value for name, value in filters.items() if value is not None}
+        return dict(self._call("GET", "/dlq/statistics", params=params).json())
+
+    def retry_dead(self, **filters: Any) -> int:
+        body = {name: value for name, value in filters.items() if value is not None}
+        return int(self._call("POST", "/dlq/retry", json=body).json()["count"])
+
+    def purge_dead(self, *, everything: bool = False, **filters: Any) -> int:
+        params = {name: value for name, value in filters.items() if value is not None}
+        if everything:
+            params["all"] = "true"
+        return int(self._call("DELETE", "/dlq", params=params).json()["count"])
+
+    def monitoring_status(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/monitoring/status").json())
+
     def events(self, job_id: str, after: int = 0) -> Iterator[Event]:
         """The job's events over Server-Sent Events, reconnecting (from the last one seen)
         if the connection drops, until the job's final event."""

@@ -235,8 +235,7 @@ class Coordinator:
         }
         batch.audits.append((job, "review.opened", details))
         log.warning("review.opened", extra={"job_id": job.id, "review_id": review_id, "role": draft.role})
-        notifier = self.oversight.notification_pipeline
-        if notifier is None or not draft.notify:
+        if not draft.notify:
             return
         message = {
             "subject": f"{job.pipeline}: human review needed ({draft.severity.value})",
@@ -247,19 +246,57 @@ class Coordinator:
             "review_id": review_id,
             "fields": {"pipeline": job.pipeline, "stage": draft.stage, "severity": draft.severity.value},
         }
+        batch.settled.notifications.extend(self._notification_jobs(unit, job.tenant, message, batch.now))
+
+    def _notification_jobs(self, unit: UnitOfWork, tenant: str, message: dict[str, Any], now: float) -> list[Job]:
+        """Jobs of the notification pipeline delivering ``message`` over each channel of its role."""
+        notifier = self.oversight.notification_pipeline
+        if notifier is None:
+            return []
+        urgency = Urgency(message["urgency"])
         created = [
             self._new_job(
                 notifier,
-                {"channel": channel, "message": {**message, "id": new_job_id(batch.now)}},
-                input_fingerprint(notifier.name, [review_id, channel]),
-                job.tenant,
-                NOTIFICATION_PRIORITY[draft.urgency],
+                {"channel": channel, "message": {**message, "id": new_job_id(now)}},
+                input_fingerprint(notifier.name, [message, channel, now]),
+                tenant,
+                NOTIFICATION_PRIORITY[urgency],
             )
-            for channel in self.oversight.channels_for(draft.role)
+            for channel in self.oversight.channels_for(message["role"])
         ]
         if created:
             unit.insert_jobs([new for new, _ in created], [event for _, done in created for event in done.events])
-            batch.settled.notifications.extend(done.job for _, done in created)
+        return [done.job for _, done in created]
+
+    def notify(
+        self,
+        role: str,
+        urgency: Urgency,
+        subject: str,
+        text: str,
+        *,
+        tenant: str = constants.DEFAULT_TENANT,
+        fields: Mapping[str, Any] | None = None,
+        audit: AuditDraft | None = None,
+    ) -> list[Job]:
+        """Tell ``role`` something (an alert) over its channels, with an audit entry."""
+
+        def work(unit: UnitOfWork) -> list[Job]:
+            message = {
+                "subject": subject,
+                "text": text,
+                "urgency": urgency.value,
+                "role": role,
+                "job_id": None,
+                "review_id": None,
+                "fields": dict(fields or {}),
+            }
+            created = self._notification_jobs(unit, tenant, message, self._clock())
+            if audit is not None:
+                unit.append_audit([audit])
+            return created
+
+        return self.store.transact(work)
 
     def submit(
         self,

@@ -37,6 +37,9 @@ NO_WORKERS = "no_workers"
 QUEUE_DEPTH = "queue_depth"
 FAILURE_RATE = "failure_rate"
 SLOW_PIPELINE = "slow_pipeline"
+#: Notifications that could not be delivered (dead or failed `vigia.notify` jobs): someone
+#: was not told something they had to be.
+UNDELIVERED = "notifications_undelivered"
 
 #: The key of an alert that is about everything rather than one queue or pipeline.
 ALL = "*"
@@ -55,6 +58,7 @@ RULE_SEVERITY: Mapping[str, AlertSeverity] = {
     QUEUE_DEPTH: AlertSeverity.WARNING,
     FAILURE_RATE: AlertSeverity.CRITICAL,
     SLOW_PIPELINE: AlertSeverity.WARNING,
+    UNDELIVERED: AlertSeverity.CRITICAL,
 }
 
 _SEVERITY_RANK: Mapping[AlertSeverity, int] = {AlertSeverity.WARNING: 1, AlertSeverity.CRITICAL: 2}
@@ -294,6 +298,16 @@ def _slow_pipelines(snapshot: Snapshot, thresholds: Thresholds) -> Iterator[_Con
             )
 
 
+def _undelivered(snapshot: Snapshot) -> Iterator[_Condition]:
+    if snapshot.notifications_failed > 0:
+        yield _Condition(
+            UNDELIVERED,
+            ALL,
+            f"{snapshot.notifications_failed} notification(s) could not be delivered: "
+            "see the dead-letter queue (pipeline vigia.notify) and retry them",
+        )
+
+
 def evaluate(snapshot: Snapshot, thresholds: Thresholds, previous: Mapping[tuple[str, str], Alert]) -> Evaluation:
     """Apply the alert rules to ``snapshot``, continuing the alert states in ``previous``
     (keyed by ``(rule, key)``, as saved from the last evaluation's ``active``)."""
@@ -303,6 +317,7 @@ def evaluate(snapshot: Snapshot, thresholds: Thresholds, previous: Mapping[tuple
         *_queue_depth(snapshot, thresholds),
         *_failure_rate(snapshot, thresholds),
         *_slow_pipelines(snapshot, thresholds),
+        *_undelivered(snapshot),
     ):
         conditions.setdefault((condition.rule, condition.key), condition)
 

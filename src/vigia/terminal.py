@@ -176,3 +176,34 @@ def keys_table(keys: Iterable[ApiKey]) -> Table:
     for key in keys:
         table.add_row(key.id, key.tenant, key.role.value, key.name, when(key.created_at), when(key.revoked_at))
     return table
+
+
+def iso(moment: float | None) -> str:
+    if moment is None:
+        return "-"
+    return dt.datetime.fromtimestamp(moment, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def monitoring_summary(document: dict[str, Any]) -> Table:
+    """`GET /monitoring/status` (or the local equivalent) as a table for people."""
+    health = str(document["health"])
+    colour = {"ok": "green", "warning": "yellow", "critical": "red"}.get(health, "white")
+    table = Table(title=f"[{colour}]{health}[/]  {iso(float(document['at']))}", show_edge=False)
+    table.add_column("queue")
+    table.add_column("depth", justify="right")
+    table.add_column("consumers")
+    for queue in document["queues"]:
+        table.add_row(queue["name"], str(queue["depth"]), ", ".join(queue["consumers"]) or "[red]none[/]")
+    rate = document.get("failure_rate")
+    table.caption = (
+        f"last hour: {document['finished']} finished, {document['failed']} failed"
+        f" ({'-' if rate is None else f'{rate:.1%}'}), {document['throughput_per_minute']:.1f}/min;"
+        f" dead {document['dlq_size']}, reviews waiting {document['open_reviews']},"
+        f" notifications undelivered {document['notifications_failed']}"
+        + "".join(
+            f"\n[{'red' if alert['severity'] == 'critical' else 'yellow'}]{alert['severity']}[/] "
+            f"{alert['rule']} {alert['key']}: {alert['message']}{'' if alert['firing'] else ' (pending)'}"
+            for alert in document["alerts"]
+        )
+    )
+    return table

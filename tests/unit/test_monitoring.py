@@ -520,6 +520,7 @@ def test_render_metrics_exposes_every_fact() -> None:
             ("vigia_alerts_firing", {"rule": "queue_depth", "severity": "warning"}, 0.0),
             ("vigia_alerts_firing", {"rule": "failure_rate", "severity": "critical"}, 0.0),
             ("vigia_alerts_firing", {"rule": "slow_pipeline", "severity": "warning"}, 1.0),
+            ("vigia_alerts_firing", {"rule": "notifications_undelivered", "severity": "critical"}, 0.0),
         ],
     )
 
@@ -565,7 +566,7 @@ def test_render_metrics_of_a_quiet_snapshot_omits_the_unknown_failure_rate() -> 
     assert families["vigia_jobs"][2] == []
     assert families["vigia_stage_duration_seconds"][2] == []
     assert families["vigia_throughput_per_minute"][2] == [("vigia_throughput_per_minute", {}, 0.0)]
-    assert [s[2] for s in families["vigia_alerts_firing"][2]] == [0.0, 0.0, 0.0, 0.0]
+    assert [s[2] for s in families["vigia_alerts_firing"][2]] == [0.0, 0.0, 0.0, 0.0, 0.0]
 
 
 def test_render_metrics_twice_gives_the_same_text() -> None:
@@ -625,3 +626,18 @@ def test_status_document_of_a_quiet_snapshot() -> None:
     document = status_document(quiet(), ())
 
     assert (document["health"], document["failure_rate"], document["alerts"]) == ("ok", None, [])
+
+
+def test_undelivered_notifications_fire_a_critical_alert_once() -> None:
+    snapshot = quiet(notifications_failed=2)
+
+    first = evaluate(snapshot, Thresholds(), {})
+    again = evaluate(dataclasses.replace(snapshot, at=snapshot.at + 30), Thresholds(), {a.ident: a for a in first.active})
+    cleared = evaluate(quiet(at=snapshot.at + 60), Thresholds(), {a.ident: a for a in again.active})
+
+    assert [(a.rule, a.key, a.severity, a.firing) for a in first.started] == [
+        ("notifications_undelivered", "*", AlertSeverity.CRITICAL, True)
+    ]
+    assert "2 notification(s)" in first.started[0].message
+    assert again.started == () and len(again.active) == 1
+    assert [a.rule for a in cleared.resolved] == ["notifications_undelivered"]

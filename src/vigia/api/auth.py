@@ -92,5 +92,6 @@ def require(permission: Permission) -> Callable[..., Awaitable[ApiKey]]:
 
 Reader = Annotated[ApiKey, Depends(require(Permission.READ))]
 Submitter = Annotated[ApiKey, Depends(require(Permission.SUBMIT))]
+Reviewer = Annotated[ApiKey, Depends(require(Permission.REVIEW))]
 Admin = Annotated[ApiKey, Depends(require(Permission.ADMIN))]
 App = Annotated[Vigia, Depends(vigia_of)]

@@ -24,7 +24,9 @@ async def submit_batch(body: BatchRequest, key: Submitter, vigia: App) -> JSONRe
         isinstance(item, dict) and "file" in item for item in body.inputs
     ):
         raise InvalidInput("'file' is set by uploading a file, not in a batch's inputs", field="inputs")
-    batch_id, jobs = await vigia.submit_batch(body.pipeline, body.inputs, tenant=key.tenant, priority=body.priority)
+    batch_id, jobs = await vigia.submit_batch(
+        body.pipeline, body.inputs, tenant=key.tenant, priority=body.priority, actor=key.id
+    )
     model = BatchSubmittedModel(id=batch_id, jobs=[job_model(job) for job in jobs])
     return JSONResponse(model.model_dump(), 202, headers={"Location": f"{API_PREFIX}/batches/{batch_id}"})
 

@@ -22,6 +22,7 @@ STATUS: dict[type[errors.VigiaError], int] = {
     errors.JobNotFound: 404,
     errors.BatchNotFound: 404,
     errors.UnknownPipeline: 404,
+    errors.ReviewNotFound: 404,
     errors.IdempotencyConflict: 409,
     errors.InvalidTransition: 409,
     errors.PayloadTooLarge: 413,

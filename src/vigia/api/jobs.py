@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from vigia import constants
 from vigia.api.auth import App, Reader, Submitter
 from vigia.api.errors import describe_problems, error_body
 from vigia.api.schemas import (
@@ -22,11 +23,13 @@ from vigia.api.schemas import (
     JobPageModel,
     JobResultModel,
     PendingResultModel,
+    ReviewSummaryModel,
     SubmitRequest,
     job_model,
     stage_model,
 )
 from vigia.app import Vigia
+from vigia.escalation import ReviewStatus
 from vigia.exceptions import InvalidInput, UnsupportedMediaType
 from vigia.job import JobState, StageState
 from vigia.pipeline import Pipeline
@@ -83,6 +86,8 @@ async def submit(
     `Idempotency-Key` with the same input returns the first job (`200`); with a different
     input it is a `409`."""
     pipeline = vigia.registry.get(name)
+    if pipeline.name == constants.NOTIFY_PIPELINE:
+        raise InvalidInput("vigia.notify is built in: its jobs are made by escalations and alerts", pipeline=name)
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         job_input, priority = await _multipart_input(request, pipeline, vigia)
@@ -98,7 +103,7 @@ async def submit(
     else:
         raise UnsupportedMediaType("send the job as application/json or multipart/form-data", received=content_type)
     submitted = await vigia.submit_job(
-        pipeline.name, job_input, tenant=key.tenant, idempotency_key=idempotency_key, priority=priority
+        pipeline.name, job_input, tenant=key.tenant, idempotency_key=idempotency_key, priority=priority, actor=key.id
     )
     model = job_model(submitted.job)
     headers = {"Location": model.links["self"]}
@@ -162,7 +167,22 @@ async def get_job(job_id: str, key: Reader, vigia: App) -> JobDetailModel:
         else {}
     )
     runs.sort(key=lambda run: order.get(run.stage, len(order)))
-    return JobDetailModel(**job_model(job).model_dump(), stages=[stage_model(run) for run in runs])
+    reviews = (await vigia.reviews_of([job.id])).get(job.id, [])
+    return JobDetailModel(
+        **job_model(job).model_dump(),
+        stages=[stage_model(run) for run in runs],
+        awaiting_review=any(review.status is not ReviewStatus.RESOLVED for review in reviews),
+        reviews=[
+            ReviewSummaryModel(
+                id=review.id,
+                status=review.status.value,
+                reason=review.reason,
+                role=review.role,
+                severity=review.severity.value,
+            )
+            for review in reviews
+        ],
+    )
 
 
 @router.get(
@@ -232,4 +252,4 @@ async def cancel_job(job_id: str, key: Submitter, vigia: App) -> JobModel:
     """Nothing more of the job is dispatched; running stages are told to stop. `409` if the
     job has already finished."""
     await vigia.get_job(job_id, key.tenant)
-    return job_model(await vigia.cancel(job_id, key.tenant))
+    return job_model(await vigia.cancel(job_id, key.tenant, key.id))

@@ -72,8 +72,18 @@ class JobModel(BaseModel):
     links: dict[str, str]
 
 
+class ReviewSummaryModel(BaseModel):
+    id: str
+    status: str
+    reason: str
+    role: str
+    severity: str
+
+
 class JobDetailModel(JobModel):
     stages: list[StageRunModel]
+    awaiting_review: bool = Field(description="A human-review item of this job is open or acknowledged.")
+    reviews: list[ReviewSummaryModel]
 
 
 class JobPageModel(BaseModel):

@@ -92,6 +92,12 @@ class EmbeddedExecutor:
         #: Stage runs finished by this executor (monitoring and benchmarks read it).
         self.completed = 0
 
+    def consumers(self) -> dict[str, list[str]]:
+        """The queues this executor works on, with its name (for monitoring), while running."""
+        if self._loop is None or self._stopping:
+            return {}
+        return {queue: [self.owner] for queue in self.capacity}
+
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:

@@ -1,0 +1,72 @@
+"""Health, readiness, the monitoring status and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from vigia.api.auth import App, Reader
+from vigia.exceptions import StoreError
+
+router = APIRouter(tags=["monitoring"])
+
+
+@router.get("/health", summary="Alive")
+async def health() -> dict[str, str]:
+    """The process answers (no check of anything else)."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", summary="Ready to do work")
+async def ready(vigia: App) -> JSONResponse:
+    """`200` when the store answers, the broker answers (distributed mode) and every
+    required queue has at least one worker; `503` with what is missing otherwise."""
+    checks: dict[str, Any] = {}
+    try:
+        await asyncio.to_thread(vigia.store.check)
+        checks["store"] = "ok"
+    except StoreError as error:
+        checks["store"] = error.message
+    if vigia.settings.distributed:
+        checks["broker"] = await asyncio.to_thread(_broker_check, vigia.settings.broker_url or "")
+    try:
+        consumed = await asyncio.to_thread(vigia.watch.consumers)
+    except Exception as error:  # the broker or a worker did not answer: not ready
+        consumed, checks["workers"] = {}, f"workers could not be asked: {type(error).__name__}"
+    missing = [queue for queue in vigia.watch.required_queues if not consumed.get(queue)]
+    checks.setdefault("workers", "ok" if not missing else f"no worker for: {', '.join(missing)}")
+    ok = all(value == "ok" for value in checks.values())
+    return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503)
+
+
+def _broker_check(url: str) -> str:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+        return "ok"
+    except redis.RedisError as error:
+        return f"the broker cannot be reached: {error}"
+    finally:
+        client.close()
+
+
+@router.get("/monitoring/status", summary="Queues, workers, throughput, failures, timings, alerts")
+async def status(key: Reader, vigia: App) -> dict[str, Any]:
+    """Per queue the depth and consumers; throughput, failure rate and processing-time
+    percentiles per pipeline over the last hour; the dead-letter and review counts; and the
+    alerts now active (as last evaluated, with the rules applied to these facts)."""
+    observation = await asyncio.to_thread(vigia.watch.observe)
+    return observation.status()
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(key: Reader, vigia: App) -> Response:
+    """The same facts in Prometheus text format (scrape with an API key as bearer token)."""
+    observation = await asyncio.to_thread(vigia.watch.observe)
+    return Response(observation.metrics(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,537 @@
+"""`vigia reviews`, `vigia dlq`, `vigia audit` and `vigia monitor`: the commands of the
+people who watch over the jobs. Registered on the `vigia` command by `vigia.cli`."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import getpass
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from vigia import terminal
+from vigia.app import Vigia
+from vigia.cli import ApiKeyOption, DataDir, Url, _client, _fail, _run, _settings, console, errors
+from vigia.escalation import Review, ReviewStatus
+from vigia.exceptions import VigiaError
+from vigia.store.base import DeadFilter, DeadJob, ReviewFilter
+
+reviews_app = typer.Typer(help="Human-review items: list, acknowledge, resolve.", invoke_without_command=True)
+dlq_app = typer.Typer(help="The dead-letter queue: list, stats, retry, purge.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log: verify its hash chain, export it.", no_args_is_help=True)
+
+#: `vigia monitor`'s exit statuses: usable as a probe.
+EXIT_BY_HEALTH = {"ok": 0, "warning": 1, "critical": 2}
+EXIT_UNREACHABLE = 3
+
+Pipeline = Annotated[str | None, typer.Option(help="Only this pipeline.")]
+StageName = Annotated[str | None, typer.Option("--stage", help="Only jobs whose STAGE failed.")]
+ErrorType = Annotated[str | None, typer.Option(help="Only this error type.")]
+Since = Annotated[
+    dt.datetime | None, typer.Option(help="Only jobs that died at or after this time (UTC unless given).")
+]
+Until = Annotated[dt.datetime | None, typer.Option(help="Only jobs that died before this time.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _local_actor() -> str:
+    """Who acts from this machine's command line, for the audit log."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _epoch(moment: dt.datetime | None) -> float | None:
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def _dead_filter(
+    pipeline: str | None,
+    stage: str | None,
+    error_type: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+) -> DeadFilter:
+    return DeadFilter(
+        pipeline=pipeline, stage=stage, error_type=error_type, died_after=_epoch(since), died_before=_epoch(until)
+    )
+
+
+def _remote_filters(where: DeadFilter) -> dict[str, Any]:
+    def iso(moment: float | None) -> str | None:
+        return None if moment is None else dt.datetime.fromtimestamp(moment, dt.UTC).isoformat()
+
+    return {
+        "pipeline": where.pipeline,
+        "stage": where.stage,
+        "error_type": where.error_type,
+        "died_after": iso(where.died_after),
+        "died_before": iso(where.died_before),
+    }
+
+
+def _locally(data_dir: Path | None, work: Callable[[Vigia], Any]) -> Any:
+    """Run ``work`` on the local store (the app is not started: no workers)."""
+    settings = _settings(data_dir)
+
+    async def main() -> Any:
+        vigia = Vigia.from_settings(settings)
+        try:
+            return await work(vigia)
+        finally:
+            vigia.close()
+
+    return _run(main)
+
+
+# --- reviews --------------------------------------------------------------------------------
+
+
+def _reviews_table(items: list[dict[str, Any]]) -> Table:
+    table = Table(show_edge=False)
+    for column in ("id", "status", "severity", "role", "job", "stage", "reason", "created"):
+        table.add_column(column)
+    for item in items:
+        table.add_row(
+            item["id"],
+            item["status"],
+            item["severity"],
+            item["role"],
+            item["job_id"],
+            item.get("stage") or "-",
+            item["reason"],
+            terminal.when(item["created_at"]),
+        )
+    return table
+
+
+@reviews_app.callback()
+def reviews(
+    context: typer.Context,
+    status: Annotated[list[ReviewStatus] | None, typer.Option(help="Only these statuses (repeatable).")] = None,
+    role: Annotated[str | None, typer.Option(help="Only items for this role.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 50,
+    as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = None,
+) -> None:
+    """List human-review items (newest first; open and acknowledged ones by default)."""
+    if context.invoked_subcommand is not None:
+        return
+    statuses = tuple(status or (ReviewStatus.OPEN, ReviewStatus.ACKNOWLEDGED))
+    settings = _settings(data_dir, url=url, api_key=api_key)
+    client = _client(settings)
+    if client is not None:
+        with client:
+            try:
+                body = client.reviews(status=[s.value for s in statuses], role=role, limit=limit)
+            except VigiaError as error:
+                raise _fail(error.message) from None
+        items = body["reviews"]
+    else:
+
+        async def listed(vigia: Vigia) -> list[Review]:
+            return await vigia.list_reviews(ReviewFilter(statuses=statuses, role=role), limit=limit)
+
+        items = [_review_dict(review) for review in _locally(data_dir, listed)]
+    if as_json:
+        console.print_json(terminal.as_json(items))
+    elif not items:
+        console.print("no review items")
+    else:
+        console.print(_reviews_table(items))
+
+
+def _review_dict(review: Review) -> dict[str, Any]:
+    return review.to_dict()
+
+
+def _act_on_review(
+    review_id: str, status: ReviewStatus, note: str | None, url: str | None, api_key: str | None, data_dir: Path | None
+) -> dict[str, Any]:
+    settings = _settings(data_dir, url=url, api_key=api_key)
+    client = _client(settings)
+    if client is not None:
+        with client:
+            action = "acknowledge" if status is ReviewStatus.ACKNOWLEDGED else "resolve"
+            try:
+                return client.review(review_id, action, note)
+            except VigiaError as error:
+                raise _fail(error.message) from None
+
+    async def act(vigia: Vigia) -> Review:
+        return await vigia.review(review_id, status, _local_actor(), note=note)
+
+    return _review_dict(_locally(data_dir, act))
+
+
+@reviews_app.command("ack")
+def reviews_ack(
+    review_id: Annotated[str, typer.Argument(help="The review item's id.")],
+    url: Url = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Acknowledge a review item: you are looking at it."""
+    item = _act_on_review(review_id, ReviewStatus.ACKNOWLEDGED, None, url, api_key, data_dir)
+    console.print(f"review {item['id']} acknowledged by {item['acknowledged_by']}")
+
+
+@reviews_app.command("resolve")
+def reviews_resolve(
+    review_id: Annotated[str, typer.Argument(help="The review item's id.")],
+    note: Annotated[str, typer.Option("--note", help="What was decided (required).")],
+    url: Url = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Resolve a review item with a note saying what was decided."""
+    item = _act_on_review(review_id, ReviewStatus.RESOLVED, note, url, api_key, data_dir)
+    console.print(f"review {item['id']} resolved by {item['resolved_by']}")
+
+
+# --- the dead-letter queue ------------------------------------------------------------------
+
+
+def _dead_dict(dead: DeadJob) -> dict[str, Any]:
+    return {
+        "job": {
+            "id": dead.job.id,
+            "pipeline": dead.job.pipeline,
+            "finished_at": terminal.iso(dead.job.finished_at),
+        },
+        "failed_stage": dead.stage,
+        "attempts": dead.attempts,
+        "error_type": dead.error_type,
+        "error_message": dead.error_message,
+    }
+
+
+@dlq_app.command("list")
+def dlq_list(
+    pipeline: Pipeline = None,
+    stage: StageName = None,
+    error_type: ErrorType = None,
+    since: Since = None,
+    until: Until = None,
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 50,
+    as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Dead jobs, newest first, with the stage that failed and its last error."""
+    where = _dead_filter(pipeline, stage, error_type, since, until)
+    settings = _settings(data_dir, url=url, api_key=api_key)
+    client = _client(settings)
+    if client is not None:
+        with client:
+            try:
+                items = client.dead(**_remote_filters(where), limit=limit)["jobs"]
+            except VigiaError as error:
+                raise _fail(error.message) from None
+    else:
+
+        async def listed(vigia: Vigia) -> list[DeadJob]:
+            return await vigia.list_dead(where, limit=limit)
+
+        items = [_dead_dict(dead) for dead in _locally(data_dir, listed)]
+    if as_json:
+        console.print_json(terminal.as_json(items))
+        return
+    if not items:
+        console.print("the dead-letter queue is empty")
+        return
+    table = Table(show_edge=False)
+    for column in ("job", "pipeline", "failed stage", "attempts", "error", "died"):
+        table.add_column(column)
+    for item in items:
+        failure = f"{item['error_type']}: {item['error_message'] or ''}"
+        table.add_row(
+            item["job"]["id"],
+            item["job"]["pipeline"],
+            item["failed_stage"] or "-",
+            str(item["attempts"]),
+            failure[:80],
+            str(item["job"]["finished_at"]),
+        )
+    console.print(table)
+
+
+@dlq_app.command("stats")
+def dlq_stats(
+    pipeline: Pipeline = None,
+    stage: StageName = None,
+    error_type: ErrorType = None,
+    since: Since = None,
+    until: Until = None,
+    as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Dead jobs counted by pipeline, failed stage, error type and hour."""
+    where = _dead_filter(pipeline, stage, error_type, since, until)
+    settings = _settings(data_dir, url=url, api_key=api_key)
+    client = _client(settings)
+    if client is not None:
+        with client:
+            try:
+                stats = client.dead_statistics(**_remote_filters(where))
+            except VigiaError as error:
+                raise _fail(error.message) from None
+    else:
+
+        async def counted(vigia: Vigia) -> dict[str, Any]:
+            return await vigia.dlq_statistics(where)
+
+        stats = _locally(data_dir, counted)
+    if as_json:
+        console.print_json(terminal.as_json(stats))
+        return
+    console.print(f"dead jobs: {stats['total']}")
+    for title, key in (("by pipeline", "by_pipeline"), ("by failed stage", "by_stage"), ("by error", "by_error_type")):
+        if stats[key]:
+            console.print(f"{title}: " + ", ".join(f"{name} {count}" for name, count in stats[key].items()))
+    for bucket in stats["by_hour"]:
+        console.print(f"  {terminal.iso(bucket['hour'])}  {bucket['count']}")
+
+
+@dlq_app.command("retry")
+def dlq_retry(
+    job_ids: Annotated[
+        list[str] | None, typer.Argument(help="Jobs to retry; none: every dead job the filters select.")
+    ] = None,
+    pipeline: Pipeline = None,
+    stage: StageName = None,
+    error_type: ErrorType = None,
+    since: Since = None,
+    until: Until = None,
+    url: Url = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Retry dead jobs: each resumes from the stage that failed, keeping earlier outputs."""
+    where = _dead_filter(pipeline, stage, error_type, since, until)
+    if job_ids and where.describe():
+        raise _fail("give job ids or filters, not both", 2)
+    settings = _settings(data_dir, url=url, api_key=api_key)
+    client = _client(settings)
+    if client is not None:
+        with client:
+            try:
+                count = (
+                    len([client.retry(job_id) for job_id in job_ids])
+                    if job_ids
+                    else client.retry_dead(**_remote_filters(where))
+                )
+            except VigiaError as error:
+                raise _fail(error.message) from None
+    else:
+        actor = _local_actor()
+
+        async def retried(vigia: Vigia) -> int:
+            if job_ids:
+                for job_id in job_ids:
+                    await vigia.retry(job_id, actor=actor)
+                return len(job_ids)
+            return await vigia.retry_dead(where, actor)
+
+        count = _locally(data_dir, retried)
+    console.print(f"retried {count} job(s)")
+
+
+@dlq_app.command("purge")
+def dlq_purge(
+    pipeline: Pipeline = None,
+    stage: StageName = None,
+    error_type: ErrorType = None,
+    since: Since = None,
+    until: Until = None,
+    everything: Annotated[bool, typer.Option("--all", help="Purge every dead job (no filter).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    url: Url = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Delete dead jobs with their stages and events (the audit log keeps who did it)."""
+    where = _dead_filter(pipeline, stage, error_type, since, until)
+    if not everything and not where.describe():
+        raise _fail("name what to purge (--pipeline, --stage, --error-type, --since, --until) or pass --all", 2)
+    if not yes and not typer.confirm("Delete the selected dead jobs for good?", default=False):
+        raise typer.Exit(1)
+    settings = _settings(data_dir, url=url, api_key=api_key)
+    client = _client(settings)
+    if client is not None:
+        with client:
+            try:
+                count = client.purge_dead(everything=everything, **_remote_filters(where))
+            except VigiaError as error:
+                raise _fail(error.message) from None
+    else:
+        actor = _local_actor()
+
+        async def purged(vigia: Vigia) -> int:
+            return await vigia.purge_dead(where, actor)
+
+        count = _locally(data_dir, purged)
+    console.print(f"purged {count} job(s)")
+
+
+# --- the audit log --------------------------------------------------------------------------
+
+
+@audit_app.command("verify")
+def audit_verify(data_dir: DataDir = None) -> None:
+    """Walk the audit log's hash chain; name the first entry that does not fit it."""
+    from vigia.audit import verify
+
+    async def verified(vigia: Vigia) -> tuple[Any, Any]:
+        anchor = await asyncio.to_thread(vigia.watch_store.audit_anchor)
+
+        def walk() -> Any:
+            return verify(
+                vigia.watch_store.audit_entries(after_seq=anchor.first_seq - 1),
+                first_prev_hash=anchor.first_prev_hash,
+                first_seq=anchor.first_seq,
+            )
+
+        return anchor, await asyncio.to_thread(walk)
+
+    anchor, result = _locally(data_dir, verified)
+    if result.ok and result.checked != anchor.last_seq - anchor.first_seq + 1:
+        errors.print(
+            f"[red]audit log broken:[/] the chain ends at entry {anchor.first_seq + result.checked - 1}, "
+            f"its head says {anchor.last_seq}: entries were removed from the end"
+        )
+        raise typer.Exit(1)
+    if not result.ok:
+        errors.print(f"[red]audit log broken at entry {result.first_broken}:[/] {result.problem}")
+        raise typer.Exit(1)
+    console.print(f"audit log intact: {result.checked} entries, {anchor.first_seq}–{anchor.last_seq}")
+
+
+@audit_app.command("export")
+def audit_export(
+    since: Annotated[dt.datetime | None, typer.Option(help="Only entries at or after this time (UTC).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Write audit entries as JSON lines, with their hashes (verifiable elsewhere)."""
+    from vigia.audit import export_lines
+
+    moment = _epoch(since)
+
+    async def exported(vigia: Vigia) -> int:
+        def write() -> int:
+            count = 0
+            handle = output.open("w", encoding="utf-8") if output else sys.stdout
+            try:
+                for line in export_lines(vigia.watch_store.audit_entries(since=moment)):
+                    handle.write(line + "\n")
+                    count += 1
+            finally:
+                if output:
+                    handle.close()
+            return count
+
+        return await asyncio.to_thread(write)
+
+    count = _locally(data_dir, exported)
+    if output:
+        console.print(f"wrote {count} entries to {output}")
+
+
+@audit_app.command("prune")
+def audit_prune(data_dir: DataDir = None) -> None:
+    """Remove entries older than the retention (VIGIA_AUDIT_RETENTION_DAYS, 7 years by default)."""
+
+    async def pruned(vigia: Vigia) -> int:
+        before = time.time() - vigia.settings.audit_retention_days * 86400
+        return await asyncio.to_thread(vigia.watch_store.prune_audit, before)
+
+    console.print(f"removed {_locally(data_dir, pruned)} entries older than the retention")
+
+
+# --- monitor -------------------------------------------------------------------------------
+
+
+def monitor(
+    once: Annotated[bool, typer.Option("--once", help="Check once and exit with the health as status.")] = False,
+    as_json: AsJson = False,
+    interval: Annotated[float, typer.Option(min=1, help="Seconds between checks.")] = 30.0,
+    url: Url = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Queues, workers, throughput, failures and alerts. Exit status: 0 healthy, 1 warning,
+    2 critical, 3 unreachable (so `--once` serves as a probe). With --url it asks a server.
+    Without, in distributed mode it evaluates the alert rules itself and notifies new alerts
+    once per incident; in embedded mode it only reads the store (the workers, and the
+    alerting, are in `vigia serve`)."""
+    settings = _settings(data_dir, url=url, api_key=api_key)
+    client = _client(settings)
+
+    def check() -> dict[str, Any]:
+        if client is not None:
+            return client.monitoring_status()
+
+        async def checked(vigia: Vigia) -> dict[str, Any]:
+            if not settings.distributed:
+                # Embedded workers live in `vigia serve` and are not visible from here:
+                # read the facts, leave alerting to the server (ask it with --url).
+                return (await asyncio.to_thread(vigia.watch.observe)).status()
+            return (await asyncio.to_thread(vigia.watch.check)).status()
+
+        async def main() -> dict[str, Any]:
+            vigia = Vigia.from_settings(settings)
+            try:
+                return await checked(vigia)
+            finally:
+                vigia.close()
+
+        return asyncio.run(main())
+
+    status = EXIT_UNREACHABLE
+    try:
+        while True:
+            try:
+                document = check()
+            except VigiaError as error:
+                errors.print(f"[red]unreachable:[/] {error.message}")
+                status = EXIT_UNREACHABLE
+            else:
+                status = EXIT_BY_HEALTH.get(str(document["health"]), EXIT_UNREACHABLE)
+                if as_json:
+                    # One line per check, unwrapped, for whatever reads it.
+                    sys.stdout.write(json.dumps(document, default=str) + "\n")
+                    sys.stdout.flush()
+                else:
+                    console.print(terminal.monitoring_summary(document))
+            if once:
+                break
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if client is not None:
+            client.close()
+    raise typer.Exit(status)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(reviews_app, name="reviews")
+    app.add_typer(dlq_app, name="dlq")
+    app.add_typer(audit_app, name="audit")
+    app.command("monitor")(monitor)
