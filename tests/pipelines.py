@@ -11,6 +11,7 @@ from typing import Any
 
 from vigia import Pipeline, Retry, RetryPolicy, Severity, Skip, StageContext
 from vigia.exceptions import Permanent
+from vigia.pipeline import EscalationRule
 
 
 class Journal:
@@ -152,4 +153,99 @@ long_running.stage("first", timeout=60)(_sleep_stage(10.0, "long"))
 long_running.stage("second")(_sleep_stage(0.1, "long"))
 
 
-ALL = [parallel, narrow, retry_later, timeouts, outcomes, long_running]
+# --- oversight: severity policies, result rules, stage requests, patient data ------------
+
+#: Switches a test flips between attempts (in this process: embedded mode only).
+switches: dict[str, bool] = {}
+
+# A CRITICAL stage that always fails (retryable): escalated at its first failure, dead
+# after its second attempt.
+critical_failure = Pipeline("t_critical", subject_field="patient_code")
+
+
+@critical_failure.stage(after=(), severity=Severity.CRITICAL, retry=RetryPolicy(max_attempts=2, base_delay=0.05))
+def vital_check(ctx: StageContext) -> None:
+    journal.enter("oversight", f"{ctx.job_id}:vital_check:{ctx.attempt}")
+    journal.leave("oversight", f"{ctx.job_id}:vital_check:{ctx.attempt}")
+    raise ConnectionError("vital-sign service unreachable")
+
+
+# A LOW stage that fails for good: never escalated.
+low_failure = Pipeline("t_low")
+
+
+@low_failure.stage(after=(), severity=Severity.LOW, retry=RetryPolicy(max_attempts=2, base_delay=0.05))
+def housekeeping(ctx: StageContext) -> None:
+    raise ConnectionError("cache unavailable")
+
+
+# Result-driven escalation: low confidence goes to the specialists.
+confidence = Pipeline(
+    "t_confidence",
+    subject_field="patient_code",
+    stages=[],
+)
+
+
+@confidence.stage(after=())
+def detect(ctx: StageContext) -> dict[str, Any]:
+    return {"confidence": float((ctx.input or {}).get("confidence", 0.9))}
+
+
+@confidence.stage()
+def summarise(ctx: StageContext) -> dict[str, Any]:
+    return {"confidence": ctx.outputs["detect"]["confidence"]}
+
+
+confidence.escalate_when(
+    EscalationRule("detect", lambda output: output["confidence"] < 0.60, "confidence below 0.60", role="specialists")
+)
+
+# Resumable from the dead-letter queue: "load" succeeds once, "analyse" fails while its
+# switch is on (one attempt: dead at once).
+resumable = Pipeline("t_resumable")
+
+
+@resumable.stage(after=())
+def load(ctx: StageContext) -> dict[str, Any]:
+    journal.enter("resumable", f"{ctx.job_id}:load")
+    journal.leave("resumable", f"{ctx.job_id}:load")
+    return {"loaded": (ctx.input or {}).get("n")}
+
+
+@resumable.stage(retry=RetryPolicy(max_attempts=1))
+def analyse(ctx: StageContext) -> dict[str, Any]:
+    journal.enter("resumable", f"{ctx.job_id}:analyse")
+    journal.leave("resumable", f"{ctx.job_id}:analyse")
+    if switches.get("analyse_broken", True):
+        raise TimeoutError("analysis model timed out")
+    return {"analysed": ctx.outputs["load"]["loaded"]}
+
+
+# Patient data everywhere it could leak from: the input, an error message, a decision.
+patient_data = Pipeline("t_patient", subject_field="patient_code")
+
+
+@patient_data.stage(after=(), retry=RetryPolicy(max_attempts=2, base_delay=0.01), severity=Severity.HIGH)
+def read_note(ctx: StageContext) -> dict[str, Any]:
+    note = (ctx.input or {}).get("note", "")
+    if ctx.attempt == 1:
+        raise ValueError(f"could not parse the note: {note}")
+    ctx.audit("note.read", words=len(note.split()), urgent=True)
+    ctx.escalate("the note mentions a fall", role="medical_team")
+    return {"words": len(note.split())}
+
+
+ALL = [
+    parallel,
+    narrow,
+    retry_later,
+    timeouts,
+    outcomes,
+    long_running,
+    critical_failure,
+    low_failure,
+    confidence,
+    resumable,
+    patient_data,
+]

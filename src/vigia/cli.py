@@ -9,16 +9,25 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
-from urllib.parse import urlsplit
 
 import typer
-from rich.console import Console
 
-from vigia import constants, terminal
+from vigia import cli_oversight, constants, terminal
 from vigia.app import Vigia
+from vigia.cli_support import (
+    ApiKeyOption,
+    DataDir,
+    Url,
+    client_of,
+    console,
+    errors,
+    fail,
+    run,
+    settings_of,
+)
 from vigia.client import Client
 from vigia.config import Settings
 from vigia.exceptions import VigiaError
@@ -45,58 +54,6 @@ keys_app = typer.Typer(help="API keys (on the local job store).", no_args_is_hel
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 
-console = Console()
-# soft_wrap: an error is one line however narrow the terminal (or none at all).
-errors = Console(stderr=True, soft_wrap=True)
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="Where the embedded store lives (default: VIGIA_DATA_DIR or ./.vigia)."),
-]
-Url = Annotated[
-    str | None,
-    typer.Option("--url", help="A running server (or VIGIA_URL); without it, work on the local job store."),
-]
-ApiKeyOption = Annotated[
-    str | None, typer.Option("--api-key", help="Key for --url (or VIGIA_API_KEY; default: the local admin key).")
-]
-
-
-def _settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
-    return Settings.from_env(data_dir=data_dir, **overrides)
-
-
-def _fail(message: str, status: int = 1) -> typer.Exit:
-    errors.print(f"[red]error:[/] {message}")
-    return typer.Exit(status)
-
-
-def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a command's coroutine, turning Vigía's errors into one line and exit status 1."""
-    try:
-        return asyncio.run(main())
-    except VigiaError as error:
-        raise _fail(error.message) from None
-    except KeyboardInterrupt:
-        errors.print("interrupted")
-        raise typer.Exit(130) from None
-
-
-def _client(settings: Settings) -> Client | None:
-    """A client for the server the user named, or None to work on the local store."""
-    if not settings.url:
-        return None
-    key = settings.api_key
-    if key is None and settings.local_key_file.exists() and _is_loopback(settings.url):
-        # The local admin key goes only to this machine's server, never to a remote URL.
-        key = settings.local_key_file.read_text().strip()
-    return Client(settings.url, key)
-
-
-def _is_loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")
-
 
 def _parse_input(input_json: str | None) -> Any:
     def refuse(constant: str) -> None:
@@ -106,7 +63,7 @@ def _parse_input(input_json: str | None) -> Any:
         return json.loads(input_json, parse_constant=refuse) if input_json is not None else None
     except (ValueError, RecursionError) as error:
         reason = "it is nested too deeply" if isinstance(error, RecursionError) else str(error)
-        raise _fail(f"--input is not valid JSON: {reason}", 2) from None
+        raise fail(f"--input is not valid JSON: {reason}", 2) from None
 
 
 async def _events_of(iterator: Iterator[Event]) -> AsyncIterator[Event]:
@@ -137,7 +94,7 @@ def demo(
     from vigia.workloads.demo import pipeline
 
     async def main() -> int:
-        vigia = Vigia.from_settings(_settings(data_dir), pipelines=[pipeline])
+        vigia = Vigia.from_settings(settings_of(data_dir), pipelines=[pipeline])
         async with vigia:
             job = await vigia.submit(pipeline.name, {"pace": pace, "flaky": flaky})
             console.print(
@@ -153,7 +110,7 @@ def demo(
                 console.print(terminal.as_json(job.result))
             return 0 if job.state in (JobState.SUCCEEDED, JobState.DEGRADED) else 1
 
-    raise typer.Exit(_run(main))
+    raise typer.Exit(run(main))
 
 
 @app.command()
@@ -170,12 +127,12 @@ def serve(
     from vigia.api import create_app
     from vigia.api.server import Server
 
-    settings = _settings(data_dir, concurrency=workers)
+    settings = settings_of(data_dir, concurrency=workers)
     try:
         vigia = Vigia.from_settings(settings)
         _ensure_local_key(vigia, host)
     except VigiaError as error:
-        raise _fail(error.message) from None
+        raise fail(error.message) from None
     server = Server(create_app(vigia, workers=not no_workers), host=host, port=port)
     # Requests hop between the event loop and the store's writer thread; a short switch
     # interval lets the loop take the interpreter back promptly after each hop.
@@ -214,7 +171,7 @@ def worker(
 
     Embedded mode: works on the local job store. Distributed mode (VIGIA_BROKER_URL set):
     a Celery worker on the given queues, with the job store at VIGIA_DATABASE_URL."""
-    settings = _settings(
+    settings = settings_of(
         data_dir,
         queues=tuple(q.strip() for q in queues.split(",") if q.strip()) if queues else None,
         concurrency=concurrency,
@@ -231,7 +188,7 @@ def worker(
             served = list(settings.queues or registry.queues or [constants.DEFAULT_QUEUE])
             run_worker(settings, registry, queues=served, concurrency=settings.concurrency, pool=pool)
         except VigiaError as error:
-            raise _fail(error.message) from None
+            raise fail(error.message) from None
         return
 
     async def main() -> None:
@@ -246,7 +203,7 @@ def worker(
             await stop.wait()
             console.print("stopping: waiting for running stages")
 
-    _run(main)
+    run(main)
 
 
 # --- jobs -----------------------------------------------------------------------------
@@ -268,10 +225,10 @@ def submit(
 ) -> None:
     """Submit a job; with --follow, draw its progress per stage until it ends."""
     job_input = _parse_input(input_json)
-    settings = _settings(data_dir, url=url, api_key=api_key)
-    client = _client(settings)
+    settings = settings_of(data_dir, url=url, api_key=api_key)
+    client = client_of(settings)
     if client is None and file is not None:
-        raise _fail("a file can only be sent to a server: give --url (files go to its blob storage)", 2)
+        raise fail("a file can only be sent to a server: give --url (files go to its blob storage)", 2)
 
     async def remote(client: Client) -> int:
         job = await asyncio.to_thread(
@@ -306,9 +263,9 @@ def submit(
             vigia.close()
 
     if client is None:
-        raise typer.Exit(_run(local))
+        raise typer.Exit(run(local))
     with client:
-        raise typer.Exit(_run(lambda: remote(client)))
+        raise typer.Exit(run(lambda: remote(client)))
 
 
 def _report(final: Event | None, result: tuple[int, dict[str, Any]]) -> int:
@@ -330,14 +287,14 @@ def status(
     data_dir: DataDir = None,
 ) -> None:
     """Show a job: state, progress, each stage, and its result."""
-    settings = _settings(data_dir, url=url, api_key=api_key)
-    client = _client(settings)
+    settings = settings_of(data_dir, url=url, api_key=api_key)
+    client = client_of(settings)
     if client is not None:
         with client:
             try:
                 body = client.job(job_id)
             except VigiaError as error:
-                raise _fail(error.message) from None
+                raise fail(error.message) from None
         if as_json:
             console.print_json(terminal.as_json(body))
         else:
@@ -359,7 +316,7 @@ def status(
             if job.result is not None:
                 console.print(terminal.as_json(job.result))
 
-    _run(main)
+    run(main)
 
 
 @app.command()
@@ -373,14 +330,14 @@ def jobs(
     data_dir: DataDir = None,
 ) -> None:
     """List the newest jobs."""
-    settings = _settings(data_dir, url=url, api_key=api_key)
-    client = _client(settings)
+    settings = settings_of(data_dir, url=url, api_key=api_key)
+    client = client_of(settings)
     if client is not None:
         with client:
             try:
                 body = client.jobs(pipeline=pipeline, state=[s.value for s in state or ()], limit=limit)
             except VigiaError as error:
-                raise _fail(error.message) from None
+                raise fail(error.message) from None
         if as_json:
             console.print_json(terminal.as_json(body))
         else:
@@ -398,7 +355,7 @@ def jobs(
         else:
             console.print(terminal.jobs_table(page.jobs))
 
-    _run(main)
+    run(main)
 
 
 @app.command()
@@ -411,8 +368,8 @@ def pipelines(
     """List the registered pipelines and their stage graphs."""
     from vigia.registry import Registry
 
-    settings = _settings(data_dir, url=url, api_key=api_key)
-    client = _client(settings)
+    settings = settings_of(data_dir, url=url, api_key=api_key)
+    client = client_of(settings)
     try:
         if client is not None:
             with client:
@@ -420,7 +377,7 @@ def pipelines(
         else:
             described = [pipeline.describe() for pipeline in Registry.discover(settings.pipelines)]
     except VigiaError as error:
-        raise _fail(error.message) from None
+        raise fail(error.message) from None
     if as_json:
         console.print_json(terminal.as_json(described))
         return
@@ -441,7 +398,7 @@ def pipelines(
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDir = None) -> None:
     """Create or migrate the job store's schema to this version."""
-    settings = _settings(data_dir)
+    settings = settings_of(data_dir)
     if settings.database_url.startswith("sqlite:///"):
         Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -450,17 +407,17 @@ def db_upgrade(data_dir: DataDir = None) -> None:
         store.check()
         store.close()
     except VigiaError as error:
-        raise _fail(error.message) from None
+        raise fail(error.message) from None
     console.print(f"job store at {settings.database_url} is up to date")
 
 
 def _key_store(data_dir: Path | None) -> tuple[SQLJobStore, SQLKeyStore]:
-    settings = _settings(data_dir)
+    settings = settings_of(data_dir)
     try:
         store = SQLJobStore(settings.database_url)
         store.check()
     except VigiaError as error:
-        raise _fail(f"{error.message} (is {settings.database_url} right? `vigia db upgrade` creates it)") from None
+        raise fail(f"{error.message} (is {settings.database_url} right? `vigia db upgrade` creates it)") from None
     return store, SQLKeyStore(store)
 
 
@@ -477,7 +434,7 @@ def keys_create(
     try:
         key = keys.create(issued, tenant=tenant, role=role, name=name or f"{role.value} key", now=time.time())
     except VigiaError as error:
-        raise _fail(error.message) from None
+        raise fail(error.message) from None
     finally:
         store.close()
     errors.print(f"created key {key.id} ({key.role.value}, tenant {key.tenant}); keep it now, it is not shown again:")
@@ -493,7 +450,7 @@ def keys_list(
     try:
         found = keys.list(tenant)
     except VigiaError as error:
-        raise _fail(error.message) from None
+        raise fail(error.message) from None
     finally:
         store.close()
     console.print(terminal.keys_table(found))
@@ -508,20 +465,13 @@ def keys_revoke(
     try:
         key = keys.revoke(key_id, time.time())
     except VigiaError as error:
-        raise _fail(error.message) from None
+        raise fail(error.message) from None
     finally:
         store.close()
     console.print(f"revoked key {key.id} ({key.role.value}, tenant {key.tenant})")
 
 
-def _register_oversight_commands() -> None:
-    # Imported here: that module builds on this one's options and helpers.
-    from vigia import cli_oversight
-
-    cli_oversight.register(app)
-
-
-_register_oversight_commands()
+cli_oversight.register(app)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from vigia import terminal
 from vigia.app import Vigia
-from vigia.cli import ApiKeyOption, DataDir, Url, _client, _fail, _run, _settings, console, errors
+from vigia.cli_support import ApiKeyOption, DataDir, Url, client_of, console, errors, fail, run, settings_of
 from vigia.escalation import Review, ReviewStatus
 from vigia.exceptions import VigiaError
 from vigia.store.base import DeadFilter, DeadJob, ReviewFilter
@@ -82,7 +82,7 @@ def _remote_filters(where: DeadFilter) -> dict[str, Any]:
 
 def _locally(data_dir: Path | None, work: Callable[[Vigia], Any]) -> Any:
     """Run ``work`` on the local store (the app is not started: no workers)."""
-    settings = _settings(data_dir)
+    settings = settings_of(data_dir)
 
     async def main() -> Any:
         vigia = Vigia.from_settings(settings)
@@ -91,7 +91,7 @@ def _locally(data_dir: Path | None, work: Callable[[Vigia], Any]) -> Any:
         finally:
             vigia.close()
 
-    return _run(main)
+    return run(main)
 
 
 # --- reviews --------------------------------------------------------------------------------
@@ -130,14 +130,14 @@ def reviews(
     if context.invoked_subcommand is not None:
         return
     statuses = tuple(status or (ReviewStatus.OPEN, ReviewStatus.ACKNOWLEDGED))
-    settings = _settings(data_dir, url=url, api_key=api_key)
-    client = _client(settings)
+    settings = settings_of(data_dir, url=url, api_key=api_key)
+    client = client_of(settings)
     if client is not None:
         with client:
             try:
                 body = client.reviews(status=[s.value for s in statuses], role=role, limit=limit)
             except VigiaError as error:
-                raise _fail(error.message) from None
+                raise fail(error.message) from None
         items = body["reviews"]
     else:
 
@@ -160,15 +160,15 @@ def _review_dict(review: Review) -> dict[str, Any]:
 def _act_on_review(
     review_id: str, status: ReviewStatus, note: str | None, url: str | None, api_key: str | None, data_dir: Path | None
 ) -> dict[str, Any]:
-    settings = _settings(data_dir, url=url, api_key=api_key)
-    client = _client(settings)
+    settings = settings_of(data_dir, url=url, api_key=api_key)
+    client = client_of(settings)
     if client is not None:
         with client:
             action = "acknowledge" if status is ReviewStatus.ACKNOWLEDGED else "resolve"
             try:
                 return client.review(review_id, action, note)
             except VigiaError as error:
-                raise _fail(error.message) from None
+                raise fail(error.message) from None
 
     async def act(vigia: Vigia) -> Review:
         return await vigia.review(review_id, status, _local_actor(), note=note)
@@ -233,14 +233,14 @@ def dlq_list(
 ) -> None:
     """Dead jobs, newest first, with the stage that failed and its last error."""
     where = _dead_filter(pipeline, stage, error_type, since, until)
-    settings = _settings(data_dir, url=url, api_key=api_key)
-    client = _client(settings)
+    settings = settings_of(data_dir, url=url, api_key=api_key)
+    client = client_of(settings)
     if client is not None:
         with client:
             try:
                 items = client.dead(**_remote_filters(where), limit=limit)["jobs"]
             except VigiaError as error:
-                raise _fail(error.message) from None
+                raise fail(error.message) from None
     else:
 
         async def listed(vigia: Vigia) -> list[DeadJob]:
@@ -283,14 +283,14 @@ def dlq_stats(
 ) -> None:
     """Dead jobs counted by pipeline, failed stage, error type and hour."""
     where = _dead_filter(pipeline, stage, error_type, since, until)
-    settings = _settings(data_dir, url=url, api_key=api_key)
-    client = _client(settings)
+    settings = settings_of(data_dir, url=url, api_key=api_key)
+    client = client_of(settings)
     if client is not None:
         with client:
             try:
                 stats = client.dead_statistics(**_remote_filters(where))
             except VigiaError as error:
-                raise _fail(error.message) from None
+                raise fail(error.message) from None
     else:
 
         async def counted(vigia: Vigia) -> dict[str, Any]:
@@ -325,9 +325,9 @@ def dlq_retry(
     """Retry dead jobs: each resumes from the stage that failed, keeping earlier outputs."""
     where = _dead_filter(pipeline, stage, error_type, since, until)
     if job_ids and where.describe():
-        raise _fail("give job ids or filters, not both", 2)
-    settings = _settings(data_dir, url=url, api_key=api_key)
-    client = _client(settings)
+        raise fail("give job ids or filters, not both", 2)
+    settings = settings_of(data_dir, url=url, api_key=api_key)
+    client = client_of(settings)
     if client is not None:
         with client:
             try:
@@ -337,7 +337,7 @@ def dlq_retry(
                     else client.retry_dead(**_remote_filters(where))
                 )
             except VigiaError as error:
-                raise _fail(error.message) from None
+                raise fail(error.message) from None
     else:
         actor = _local_actor()
 
@@ -368,17 +368,17 @@ def dlq_purge(
     """Delete dead jobs with their stages and events (the audit log keeps who did it)."""
     where = _dead_filter(pipeline, stage, error_type, since, until)
     if not everything and not where.describe():
-        raise _fail("name what to purge (--pipeline, --stage, --error-type, --since, --until) or pass --all", 2)
+        raise fail("name what to purge (--pipeline, --stage, --error-type, --since, --until) or pass --all", 2)
     if not yes and not typer.confirm("Delete the selected dead jobs for good?", default=False):
         raise typer.Exit(1)
-    settings = _settings(data_dir, url=url, api_key=api_key)
-    client = _client(settings)
+    settings = settings_of(data_dir, url=url, api_key=api_key)
+    client = client_of(settings)
     if client is not None:
         with client:
             try:
                 count = client.purge_dead(everything=everything, **_remote_filters(where))
             except VigiaError as error:
-                raise _fail(error.message) from None
+                raise fail(error.message) from None
     else:
         actor = _local_actor()
 
@@ -480,8 +480,8 @@ def monitor(
     Without, in distributed mode it evaluates the alert rules itself and notifies new alerts
     once per incident; in embedded mode it only reads the store (the workers, and the
     alerting, are in `vigia serve`)."""
-    settings = _settings(data_dir, url=url, api_key=api_key)
-    client = _client(settings)
+    settings = settings_of(data_dir, url=url, api_key=api_key)
+    client = client_of(settings)
 
     def check() -> dict[str, Any]:
         if client is not None:

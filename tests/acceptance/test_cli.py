@@ -179,7 +179,21 @@ def test_demo_runs_to_the_end_and_its_job_stays_in_the_store(tmp_path: Path, dat
 
 
 HELP = {
-    (): ["serve", "submit", "status", "jobs", "pipelines", "keys", "db", "demo", "worker"],
+    (): [
+        "serve",
+        "submit",
+        "status",
+        "jobs",
+        "pipelines",
+        "keys",
+        "db",
+        "demo",
+        "worker",
+        "reviews",
+        "dlq",
+        "audit",
+        "monitor",
+    ],
     ("serve",): ["--host", "--port", "--workers", "--no-workers", "--data-dir"],
     ("submit",): ["--input", "--follow", "--idempotency-key", "--priority", "--url", "--api-key", "--data-dir"],
     ("status",): ["--json", "--url", "--api-key", "--data-dir"],
@@ -193,6 +207,19 @@ HELP = {
     ("db", "upgrade"): ["--data-dir"],
     ("demo",): ["--pace", "--flaky", "--data-dir"],
     ("worker",): ["--queues", "--concurrency", "--data-dir"],
+    ("reviews",): ["ack", "resolve", "--status", "--role", "--json", "--url"],
+    ("reviews", "ack"): ["--url", "--api-key", "--data-dir"],
+    ("reviews", "resolve"): ["--note", "--url", "--data-dir"],
+    ("dlq",): ["list", "stats", "retry", "purge"],
+    ("dlq", "list"): ["--pipeline", "--stage", "--error-type", "--since", "--until", "--json", "--url"],
+    ("dlq", "stats"): ["--pipeline", "--stage", "--error-type", "--json", "--url"],
+    ("dlq", "retry"): ["--pipeline", "--stage", "--error-type", "--url"],
+    ("dlq", "purge"): ["--pipeline", "--all", "--yes", "--url"],
+    ("audit",): ["verify", "export", "prune"],
+    ("audit", "verify"): ["--data-dir"],
+    ("audit", "export"): ["--since", "--output", "--data-dir"],
+    ("audit", "prune"): ["--data-dir"],
+    ("monitor",): ["--once", "--json", "--interval", "--url", "--data-dir"],
 }
 
 

@@ -172,6 +172,47 @@ def test_kill_9_of_a_worker_machine_mid_run_loses_no_job(cluster: Cluster) -> No
         assert again.attempts > run.attempts and again.lease_owner is None, (run, again)
 
 
+def test_a_failure_on_a_worker_escalates_and_the_notification_is_delivered_by_a_worker(cluster: Cluster) -> None:
+    import json
+
+    from tests.receivers import webhook_receiver
+    from vigia.store.base import ReviewFilter
+    from vigia.store.oversight import OversightStore
+
+    with webhook_receiver("dist-secret") as receiver:
+        channels = json.dumps({"hook": {"type": "webhook", "url": receiver.url, "secret": "dist-secret"}})
+        cluster.env.update(
+            VIGIA_NOTIFY_CHANNELS=channels, VIGIA_NOTIFY_ROUTES='{"*": ["hook"]}', VIGIA_AUDIT_KEY="22" * 32
+        )
+        cluster.start_worker("--concurrency", "2")
+
+        async def scenario(vigia: Vigia) -> JobState:
+            job = await vigia.submit("t_critical", {"patient_code": "PT-9"})
+            return (await vigia.wait(job.id, timeout=60)).state
+
+        state = run_api(cluster, scenario)
+        deadline = time.monotonic() + 30
+        while not receiver.accepted() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+        store = SQLJobStore(cluster.database_url)
+        try:
+            watch = OversightStore(store)
+            found = watch.list_reviews(ReviewFilter())
+            actions = [entry.action for entry in watch.audit_entries()]
+        finally:
+            store.close()
+    assert state is JobState.DEAD, cluster.logs()
+    assert [(review.stage, review.severity.value, review.status.value) for review in found] == [
+        ("vital_check", "critical", "open")
+    ]
+    [delivery] = receiver.accepted()
+    assert delivery.signed and delivery.json["review_id"] == found[0].id
+    assert {"job.submitted", "job.running", "review.opened", "job.dead", "decision.notification.delivered"} <= set(
+        actions
+    )
+
+
 def test_cancelling_a_job_stops_its_stage_on_a_worker(cluster: Cluster) -> None:
     cluster.start_worker("--concurrency", "2")
 

@@ -632,7 +632,9 @@ def test_undelivered_notifications_fire_a_critical_alert_once() -> None:
     snapshot = quiet(notifications_failed=2)
 
     first = evaluate(snapshot, Thresholds(), {})
-    again = evaluate(dataclasses.replace(snapshot, at=snapshot.at + 30), Thresholds(), {a.ident: a for a in first.active})
+    again = evaluate(
+        dataclasses.replace(snapshot, at=snapshot.at + 30), Thresholds(), {a.ident: a for a in first.active}
+    )
     cleared = evaluate(quiet(at=snapshot.at + 60), Thresholds(), {a.ident: a for a in again.active})
 
     assert [(a.rule, a.key, a.severity, a.firing) for a in first.started] == [

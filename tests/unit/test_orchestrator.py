@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from vigia.context import StageContext
+from vigia.escalation import ReviewKind
 from vigia.exceptions import InvalidTransition
 from vigia.job import CLAIMABLE_STAGE_STATES, EventType, Job, JobState, StageRun, StageState
 from vigia.orchestrator import (
@@ -26,7 +27,6 @@ from vigia.orchestrator import (
     stage_progress,
 )
 from vigia.pipeline import Pipeline, Severity, Stage
-from vigia.escalation import ReviewKind
 from vigia.retry import RetryPolicy
 
 NOW = 1_700_000_000.0

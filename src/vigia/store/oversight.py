@@ -301,8 +301,8 @@ class OversightStore:
         return {queue: int(count) for queue, count in rows}
 
     def finished_since(self, since: float) -> tuple[int, int, list[PipelineTimes]]:
-        """Jobs finished since ``since``: how many, how many failed or died, and processing
-        times (start to finish) per pipeline."""
+        """Jobs finished since ``since`` (not counting notifications): how many, how many
+        failed or died, and processing times (start to finish) per pipeline."""
         with self._store.reading() as connection:
             rows = connection.execute(
                 sa.select(
@@ -310,6 +310,8 @@ class OversightStore:
                 ).where(
                     jobs.c.state.in_([state.value for state in JobState if state.is_terminal]),
                     jobs.c.finished_at >= since,
+                    # Notifications have their own alert; they are not the service's work.
+                    jobs.c.pipeline != constants.NOTIFY_PIPELINE,
                 )
             ).all()
         seconds: dict[str, list[float]] = defaultdict(list)
