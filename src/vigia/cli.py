@@ -432,7 +432,14 @@ def keys_create(
     store, keys = _key_store(data_dir)
     issued = issue()
     try:
-        key = keys.create(issued, tenant=tenant, role=role, name=name or f"{role.value} key", now=time.time())
+        key = keys.create(
+            issued,
+            tenant=tenant,
+            role=role,
+            name=name or f"{role.value} key",
+            now=time.time(),
+            actor=cli_oversight.local_actor(),
+        )
     except VigiaError as error:
         raise fail(error.message) from None
     finally:
@@ -463,7 +470,7 @@ def keys_revoke(
     """Revoke an API key: servers refuse it at once, or within 5 s if they just verified it."""
     store, keys = _key_store(data_dir)
     try:
-        key = keys.revoke(key_id, time.time())
+        key = keys.revoke(key_id, time.time(), actor=cli_oversight.local_actor())
     except VigiaError as error:
         raise fail(error.message) from None
     finally:

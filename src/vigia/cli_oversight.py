@@ -41,7 +41,7 @@ Until = Annotated[dt.datetime | None, typer.Option(help="Only jobs that died bef
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def _local_actor() -> str:
+def local_actor() -> str:
     """Who acts from this machine's command line, for the audit log."""
     try:
         return f"cli:{getpass.getuser()}"
@@ -171,7 +171,7 @@ def _act_on_review(
                 raise fail(error.message) from None
 
     async def act(vigia: Vigia) -> Review:
-        return await vigia.review(review_id, status, _local_actor(), note=note)
+        return await vigia.review(review_id, status, local_actor(), note=note)
 
     return _review_dict(_locally(data_dir, act))
 
@@ -339,7 +339,7 @@ def dlq_retry(
             except VigiaError as error:
                 raise fail(error.message) from None
     else:
-        actor = _local_actor()
+        actor = local_actor()
 
         async def retried(vigia: Vigia) -> int:
             if job_ids:
@@ -380,7 +380,7 @@ def dlq_purge(
             except VigiaError as error:
                 raise fail(error.message) from None
     else:
-        actor = _local_actor()
+        actor = local_actor()
 
         async def purged(vigia: Vigia) -> int:
             return await vigia.purge_dead(where, actor)

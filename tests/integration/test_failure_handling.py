@@ -450,3 +450,13 @@ def test_health_readiness_status_and_metrics(oversee: Harness) -> None:
     assert counts == {"detect": 3, "summarise": 3}
     gauges = {name: families[name].samples[0].value for name in ("vigia_dlq_size", "vigia_open_reviews")}
     assert gauges == {"vigia_dlq_size": 1, "vigia_open_reviews": 1}
+
+
+def test_key_administration_is_audited(oversee: Harness) -> None:
+    entries = [entry for entry in audit_entries(oversee) if entry.action.startswith("key.")]
+
+    created = sorted(entry.details["key_id"] for entry in entries if entry.action == "key.created")
+    revoked = [entry.details["key_id"] for entry in entries if entry.action == "key.revoked"]
+    assert created == sorted(oversee.key_ids.values())
+    assert revoked == [oversee.key_ids["revoked"]]
+    assert verify(audit_entries(oversee)).ok

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
+from vigia.audit import AuditDraft
 from vigia.exceptions import VigiaError
 from vigia.keys import ApiKey, IssuedKey, Role, matches, parse
+from vigia.store.oversight import append_audit
 from vigia.store.schema import api_keys
 from vigia.store.sqlalchemy import SQLJobStore, translate_errors
 
@@ -18,10 +21,13 @@ class KeyNotFound(VigiaError):
 
 class SQLKeyStore:
     def __init__(self, store: SQLJobStore) -> None:
+        self._store = store
         self._engine = store.engine
 
-    def create(self, issued: IssuedKey, *, tenant: str, role: Role, name: str, now: float) -> ApiKey:
-        with translate_errors(), self._engine.begin() as connection:
+    def create(
+        self, issued: IssuedKey, *, tenant: str, role: Role, name: str, now: float, actor: str = "system"
+    ) -> ApiKey:
+        with self._store.writing() as connection:
             connection.execute(
                 api_keys.insert().values(
                     id=issued.id,
@@ -32,6 +38,7 @@ class SQLKeyStore:
                     created_at=now,
                 )
             )
+            _audit(connection, "key.created", actor, now, tenant, issued.id, role, row_locks=not self._store.is_sqlite)
         return ApiKey(issued.id, tenant, role, name, now, None)
 
     def authenticate(self, plaintext: str) -> ApiKey | None:
@@ -53,12 +60,24 @@ class SQLKeyStore:
         with translate_errors(), self._engine.connect() as connection:
             return [ApiKey.from_row(row._mapping) for row in connection.execute(query)]
 
-    def revoke(self, key_id: str, now: float) -> ApiKey:
-        with translate_errors(), self._engine.begin() as connection:
-            connection.execute(
+    def revoke(self, key_id: str, now: float, actor: str = "system") -> ApiKey:
+        with self._store.writing() as connection:
+            revoked = connection.execute(
                 api_keys.update().where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=now)
-            )
+            ).rowcount
             row = connection.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).first()
+            if row is not None and revoked:
+                key = ApiKey.from_row(row._mapping)
+                _audit(
+                    connection,
+                    "key.revoked",
+                    actor,
+                    now,
+                    key.tenant,
+                    key.id,
+                    key.role,
+                    row_locks=not self._store.is_sqlite,
+                )
         if row is None:
             raise KeyNotFound(f"no API key {key_id!r}", key_id=key_id)
         return ApiKey.from_row(row._mapping)
@@ -66,3 +85,18 @@ class SQLKeyStore:
     def count(self) -> int:
         with translate_errors(), self._engine.connect() as connection:
             return int(connection.scalar(sa.select(sa.func.count()).select_from(api_keys)) or 0)
+
+
+def _audit(
+    connection: Connection,
+    action: str,
+    actor: str,
+    now: float,
+    tenant: str,
+    key_id: str,
+    role: Role,
+    *,
+    row_locks: bool,
+) -> None:
+    details = {"key_id": key_id, "role": role.value}
+    append_audit(connection, [AuditDraft(action, actor, now, tenant, None, None, details)], row_locks=row_locks)
