@@ -19,7 +19,8 @@ from rich.table import Table
 from vigia import terminal
 from vigia.app import Vigia
 from vigia.cli_support import ApiKeyOption, DataDir, Url, client_of, console, errors, fail, run, settings_of
-from vigia.escalation import Review, ReviewStatus
+from vigia.client import Client
+from vigia.escalation import ReviewStatus
 from vigia.exceptions import VigiaError
 from vigia.store.base import DeadFilter, DeadJob, ReviewFilter
 
@@ -80,6 +81,25 @@ def _remote_filters(where: DeadFilter) -> dict[str, Any]:
     }
 
 
+def _either(
+    data_dir: Path | None,
+    url: str | None,
+    api_key: str | None,
+    remote: Callable[[Client], Any],
+    local: Callable[[Vigia], Any],
+) -> Any:
+    """``remote`` with a client of the server the user named, else ``local`` on the store;
+    either way Vigía's errors end the command with one line."""
+    client = client_of(settings_of(data_dir, url=url, api_key=api_key))
+    if client is None:
+        return _locally(data_dir, local)
+    with client:
+        try:
+            return remote(client)
+        except VigiaError as error:
+            raise fail(error.message) from None
+
+
 def _locally(data_dir: Path | None, work: Callable[[Vigia], Any]) -> Any:
     """Run ``work`` on the local store (the app is not started: no workers)."""
     settings = settings_of(data_dir)
@@ -130,21 +150,18 @@ def reviews(
     if context.invoked_subcommand is not None:
         return
     statuses = tuple(status or (ReviewStatus.OPEN, ReviewStatus.ACKNOWLEDGED))
-    settings = settings_of(data_dir, url=url, api_key=api_key)
-    client = client_of(settings)
-    if client is not None:
-        with client:
-            try:
-                body = client.reviews(status=[s.value for s in statuses], role=role, limit=limit)
-            except VigiaError as error:
-                raise fail(error.message) from None
-        items = body["reviews"]
-    else:
 
-        async def listed(vigia: Vigia) -> list[Review]:
-            return await vigia.list_reviews(ReviewFilter(statuses=statuses, role=role), limit=limit)
+    async def listed(vigia: Vigia) -> list[dict[str, Any]]:
+        found = await vigia.list_reviews(ReviewFilter(statuses=statuses, role=role), limit=limit)
+        return [review.to_dict() for review in found]
 
-        items = [_review_dict(review) for review in _locally(data_dir, listed)]
+    items = _either(
+        data_dir,
+        url,
+        api_key,
+        lambda client: client.reviews(status=[s.value for s in statuses], role=role, limit=limit)["reviews"],
+        listed,
+    )
     if as_json:
         console.print_json(terminal.as_json(items))
     elif not items:
@@ -153,27 +170,16 @@ def reviews(
         console.print(_reviews_table(items))
 
 
-def _review_dict(review: Review) -> dict[str, Any]:
-    return review.to_dict()
-
-
 def _act_on_review(
     review_id: str, status: ReviewStatus, note: str | None, url: str | None, api_key: str | None, data_dir: Path | None
 ) -> dict[str, Any]:
-    settings = settings_of(data_dir, url=url, api_key=api_key)
-    client = client_of(settings)
-    if client is not None:
-        with client:
-            action = "acknowledge" if status is ReviewStatus.ACKNOWLEDGED else "resolve"
-            try:
-                return client.review(review_id, action, note)
-            except VigiaError as error:
-                raise fail(error.message) from None
+    action = "acknowledge" if status is ReviewStatus.ACKNOWLEDGED else "resolve"
 
-    async def act(vigia: Vigia) -> Review:
-        return await vigia.review(review_id, status, local_actor(), note=note)
+    async def act(vigia: Vigia) -> dict[str, Any]:
+        return (await vigia.review(review_id, status, local_actor(), note=note)).to_dict()
 
-    return _review_dict(_locally(data_dir, act))
+    result: dict[str, Any] = _either(data_dir, url, api_key, lambda client: client.review(review_id, action, note), act)
+    return result
 
 
 @reviews_app.command("ack")
@@ -233,20 +239,13 @@ def dlq_list(
 ) -> None:
     """Dead jobs, newest first, with the stage that failed and its last error."""
     where = _dead_filter(pipeline, stage, error_type, since, until)
-    settings = settings_of(data_dir, url=url, api_key=api_key)
-    client = client_of(settings)
-    if client is not None:
-        with client:
-            try:
-                items = client.dead(**_remote_filters(where), limit=limit)["jobs"]
-            except VigiaError as error:
-                raise fail(error.message) from None
-    else:
 
-        async def listed(vigia: Vigia) -> list[DeadJob]:
-            return await vigia.list_dead(where, limit=limit)
+    async def listed(vigia: Vigia) -> list[dict[str, Any]]:
+        return [_dead_dict(dead) for dead in await vigia.list_dead(where, limit=limit)]
 
-        items = [_dead_dict(dead) for dead in _locally(data_dir, listed)]
+    items = _either(
+        data_dir, url, api_key, lambda client: client.dead(**_remote_filters(where), limit=limit)["jobs"], listed
+    )
     if as_json:
         console.print_json(terminal.as_json(items))
         return
@@ -283,20 +282,11 @@ def dlq_stats(
 ) -> None:
     """Dead jobs counted by pipeline, failed stage, error type and hour."""
     where = _dead_filter(pipeline, stage, error_type, since, until)
-    settings = settings_of(data_dir, url=url, api_key=api_key)
-    client = client_of(settings)
-    if client is not None:
-        with client:
-            try:
-                stats = client.dead_statistics(**_remote_filters(where))
-            except VigiaError as error:
-                raise fail(error.message) from None
-    else:
 
-        async def counted(vigia: Vigia) -> dict[str, Any]:
-            return await vigia.dlq_statistics(where)
+    async def counted(vigia: Vigia) -> dict[str, Any]:
+        return await vigia.dlq_statistics(where)
 
-        stats = _locally(data_dir, counted)
+    stats = _either(data_dir, url, api_key, lambda client: client.dead_statistics(**_remote_filters(where)), counted)
     if as_json:
         console.print_json(terminal.as_json(stats))
         return
@@ -326,29 +316,20 @@ def dlq_retry(
     where = _dead_filter(pipeline, stage, error_type, since, until)
     if job_ids and where.describe():
         raise fail("give job ids or filters, not both", 2)
-    settings = settings_of(data_dir, url=url, api_key=api_key)
-    client = client_of(settings)
-    if client is not None:
-        with client:
-            try:
-                count = (
-                    len([client.retry(job_id) for job_id in job_ids])
-                    if job_ids
-                    else client.retry_dead(**_remote_filters(where))
-                )
-            except VigiaError as error:
-                raise fail(error.message) from None
-    else:
-        actor = local_actor()
 
-        async def retried(vigia: Vigia) -> int:
-            if job_ids:
-                for job_id in job_ids:
-                    await vigia.retry(job_id, actor=actor)
-                return len(job_ids)
-            return await vigia.retry_dead(where, actor)
+    def remote(client: Client) -> int:
+        if job_ids:
+            return len([client.retry(job_id) for job_id in job_ids])
+        return client.retry_dead(**_remote_filters(where))
 
-        count = _locally(data_dir, retried)
+    async def retried(vigia: Vigia) -> int:
+        if job_ids:
+            for job_id in job_ids:
+                await vigia.retry(job_id, actor=local_actor())
+            return len(job_ids)
+        return await vigia.retry_dead(where, local_actor())
+
+    count = _either(data_dir, url, api_key, remote, retried)
     console.print(f"retried {count} job(s)")
 
 
@@ -371,21 +352,17 @@ def dlq_purge(
         raise fail("name what to purge (--pipeline, --stage, --error-type, --since, --until) or pass --all", 2)
     if not yes and not typer.confirm("Delete the selected dead jobs for good?", default=False):
         raise typer.Exit(1)
-    settings = settings_of(data_dir, url=url, api_key=api_key)
-    client = client_of(settings)
-    if client is not None:
-        with client:
-            try:
-                count = client.purge_dead(everything=everything, **_remote_filters(where))
-            except VigiaError as error:
-                raise fail(error.message) from None
-    else:
-        actor = local_actor()
 
-        async def purged(vigia: Vigia) -> int:
-            return await vigia.purge_dead(where, actor)
+    async def purged(vigia: Vigia) -> int:
+        return await vigia.purge_dead(where, local_actor())
 
-        count = _locally(data_dir, purged)
+    count = _either(
+        data_dir,
+        url,
+        api_key,
+        lambda client: client.purge_dead(everything=everything, **_remote_filters(where)),
+        purged,
+    )
     console.print(f"purged {count} job(s)")
 
 

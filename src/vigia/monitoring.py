@@ -206,6 +206,16 @@ class Alert:
     def ident(self) -> tuple[str, str]:
         return (self.rule, self.key)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "key": self.key,
+            "severity": self.severity.value,
+            "message": self.message,
+            "since": self.since,
+            "firing": self.firing,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
@@ -466,15 +476,5 @@ def status_document(snapshot: Snapshot, active: Iterable[Alert]) -> dict[str, An
         "dlq_size": snapshot.dlq_size,
         "open_reviews": snapshot.open_reviews,
         "notifications_failed": snapshot.notifications_failed,
-        "alerts": [
-            {
-                "rule": alert.rule,
-                "key": alert.key,
-                "severity": alert.severity.value,
-                "message": alert.message,
-                "since": alert.since,
-                "firing": alert.firing,
-            }
-            for alert in alerts
-        ],
+        "alerts": [alert.to_dict() for alert in alerts],
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -40,6 +40,22 @@ class DeadFilterModel(BaseModel):
     error_type: str | None = None
     died_after: dt.datetime | None = None
     died_before: dt.datetime | None = None
+
+
+def dead_filter_query(
+    pipeline: str | None = None,
+    stage: Annotated[str | None, Query(description="The stage that failed.")] = None,
+    error_type: str | None = None,
+    died_after: dt.datetime | None = None,
+    died_before: dt.datetime | None = None,
+) -> DeadFilterModel:
+    """The dead-job filter from query parameters."""
+    return DeadFilterModel(
+        pipeline=pipeline, stage=stage, error_type=error_type, died_after=died_after, died_before=died_before
+    )
+
+
+DeadQuery = Annotated[DeadFilterModel, Depends(dead_filter_query)]
 
 
 class CountModel(BaseModel):
@@ -77,19 +93,12 @@ def dead_model(dead: DeadJob) -> DeadJobModel:
 async def list_dead(
     key: Reader,
     vigia: App,
-    pipeline: str | None = None,
-    stage: str | None = None,
-    error_type: str | None = None,
-    died_after: dt.datetime | None = None,
-    died_before: dt.datetime | None = None,
+    chosen: DeadQuery,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=32, pattern="^[0-9a-f]{32}$")] = None,
 ) -> DeadPageModel:
     """Jobs whose critical stage exhausted its retries, newest first, with the stage that
     failed and its last error."""
-    chosen = DeadFilterModel(
-        pipeline=pipeline, stage=stage, error_type=error_type, died_after=died_after, died_before=died_before
-    )
     found = await vigia.list_dead(_filter(key.tenant, chosen), limit=limit + 1, cursor=cursor)
     more = len(found) > limit
     found = found[:limit]
@@ -99,20 +108,9 @@ async def list_dead(
 
 
 @router.get("/dlq/statistics", responses=ERRORS, summary="Dead jobs counted")
-async def statistics(
-    key: Reader,
-    vigia: App,
-    pipeline: str | None = None,
-    stage: str | None = None,
-    error_type: str | None = None,
-    died_after: dt.datetime | None = None,
-    died_before: dt.datetime | None = None,
-) -> dict[str, Any]:
+async def statistics(key: Reader, vigia: App, chosen: DeadQuery) -> dict[str, Any]:
     """Dead jobs by pipeline, by the stage that failed, by error type, and per hour of death
     (`hour` is the hour's start in epoch seconds)."""
-    chosen = DeadFilterModel(
-        pipeline=pipeline, stage=stage, error_type=error_type, died_after=died_after, died_before=died_before
-    )
     return await vigia.dlq_statistics(_filter(key.tenant, chosen))
 
 
@@ -126,18 +124,11 @@ async def retry_dead(body: DeadFilterModel, key: Admin, vigia: App) -> CountMode
 async def purge(
     key: Admin,
     vigia: App,
-    pipeline: str | None = None,
-    stage: str | None = None,
-    error_type: str | None = None,
-    died_after: dt.datetime | None = None,
-    died_before: dt.datetime | None = None,
+    chosen: DeadQuery,
     everything: Annotated[bool, Query(alias="all", description="Purge with no filter at all.")] = False,
 ) -> CountModel:
     """Delete the dead jobs the filter selects, with their stages and events (the audit log
     keeps who purged what). Without any filter, `all=true` is required."""
-    chosen = DeadFilterModel(
-        pipeline=pipeline, stage=stage, error_type=error_type, died_after=died_after, died_before=died_before
-    )
     if not everything and not chosen.model_dump(exclude_none=True):
         raise InvalidInput("name what to purge (pipeline, stage, error_type, died_after, died_before) or pass all=true")
     return CountModel(count=await vigia.purge_dead(_filter(key.tenant, chosen), key.id))

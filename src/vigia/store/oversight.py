@@ -5,6 +5,7 @@ review or an audit entry is written in the same transaction as the change it fol
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -263,6 +264,7 @@ class OversightStore:
     def save_alerts(self, active: Sequence[Alert], notified: Sequence[Alert]) -> None:
         """Replace the stored alerts by ``active``; mark ``notified`` as notified now."""
         told = {(alert.rule, alert.key) for alert in notified}
+        now = time.time()
         with self._store.writing() as connection:
             previous = {(row.rule, row.key): row.notified_at for row in connection.execute(sa.select(alerts))}
             connection.execute(alerts.delete())
@@ -271,15 +273,8 @@ class OversightStore:
                     alerts.insert(),
                     [
                         {
-                            "rule": alert.rule,
-                            "key": alert.key,
-                            "severity": alert.severity.value,
-                            "message": alert.message,
-                            "since": alert.since,
-                            "firing": alert.firing,
-                            "notified_at": alert.since
-                            if (alert.rule, alert.key) in told
-                            else previous.get((alert.rule, alert.key)),
+                            **alert.to_dict(),
+                            "notified_at": now if alert.ident in told else previous.get(alert.ident),
                         }
                         for alert in active
                     ],
