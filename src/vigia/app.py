@@ -137,6 +137,8 @@ class Vigia:
                 poll_interval=self.settings.poll_interval,
                 shutdown_grace=self.settings.shutdown_grace,
                 writes=self._writes,
+                files=self.blobs,
+                settings=self.settings,
             )
             await self.executor.start()
         if watch and self._watching is None:

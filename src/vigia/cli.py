@@ -87,30 +87,70 @@ def _finished_well(final: Event | None) -> bool:
 @app.command()
 def demo(
     data_dir: DataDir = None,
-    pace: Annotated[float, typer.Option(help="Seconds per progress step, so the bars can be watched.")] = 0.08,
-    flaky: Annotated[bool, typer.Option(help="Make one stage fail its first attempt, to show a retry.")] = True,
+    text: Annotated[bool, typer.Option("--text", help="Run the small text-statistics pipeline instead.")] = False,
+    pace: Annotated[float, typer.Option(help="--text: seconds per progress step.")] = 0.08,
+    flaky: Annotated[bool, typer.Option(help="--text: make one stage fail its first attempt.")] = True,
 ) -> None:
-    """Run the demo pipeline end to end in this process, with live progress, and exit."""
+    """Run the pressure-injury workload on its sample cases in this process, with live
+    progress, then show each case's triage and escalations, and exit (`--text`: the
+    text-statistics pipeline)."""
+    if text:
+        raise typer.Exit(run(lambda: _text_demo(data_dir, pace, flaky)))
+    raise typer.Exit(run(lambda: _pressure_injury_demo(data_dir)))
+
+
+async def _text_demo(data_dir: Path | None, pace: float, flaky: bool) -> int:
     from vigia.workloads.demo import pipeline
 
-    async def main() -> int:
-        vigia = Vigia.from_settings(settings_of(data_dir), pipelines=[pipeline])
-        async with vigia:
-            job = await vigia.submit(pipeline.name, {"pace": pace, "flaky": flaky})
-            console.print(
-                f"submitted job [bold]{job.id}[/] to pipeline [bold]{pipeline.name}[/] "
-                f"(store: {vigia.settings.database_url})"
-            )
+    vigia = Vigia.from_settings(settings_of(data_dir), pipelines=[pipeline])
+    async with vigia:
+        job = await vigia.submit(pipeline.name, {"pace": pace, "flaky": flaky})
+        console.print(
+            f"submitted job [bold]{job.id}[/] to pipeline [bold]{pipeline.name}[/] "
+            f"(store: {vigia.settings.database_url})"
+        )
+        await terminal.follow_progress(
+            console, pipeline.name, pipeline.execution_order, job.state.value, vigia.events(job.id)
+        )
+        job = await vigia.get_job(job.id)
+        console.print(terminal.job_detail(job, await vigia.get_runs(job.id)))
+        if job.result is not None:
+            console.print(terminal.as_json(job.result))
+        return 0 if job.state in (JobState.SUCCEEDED, JobState.DEGRADED) else 1
+
+
+async def _pressure_injury_demo(data_dir: Path | None) -> int:
+    from vigia.store.base import ReviewFilter
+    from vigia.workloads.pressure_injury import pipeline, samples
+
+    vigia = Vigia.from_settings(settings_of(data_dir))
+    async with vigia:
+        model = vigia.settings.pi_model
+        console.print(
+            f"pressure-injury cases (store: {vigia.settings.database_url}); detection model: "
+            + (str(model) if model else "[yellow]none[/] (set VIGIA_PI_MODEL): every case goes to human review")
+        )
+        finished = []
+        for case in samples.cases():
+            media_type = "image/png" if case.photo.endswith(".png") else "image/jpeg"
+            photo = vigia.blobs.put_bytes(case.photo_bytes(), media_type, case.photo)
+            job = await vigia.submit(pipeline.name, {**case.input, "file": photo.to_input()})
+            console.print(f"\n[bold]{case.name}[/] ({case.note}): job {job.id}")
             await terminal.follow_progress(
                 console, pipeline.name, pipeline.execution_order, job.state.value, vigia.events(job.id)
             )
-            job = await vigia.get_job(job.id)
-            console.print(terminal.job_detail(job, await vigia.get_runs(job.id)))
-            if job.result is not None:
-                console.print(terminal.as_json(job.result))
-            return 0 if job.state in (JobState.SUCCEEDED, JobState.DEGRADED) else 1
-
-    raise typer.Exit(run(main))
+            finished.append((case, await vigia.get_job(job.id)))
+        console.print()
+        failed = 0
+        for case, job in finished:
+            reviews = await vigia.list_reviews(ReviewFilter(job_id=job.id))
+            console.print(terminal.case_summary(case.name, job, reviews))
+            failed += job.state not in (JobState.SUCCEEDED, JobState.DEGRADED)
+        console.print(
+            "\nNotifications go to the log unless VIGIA_NOTIFY_CHANNELS and VIGIA_NOTIFY_ROUTES say otherwise; "
+            "see them with `vigia jobs --pipeline vigia.notify`, reviews with `vigia reviews`."
+        )
+        return 1 if failed else 0
 
 
 @app.command()

@@ -62,6 +62,9 @@ class Settings:
     alert_failure_rate: float = 0.05
     alert_failure_min_jobs: int = 10
     alert_p95_seconds: float = 60.0
+    #: The pressure-injury workload's detection model: a YOLO-format ONNX file. Unset, the
+    #: workload grades nothing and sends every case to human review.
+    pi_model: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -135,6 +138,8 @@ class Settings:
                 values[name] = text
         if (text := read("data_dir")) is not None:
             values["data_dir"] = Path(text)
+        if (text := read("pi_model")) is not None:
+            values["pi_model"] = Path(text)
         for name in ("pipelines", "queues", "required_queues"):
             if (text := read(name)) is not None:
                 values[name] = tuple(part.strip() for part in text.split(",") if part.strip())

@@ -8,15 +8,18 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vigia.audit import check_details
-from vigia.escalation import EscalationRequest, Urgency
-from vigia.exceptions import InvalidInput, StageCancelled
+from vigia.config import Settings
+from vigia.escalation import EscalationRequest, NotificationRequest, Urgency
+from vigia.exceptions import ConfigurationError, InvalidInput, StageCancelled
 from vigia.pipeline import Severity
+from vigia.storage import BlobStore
 
 ProgressCallback = Callable[[float, str | None], None]
 #: Progress messages are short status lines, not documents.
 MAX_PROGRESS_MESSAGE = 500
 #: Reasons given to reviewers are one short line of the stage author's own wording.
 MAX_REASON = 120
+MAX_NOTIFICATION_TEXT = 1000
 _ACTION = re.compile(r"^[a-z][a-z0-9_.]{0,49}$")
 
 
@@ -33,9 +36,12 @@ class StageContext:
         "attempt",
         "decisions",
         "escalations",
+        "files",
         "input",
         "job_id",
+        "notifications",
         "outputs",
+        "settings",
         "stage",
     )
 
@@ -48,6 +54,8 @@ class StageContext:
         input: Any,
         outputs: Mapping[str, Any],
         report: ProgressCallback | None = None,
+        files: BlobStore | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.job_id = job_id
         self.stage = stage
@@ -55,10 +63,30 @@ class StageContext:
         self.input = input
         self.outputs = outputs
         self._report = report
+        #: The installation's blob storage (the job's files), and its settings.
+        self.files = files
+        self.settings = settings
         self._cancelled = threading.Event()
         #: What the stage asked for with `escalate` and recorded with `audit`, in order.
         self.escalations: list[EscalationRequest] = []
         self.decisions: list[tuple[str, dict[str, Any]]] = []
+        self.notifications: list[NotificationRequest] = []
+
+    def require_files(self) -> BlobStore:
+        """The blob storage, for stages that read the job's files."""
+        if self.files is None:
+            raise ConfigurationError("this stage reads the job's files, but no blob storage was given to it")
+        return self.files
+
+    def notify(self, role: str, urgency: Urgency | str, subject: str, text: str = "") -> None:
+        """Tell ``role`` something once the stage ends (a notification over its channels,
+        without a review item). Your own wording with ids and codes: never patient data."""
+        subject, text = str(subject).strip(), str(text).strip()
+        if not subject or len(subject) > MAX_REASON or "\n" in subject:
+            raise InvalidInput(f"a notification subject is one line of at most {MAX_REASON} characters")
+        if len(text) > MAX_NOTIFICATION_TEXT:
+            raise InvalidInput(f"a notification text is at most {MAX_NOTIFICATION_TEXT} characters")
+        self.notifications.append(NotificationRequest(role, Urgency(str(urgency).lower()), subject, text))
 
     def escalate(
         self,

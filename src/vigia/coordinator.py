@@ -20,7 +20,7 @@ from typing import Any
 from vigia import audit as audit_module
 from vigia import constants, orchestrator
 from vigia.audit import AuditDraft
-from vigia.escalation import EscalationDraft, Oversight, Review, ReviewStatus, Urgency
+from vigia.escalation import EscalationDraft, NotificationRequest, Oversight, Review, ReviewStatus, Urgency
 from vigia.exceptions import IdempotencyConflict, InvalidInput, JobNotFound, ReviewNotFound, UnknownPipeline, VigiaError
 from vigia.job import CLAIMABLE_STAGE_STATES, Event, EventType, Job, JobState, StageRun, StageState, new_job_id
 from vigia.orchestrator import EventDraft, ProgressReport, StageOutcome, Transition
@@ -101,6 +101,8 @@ class _Batch:
         self.writes = WriteSet()
         self.settled = Settled()
         self.escalations: list[tuple[Job, EscalationDraft]] = []
+        #: Messages stages asked to send: (job, stage, request).
+        self.requests: list[tuple[Job, str, NotificationRequest]] = []
         #: Audit entries to chain at commit: (job or None, action, details).
         self.audits: list[tuple[Job | None, str, dict[str, Any]]] = []
 
@@ -185,6 +187,17 @@ class Coordinator:
         batch.settled.events = batch.writes.events
         for job, draft in batch.escalations:
             self._open_review(unit, batch, job, draft)
+        for job, stage, request in batch.requests:
+            message = {
+                "subject": request.subject,
+                "text": request.text,
+                "urgency": request.urgency.value,
+                "role": request.role,
+                "job_id": job.id,
+                "review_id": None,
+                "fields": {"pipeline": job.pipeline, "stage": stage},
+            }
+            batch.settled.notifications.extend(self._notification_jobs(unit, job.tenant, message, batch.now))
         drafts = [
             AuditDraft(
                 action,
@@ -656,10 +669,13 @@ class Coordinator:
                     pipeline, job, batch.runs[job.id], outcome, now, self._rand(), self.oversight.policies
                 )
                 if batch.apply(transition):
-                    # The stage's own clinical decisions, audited once its outcome counts.
+                    # The stage's own clinical decisions and messages, once its outcome counts.
                     batch.audits.extend(
                         (batch.jobs[job.id], f"decision.{action}", {"stage": outcome.stage, **details})
                         for action, details in outcome.decisions
+                    )
+                    batch.requests.extend(
+                        (batch.jobs[job.id], outcome.stage, request) for request in outcome.notifications
                     )
             if dispatching:
                 batch.mark_dispatched()

@@ -141,6 +141,16 @@ class EscalationRequest:
     urgency: Urgency | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class NotificationRequest:
+    """A stage's message for a role (`StageContext.notify`), without a review item."""
+
+    role: str
+    urgency: Urgency
+    subject: str
+    text: str = ""
+
+
 def for_failure(
     policies: Policies, pipeline: Pipeline, stage_name: str, attempt: int, *, final: bool, error_type: str | None
 ) -> EscalationDraft | None:
@@ -315,6 +325,7 @@ __all__ = [
     "EscalationDraft",
     "EscalationRequest",
     "EscalationRule",
+    "NotificationRequest",
     "Oversight",
     "Policies",
     "Review",

@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from vigia.escalation import EscalationDraft, EscalationRequest, Policies, for_failure, for_request, for_result
+from vigia.escalation import (
+    EscalationDraft,
+    EscalationRequest,
+    NotificationRequest,
+    Policies,
+    for_failure,
+    for_request,
+    for_result,
+)
 from vigia.exceptions import InvalidTransition
 from vigia.job import CLAIMABLE_STAGE_STATES, EventType, Job, JobState, StageRun, StageState
 from vigia.pipeline import Pipeline
@@ -49,6 +57,8 @@ class StageOutcome:
     escalations: tuple[EscalationRequest, ...] = ()
     #: Clinical decisions the stage recorded (`ctx.audit`): (action, details).
     decisions: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+    #: Messages the stage asked to send (`ctx.notify`).
+    notifications: tuple[NotificationRequest, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ async def run_attempt(stage: Stage, ctx: StageContext, *, run_id: int, threads: 
             finished_at=time.time(),
             escalations=tuple(ctx.escalations),
             decisions=tuple(ctx.decisions),
+            notifications=tuple(ctx.notifications),
             **fields,
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import tempfile
@@ -53,7 +54,15 @@ class BlobStore(Protocol):
 
     def path(self, ref: BlobRef) -> Path: ...
 
-    def read(self, ref: BlobRef) -> bytes: ...
+    def read(self, ref: BlobRef) -> bytes:
+        """The blob's bytes (those of its replacement, if it was replaced)."""
+
+    def put_bytes(self, data: bytes, media_type: str, filename: str | None = None) -> BlobRef: ...
+
+    def replace(self, ref: BlobRef, data: bytes, media_type: str) -> BlobRef:
+        """Store ``data`` in place of the blob ``ref`` names and delete the original (a photo
+        stripped of its metadata replaces the upload). Reading ``ref`` afterwards gives the
+        replacement, so that another job holding the same upload still finds its file."""
 
 
 class LocalBlobStore:
@@ -68,7 +77,47 @@ class LocalBlobStore:
         return self.root / ref.sha256[:2] / ref.sha256[2:4] / ref.sha256
 
     def read(self, ref: BlobRef) -> bytes:
-        return self.path(ref).read_bytes()
+        try:
+            return self.path(ref).read_bytes()
+        except FileNotFoundError:
+            replacement = self._replacement(ref)
+            if replacement is None:
+                raise
+            return self.path(replacement).read_bytes()
+
+    def put_bytes(self, data: bytes, media_type: str, filename: str | None = None) -> BlobRef:
+        ref = BlobRef(hashlib.sha256(data).hexdigest(), len(data), media_type, display_name(filename))
+        target = self.path(ref)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".put-")
+            try:
+                with os.fdopen(handle, "wb") as output:
+                    output.write(data)
+                os.replace(temporary, target)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temporary)
+        return ref
+
+    def replace(self, ref: BlobRef, data: bytes, media_type: str) -> BlobRef:
+        new = self.put_bytes(data, media_type, ref.filename)
+        if new.sha256 == ref.sha256:
+            return new
+        marker = self._marker(ref)
+        marker.write_text(json.dumps(new.to_input()))  # written before the original goes
+        with contextlib.suppress(FileNotFoundError):
+            self.path(ref).unlink()
+        return new
+
+    def _marker(self, ref: BlobRef) -> Path:
+        return self.path(ref).with_name(ref.sha256 + ".replaced")
+
+    def _replacement(self, ref: BlobRef) -> BlobRef | None:
+        try:
+            return BlobRef.from_input(json.loads(self._marker(ref).read_text()))
+        except (FileNotFoundError, ValueError):
+            return None
 
     async def put(
         self, chunks: AsyncIterator[bytes], *, accepts: Iterable[str], max_bytes: int, filename: str | None

@@ -207,3 +207,32 @@ def monitoring_summary(document: dict[str, Any]) -> Table:
         )
     )
     return table
+
+
+def case_summary(name: str, job: Job, reviews: Iterable[Any]) -> Table:
+    """One pressure-injury case: its triage, findings and the reviews it opened."""
+    result = job.result if isinstance(job.result, dict) else {}
+    triage = result.get("triage") or {}
+    level = str(triage.get("level", job.state.value))
+    colour = {"emergency": "red", "urgent": "yellow", "routine": "green"}.get(level, "white")
+    table = Table(
+        title=f"{name}: [{colour}]{level.upper()}[/]", show_header=False, show_edge=False, title_justify="left"
+    )
+    table.add_column(style="dim")
+    table.add_column()
+    risk = (result.get("risk") or {}).get("braden") or {}
+    grade = result.get("grade") or ("not graded" if not result.get("graded") else "no injury found")
+    quality = result.get("quality") or {}
+    table.add_row("job", f"{job.id} ({styled(job.state.value)})")
+    table.add_row(
+        "grade", f"{grade}" + (f" (confidence {result['confidence']:.2f})" if result.get("confidence") else "")
+    )
+    table.add_row("Braden", f"{risk.get('total', '-')} ({str(risk.get('band', '-')).replace('_', ' ')} risk)")
+    table.add_row("photo", "assessable" if quality.get("assessable") else "; ".join(quality.get("problems", [])) or "-")
+    for reason in triage.get("reasons", []):
+        table.add_row("why", reason)
+    for review in reviews:
+        table.add_row("review", f"{review.role} ({review.severity.value}): {review.reason}")
+    if result and not result.get("escalated"):
+        table.add_row("notified", "medical_team (routine)")
+    return table

@@ -159,7 +159,7 @@ def test_local_submit_stores_a_queued_job(tmp_path: Path, data_dir: Path) -> Non
 
 
 def test_demo_runs_to_the_end_and_its_job_stays_in_the_store(tmp_path: Path, data_dir: Path) -> None:
-    result = run_vigia("demo", "--pace", "0", "--data-dir", data_dir, cwd=tmp_path)
+    result = run_vigia("demo", "--text", "--pace", "0", "--data-dir", data_dir, cwd=tmp_path)
     assert result.returncode == 0, describe(result)
     assert "succeeded" in result.stdout
     match = re.search(r"submitted job ([0-9a-f]{32})", result.stdout)
@@ -205,7 +205,7 @@ HELP = {
     ("keys", "revoke"): ["--data-dir"],
     ("db",): ["upgrade"],
     ("db", "upgrade"): ["--data-dir"],
-    ("demo",): ["--pace", "--flaky", "--data-dir"],
+    ("demo",): ["--text", "--pace", "--flaky", "--data-dir"],
     ("worker",): ["--queues", "--concurrency", "--data-dir"],
     ("reviews",): ["ack", "resolve", "--status", "--role", "--json", "--url"],
     ("reviews", "ack"): ["--url", "--api-key", "--data-dir"],

@@ -32,6 +32,7 @@ from vigia.executors.embedded import worker_id
 from vigia.orchestrator import ProgressReport
 from vigia.registry import Registry
 from vigia.runner import run_attempt
+from vigia.storage import LocalBlobStore
 from vigia.store.base import Dispatch
 from vigia.store.sqlalchemy import SQLJobStore
 
@@ -183,6 +184,8 @@ class _Runtime:
             input=job.input,
             outputs=assignment.outputs,
             report=report,
+            files=LocalBlobStore(self.settings.blob_dir),
+            settings=self.settings,
         )
         done = threading.Event()
         claimed = threading.Event()

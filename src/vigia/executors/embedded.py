@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from vigia.config import Settings
 from vigia.context import StageContext
 from vigia.coordinator import Assignment, Coordinator, Settled
 from vigia.events import EventBus
@@ -29,6 +30,7 @@ from vigia.exceptions import StoreUnavailable, TransientConflict
 from vigia.job import Event, StageRun
 from vigia.orchestrator import ProgressReport, StageOutcome
 from vigia.runner import clean_text, run_attempt
+from vigia.storage import BlobStore
 
 log = logging.getLogger("vigia.embedded")
 
@@ -63,8 +65,13 @@ class EmbeddedExecutor:
         shutdown_grace: float,
         owner: str | None = None,
         writes: ThreadPoolExecutor | None = None,
+        files: BlobStore | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.coordinator = coordinator
+        #: Handed to every stage (its context's ``files`` and ``settings``).
+        self.files = files
+        self.settings = settings
         self.bus = bus
         self.capacity = dict(queues)
         self.lease_seconds = lease_seconds
@@ -187,6 +194,8 @@ class EmbeddedExecutor:
             input=assignment.job.input,
             outputs=assignment.outputs,
             report=self._reporter(run.id, run.job_id, run.stage, run.attempts),
+            files=self.files,
+            settings=self.settings,
         )
         self._busy[run.queue] += 1
         task = asyncio.create_task(self._execute(assignment, context), name=f"vigia-stage-{run.id}")
