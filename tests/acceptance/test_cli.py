@@ -178,6 +178,22 @@ def test_demo_runs_to_the_end_and_its_job_stays_in_the_store(tmp_path: Path, dat
     assert [job["id"] for job in json.loads(jobs.stdout)] == [match.group(1)]
 
 
+def test_demo_runs_the_pressure_injury_cases_and_shows_triage_and_escalations(tmp_path: Path, data_dir: Path) -> None:
+    result = run_vigia("demo", "--data-dir", data_dir, cwd=tmp_path)
+    assert result.returncode == 0, describe(result)
+    output = " ".join(result.stdout.split())
+    for shown in (
+        "sacral erythema, moderate risk: ROUTINE",
+        "eschar over the sacrum, very high risk: URGENT",
+        "automatic grading unavailable",
+        "blurred",
+        "detection model: none",
+    ):
+        assert shown in output, describe(result)
+    listed = run_vigia("reviews", "--json", "--data-dir", data_dir, cwd=tmp_path)
+    assert len(json.loads(listed.stdout)) == 4, describe(listed)
+
+
 HELP = {
     (): [
         "serve",

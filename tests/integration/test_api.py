@@ -154,16 +154,16 @@ class Harness:
 
 @contextlib.contextmanager
 def harness(store_url: str, tmp_path: Path, **overrides: Any) -> Iterator[Harness]:
-    settings = Settings(
-        database_url=store_url,
-        data_dir=tmp_path / "data",
-        poll_interval=0.05,
-        concurrency=4,
-        lease_seconds=5,
-        shutdown_grace=1,
-        max_upload_bytes=4096,
-        **overrides,
-    )
+    defaults: dict[str, Any] = {
+        "database_url": store_url,
+        "data_dir": tmp_path / "data",
+        "poll_interval": 0.05,
+        "concurrency": 4,
+        "lease_seconds": 5,
+        "shutdown_grace": 1,
+        "max_upload_bytes": 4096,
+    }
+    settings = Settings(**{**defaults, **overrides})
     vigia = Vigia.from_settings(settings, pipelines=[*ALL, *LOCAL], upgrade=True)
     try:
         keys: dict[str, str] = {}

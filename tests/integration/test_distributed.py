@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -213,6 +214,52 @@ def test_a_failure_on_a_worker_escalates_and_the_notification_is_delivered_by_a_
     assert {"job.submitted", "job.running", "review.opened", "job.dead", "decision.notification.delivered"} <= set(
         actions
     )
+
+
+def test_a_pressure_injury_case_runs_on_workers_with_a_model(cluster: Cluster, tmp_path: Path) -> None:
+    from tests.onnx_models import STAGE_4, constant_detector, yolov5_rows
+    from vigia.store.base import ReviewFilter
+    from vigia.store.oversight import OversightStore
+    from vigia.workloads.pressure_injury import samples
+
+    model = constant_detector(tmp_path / "model.onnx", yolov5_rows((320, 320, 100, 90, 0.93, STAGE_4)))
+    cluster.env.update(VIGIA_PI_MODEL=str(model), VIGIA_AUDIT_KEY="33" * 32)
+    cluster.start_worker("--concurrency", "2")
+
+    async def scenario(vigia: Vigia) -> Any:
+        ref = vigia.blobs.put_bytes(samples.photo("eschar.png"), "image/png", "eschar.png")
+        braden = {
+            "sensory_perception": 1,
+            "moisture": 2,
+            "activity": 1,
+            "mobility": 1,
+            "nutrition": 2,
+            "friction_shear": 1,
+        }
+        job = await vigia.submit(
+            "pressure_injury_case", {"patient_code": "PT-D", "braden": braden, "file": ref.to_input()}
+        )
+        return await vigia.wait(job.id, timeout=90)
+
+    done = run_api(cluster, scenario)
+    store = SQLJobStore(cluster.database_url)
+    try:
+        found = OversightStore(store).list_reviews(ReviewFilter())
+        queues = {run.stage: run.queue for run in store.get_runs(done.id)}
+    finally:
+        store.close()
+    assert done.state is JobState.SUCCEEDED, cluster.logs()
+    assert (done.result["grade"], done.result["triage"]["level"]) == ("stage_4", "emergency")
+    assert [(review.role, review.severity.value) for review in found] == [("specialists", "critical")]
+    assert queues == {
+        "intake": "image_processing",
+        "detect": "image_processing",
+        "risk": "medical_priority",
+        "assessment": "medical_priority",
+        "triage": "medical_priority",
+        "audit": "audit_logging",
+        "notify": "notifications",
+    }
 
 
 def test_cancelling_a_job_stops_its_stage_on_a_worker(cluster: Cluster) -> None:

@@ -25,7 +25,12 @@ class SampleCase:
     note: str
 
     def photo_bytes(self) -> bytes:
-        return resources.files(__package__).joinpath(SAMPLES, self.photo).read_bytes()
+        return photo(self.photo)
+
+
+def photo(name: str) -> bytes:
+    """A sample photo's bytes, by file name."""
+    return resources.files(__package__).joinpath(SAMPLES, name).read_bytes()
 
 
 def cases() -> list[SampleCase]:
