@@ -7,6 +7,7 @@ it: the Braden total means what the scale says it means.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -98,7 +99,7 @@ def score(values: Any) -> BradenScore:
     if not isinstance(values, Mapping):
         raise InvalidInput("'braden' must be an object with the six Braden subscales", field="braden")
     known = {subscale.name for subscale in SUBSCALES}
-    unknown = sorted(set(values) - known)
+    unknown = sorted((set(values) - known), key=str)
     if unknown:
         raise InvalidInput(
             f"'braden' has unknown subscale {unknown[0]!r} (the six are: {', '.join(sorted(known))})",
@@ -110,7 +111,12 @@ def score(values: Any) -> BradenScore:
         if subscale.name not in values or values[subscale.name] is None:
             raise InvalidInput(f"Braden subscale {subscale.name!r} ({subscale.label}) is missing", field=field)
         value = values[subscale.name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or int(value) != value
+        ):
             raise InvalidInput(f"Braden subscale {subscale.name!r} must be a whole number, got {value!r}", field=field)
         if not subscale.lowest <= value <= subscale.highest:
             raise InvalidInput(

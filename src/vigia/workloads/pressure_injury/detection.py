@@ -96,20 +96,23 @@ def decode(output: np.ndarray, class_count: int, confidence: float) -> tuple[np.
     if output.ndim != 3 or output.shape[0] != 1:
         raise DetectorError(_shape_problem(output.shape, class_count))
     rows = output[0].astype(np.float32)
+    # Tried in this order: an end-to-end output of 4 + C rows would also fit YOLOv8's
+    # shape, while YOLOv8 has thousands of candidate columns, never 6.
     if rows.shape[1] == 5 + class_count:
         scores_by_class = rows[:, 5:] * rows[:, 4:5]
         boxes = _corners(rows[:, :4])
+    elif rows.shape[1] == 6:
+        keep = rows[:, 4] >= confidence
+        boxes, scores = rows[keep, :4], rows[keep, 4]
+        classes = rows[keep, 5].round().astype(np.int64)
+        outside = classes[(classes < 0) | (classes >= class_count)]
+        if len(outside):
+            raise DetectorError(f"the model names class {int(outside[0])}, but only {class_count} are configured")
+        return boxes, scores, classes
     elif rows.shape[0] == 4 + class_count:
         rows = rows.T
         scores_by_class = rows[:, 4:]
         boxes = _corners(rows[:, :4])
-    elif rows.shape[1] == 6:
-        boxes = rows[:, :4]
-        classes = rows[:, 5].round().astype(np.int64)
-        if ((classes < 0) | (classes >= class_count)).any():
-            raise DetectorError(f"the model names class {int(classes.max())}, but only {class_count} are configured")
-        keep = rows[:, 4] >= confidence
-        return boxes[keep], rows[keep, 4], classes[keep]
     else:
         raise DetectorError(_shape_problem(output.shape, class_count))
     classes = scores_by_class.argmax(axis=1)

@@ -78,8 +78,11 @@ def clean(data: bytes) -> CleanPhoto:
         raise InvalidImage(f"the photo is {len(data):,} bytes; at most {MAX_BYTES:,} are accepted")
     try:
         with warnings.catch_warnings():
-            # Pillow warns, then refuses, past its own bomb limit: we refuse earlier and clearly.
+            # Pillow warns, then refuses, past its own bomb limit: we refuse earlier and
+            # clearly. Its other warnings (a damaged EXIF block, palette transparency) do
+            # not stop a photo from being used: the metadata is dropped anyway.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)
             with Image.open(io.BytesIO(data)) as opened:
                 if opened.format not in FORMATS:
                     raise InvalidImage(f"the photo is {opened.format or 'an unknown format'}: send a JPEG or PNG")
@@ -91,7 +94,7 @@ def clean(data: bytes) -> CleanPhoto:
                     )
                 media_type = FORMATS[opened.format]
                 upright = ImageOps.exif_transpose(opened)
-                rgb = upright.convert("RGB")
+                rgb = _eight_bit(upright).convert("RGB")
                 rgb.load()
     except Image.DecompressionBombError as error:
         raise InvalidImage(f"the photo is a decompression bomb: {error}") from None
@@ -106,6 +109,15 @@ def clean(data: bytes) -> CleanPhoto:
     else:
         bare.save(output, "PNG", optimize=True)
     return CleanPhoto(output.getvalue(), media_type, pixels)
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16- and 32-bit grey images scaled to 8 bits (Pillow's own conversion clips them)."""
+    if not image.mode.startswith("I"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) <= 65535 else values.max()
+    return Image.fromarray((values * (255.0 / top)).clip(0, 255).astype(np.uint8), "L")
 
 
 def quality(pixels: np.ndarray) -> Quality:
