@@ -44,6 +44,7 @@ class Cluster:
             "VIGIA_POLL_INTERVAL": "0.1",
             "VIGIA_LEASE_SECONDS": str(LEASE_SECONDS),
             "VIGIA_PIPELINES": "tests.pipelines:ALL",
+            "VIGIA_LOG_LEVEL": "INFO",  # Celery says "ready." at INFO
             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         }
 
@@ -56,7 +57,9 @@ class Cluster:
             lease_seconds=LEASE_SECONDS,
         )
 
-    def start_worker(self, *options: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, *options: str, ready: bool = True) -> subprocess.Popen[bytes]:
+        """Start a `vigia worker`; with ``ready``, return once Celery says it is ready (a
+        worker still starting when a test stops a service would refuse to start at all)."""
         log = self.data_dir / f"worker-{len(self.workers)}.log"
         with log.open("ab") as output:
             worker = subprocess.Popen(
@@ -67,6 +70,13 @@ class Cluster:
                 start_new_session=True,  # its own process group: the pool's children die with it
             )
         self.workers.append(worker)
+        deadline = time.monotonic() + 60
+        while ready and " ready." not in log.read_text(errors="replace"):
+            assert worker.poll() is None, f"the worker exited:\n{log.read_text(errors='replace')[-3000:]}"
+            assert time.monotonic() < deadline, (
+                f"the worker did not get ready:\n{log.read_text(errors='replace')[-3000:]}"
+            )
+            time.sleep(0.1)
         return worker
 
     def logs(self) -> str:
@@ -507,8 +517,14 @@ def test_postgres_restart_mid_run_api_says_503_and_everything_recovers(
 
 
 def _worker_refusal(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A worker's refusal as a user sees it, at the default log level."""
     return subprocess.run(
-        [sys.executable, "-m", "vigia.cli", "worker"], env=env, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "vigia.cli", "worker"],
+        env={**env, "VIGIA_LOG_LEVEL": "WARNING"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
