@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,15 +151,18 @@ def test_kill_9_of_a_worker_machine_mid_run_loses_no_job(cluster: Cluster) -> No
     doomed = cluster.start_worker("--concurrency", "2")
     cluster.start_worker("--concurrency", "2")
 
-    def held_by_doomed(runs: list[StageRun]) -> list[StageRun]:
-        """Running stage runs whose lease a pool process of the doomed worker holds."""
-        pids = {str(child.pid) for child in psutil.Process(doomed.pid).children(recursive=True)}
+    # Its pool processes: a stage run they hold a lease on is theirs (the owner names the pid).
+    doomed_pids = {str(child.pid) for child in psutil.Process(doomed.pid).children(recursive=True)}
+
+    def held_by_doomed(runs: Iterable[StageRun]) -> list[StageRun]:
         return [
-            run for run in runs if run.state is StageState.RUNNING and (run.lease_owner or "").split(":")[2] in pids
+            run
+            for run in runs
+            if run.state is StageState.RUNNING and (run.lease_owner or "").split(":")[2] in doomed_pids
         ]
 
-    async def scenario(vigia: Vigia) -> tuple[dict, dict, list[JobState], list[StageRun]]:
-        jobs = [await vigia.submit("demo", {"pace": 0.1 if number < 8 else 0.01}) for number in range(120)]
+    async def scenario(vigia: Vigia) -> tuple[dict, dict, list[JobState]]:
+        jobs = [await vigia.submit("demo", {"pace": 0.2 if number < 8 else 0.01}) for number in range(120)]
         store = vigia.store
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -167,26 +170,19 @@ def test_kill_9_of_a_worker_machine_mid_run_loses_no_job(cluster: Cluster) -> No
             if held_by_doomed(runs) and any(run.state is StageState.SUCCEEDED for run in runs):
                 break
             await asyncio.sleep(0.05)
-        doomed_runs = held_by_doomed(runs)
         os.killpg(doomed.pid, signal.SIGKILL)  # the main process and its pool: a lost machine
         before = {(run.job_id, run.stage): run for job in jobs for run in store.get_runs(job.id)}
         finished = [await vigia.wait(job.id, timeout=180) for job in jobs]
         after = {(run.job_id, run.stage): run for job in jobs for run in store.get_runs(job.id)}
-        return before, after, [job.state for job in finished], doomed_runs
+        return before, after, [job.state for job in finished]
 
-    before, after, states, doomed_runs = run_api(cluster, scenario)  # type: ignore[misc]
+    before, after, states = run_api(cluster, scenario)  # type: ignore[misc]
     assert states == [JobState.SUCCEEDED] * 120, cluster.logs()
     for key, run in before.items():
         if run.state is StageState.SUCCEEDED:
             assert after[key].attempts == run.attempts and after[key].finished_at == run.finished_at, key
-    # The stages the killed worker was still running when it died (not those it finished
-    # between the look and the kill) were taken back and ran again, elsewhere.
-    victims = [
-        run
-        for run in doomed_runs
-        if before[(run.job_id, run.stage)].state is StageState.RUNNING
-        and before[(run.job_id, run.stage)].lease_owner == run.lease_owner
-    ]
+    # What the killed worker was still running when it died was taken back and ran again.
+    victims = held_by_doomed(before.values())
     assert victims, "the doomed worker should have been running a stage when it was killed"
     for run in victims:
         again = after[(run.job_id, run.stage)]
