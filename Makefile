@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/api.py
 	$(BIN)/python benchmarks/distributed.py
+	$(BIN)/python benchmarks/escalation.py
 
 clean:
 	rm -rf $(VENV) .vigia .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ class Delivery:
     body: bytes
     #: Whether the webhook signature checked out with the receiver's secret.
     signed: bool
+    #: When the request arrived (epoch seconds).
+    arrived: float = 0.0
 
     @property
     def json(self) -> dict[str, Any]:
@@ -58,7 +61,7 @@ class _Handler(BaseHTTPRequestHandler):
             receiver.secret, headers.get("x-vigia-timestamp", ""), body, headers.get("x-vigia-signature", "")
         )
         with receiver._lock:
-            receiver.deliveries.append(Delivery(headers, body, signed))
+            receiver.deliveries.append(Delivery(headers, body, signed, time.time()))
             failing = len(receiver.deliveries) <= receiver.failures
         status = 500 if failing else 200
         self.send_response(status)
