@@ -575,6 +575,21 @@ def test_a_batch_with_one_bad_input_stores_nothing(api: Harness) -> None:
     assert api.client.get(f"{API}/jobs", headers=api.headers()).json()["jobs"] == before
 
 
+def test_clients_cannot_make_notification_jobs_alone_or_in_a_batch(api: Harness) -> None:
+    # Notification jobs deliver to the installation's channels: only escalations and alerts
+    # make them, never a submitter.
+    message = {"channel": "log", "subject": "not from a client", "body": "x"}
+    single = api.client.post(f"{API}/pipelines/vigia.notify/jobs", json={"input": message}, headers=api.headers())
+    assert "built in" in assert_error(single, 422, "invalid_input")["message"]
+    batch = api.client.post(
+        f"{API}/batches", json={"pipeline": "vigia.notify", "inputs": [message, message]}, headers=api.headers()
+    )
+    assert "built in" in assert_error(batch, 422, "invalid_input")["message"]
+    listed = api.client.get(f"{API}/notifications", headers=api.headers())
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["notifications"] == []
+
+
 # --- pipelines ----------------------------------------------------------------------------
 
 

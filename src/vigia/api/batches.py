@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from vigia.api.auth import App, Reader, Submitter
-from vigia.api.jobs import ERRORS
+from vigia.api.jobs import ERRORS, submittable_pipeline
 from vigia.api.schemas import API_PREFIX, BatchModel, BatchRequest, BatchSubmittedModel, batch_model, job_model
 from vigia.exceptions import InvalidInput
 
@@ -20,7 +20,7 @@ router = APIRouter(tags=["batches"])
 )
 async def submit_batch(body: BatchRequest, key: Submitter, vigia: App) -> JSONResponse:
     """Store one job per input, all or none (one bad input refuses the whole batch)."""
-    if vigia.registry.get(body.pipeline).accepts and any(
+    if submittable_pipeline(vigia, body.pipeline).accepts and any(
         isinstance(item, dict) and "file" in item for item in body.inputs
     ):
         raise InvalidInput("'file' is set by uploading a file, not in a batch's inputs", field="inputs")

@@ -63,6 +63,15 @@ _SUBMIT_BODY = {
 }
 
 
+def submittable_pipeline(vigia: Vigia, name: str) -> Pipeline:
+    """The pipeline a client may submit jobs to by this name (every one but the built-in
+    notifications, whose jobs only escalations and alerts make)."""
+    pipeline = vigia.registry.get(name)
+    if pipeline.name == constants.NOTIFY_PIPELINE:
+        raise InvalidInput("vigia.notify is built in: its jobs are made by escalations and alerts", pipeline=name)
+    return pipeline
+
+
 @router.post(
     "/pipelines/{name}/jobs",
     status_code=202,
@@ -85,9 +94,7 @@ async def submit(
     and, optionally, the rest of the input as a JSON object in `input`. The same
     `Idempotency-Key` with the same input returns the first job (`200`); with a different
     input it is a `409`."""
-    pipeline = vigia.registry.get(name)
-    if pipeline.name == constants.NOTIFY_PIPELINE:
-        raise InvalidInput("vigia.notify is built in: its jobs are made by escalations and alerts", pipeline=name)
+    pipeline = submittable_pipeline(vigia, name)
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         job_input, priority = await _multipart_input(request, pipeline, vigia)
