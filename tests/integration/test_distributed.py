@@ -163,13 +163,20 @@ def test_kill_9_of_a_worker_machine_mid_run_loses_no_job(cluster: Cluster) -> No
 
     async def scenario(vigia: Vigia) -> tuple[dict, dict, list[JobState]]:
         jobs = [await vigia.submit("demo", {"pace": 0.2 if number < 8 else 0.01}) for number in range(120)]
+        slow = jobs[:8]
         store = vigia.store
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            runs = [run for job in jobs for run in store.get_runs(job.id)]
-            if held_by_doomed(runs) and any(run.state is StageState.SUCCEEDED for run in runs):
+            # Only the slow jobs are looked at, so that the look is quick, and only a stage
+            # started less than 1.5 s ago counts: a slow stage runs for about 4 s, so it is
+            # certainly still held right after the kill.
+            runs = [run for job in slow for run in store.get_runs(job.id)]
+            early = [run for run in held_by_doomed(runs) if time.time() - (run.started_at or 0) < 1.5]
+            if early and any(run.state is StageState.SUCCEEDED for run in runs):
                 break
             await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the doomed worker never held a slow stage early in its run")
         os.killpg(doomed.pid, signal.SIGKILL)  # the main process and its pool: a lost machine
         before = {(run.job_id, run.stage): run for job in jobs for run in store.get_runs(job.id)}
         finished = [await vigia.wait(job.id, timeout=180) for job in jobs]
