@@ -218,7 +218,7 @@ def vigia_round(pipeline: str, jobs: int, directory: Path) -> Figures:
     return Figures(f"vigia {pipeline}", jobs, jobs * stages, seconds, sum(parts.values()), parts)
 
 
-def main(jobs: int, rounds: int) -> None:
+def main(jobs: int, rounds: int, only: list[str]) -> None:
     print(f"distributed: 2 worker processes (prefork), Redis DB 13, {jobs} jobs per configuration, {rounds} rounds")
     print("CPU = workers + Redis + PostgreSQL + this process (it sends the tasks; for Vigía it also dispatches)\n")
     results: dict[str, list[Figures]] = {}
@@ -230,7 +230,8 @@ def main(jobs: int, rounds: int) -> None:
                 ("plain-3", lambda: plain_round(jobs // 3, 3, Path(directory))),
                 ("vigia-3", lambda: vigia_round("noop-3", jobs // 3, Path(directory))),
             ):
-                results.setdefault(label, []).append(runner())
+                if not only or label in only:
+                    results.setdefault(label, []).append(runner())
 
     def median(label: str) -> Figures:
         runs = sorted(results[label], key=lambda figures: figures.runs_per_second)
@@ -246,11 +247,19 @@ def main(jobs: int, rounds: int) -> None:
         ("plain-3", "plain-3"),
         ("vigia-3", "plain-3"),
     ):
-        figures, base = median(label), median(plain)
+        if label not in results:
+            continue
+        figures = median(label)
+        ratios = ""
+        if plain in results:
+            base = median(plain)
+            ratios = (
+                f"{figures.runs_per_second / base.runs_per_second:>14.2f}x"
+                f"{figures.cpu_ms_per_run / base.cpu_ms_per_run:>13.2f}x"
+            )
         print(
             f"{figures.label:<28}{figures.jobs / figures.seconds:>9,.0f}{figures.runs_per_second:>14,.0f}"
-            f"{figures.cpu_ms_per_run:>12.2f}{figures.runs_per_second / base.runs_per_second:>14.2f}x"
-            f"{figures.cpu_ms_per_run / base.cpu_ms_per_run:>13.2f}x"
+            f"{figures.cpu_ms_per_run:>12.2f}{ratios}"
         )
     print("\nCPU ms per stage run by process (median round):")
     for label in results:
@@ -267,5 +276,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["plain-1", "vigia-1", "plain-3", "vigia-3"],
+        default=[],
+        help="run only these configurations (repeat the option; ratios need the plain one too)",
+    )
     arguments = parser.parse_args()
-    main(arguments.jobs, arguments.rounds)
+    main(arguments.jobs, arguments.rounds, arguments.only)

@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vigia import audit as audit_module
@@ -27,7 +27,7 @@ from vigia.orchestrator import EventDraft, ProgressReport, StageOutcome, Transit
 from vigia.pipeline import Pipeline
 from vigia.registry import Registry
 from vigia.serialization import NotStorable, to_storable
-from vigia.store.base import DeadFilter, Dispatch, JobStore, NewJob, Snapshot, UnitOfWork, WriteSet
+from vigia.store.base import DeadFilter, Dispatch, JobStore, NewJob, Snapshot, StageWork, UnitOfWork, WriteSet
 
 log = logging.getLogger("vigia.coordinator")
 
@@ -128,7 +128,14 @@ class _Batch:
             self.jobs[job.id] = job
             self.writes.jobs.setdefault(job.id, {}).update(changes)
         self.settled.ready.extend(
-            Dispatch(runs[stage].id, runs[stage].queue, job.pipeline, stage) for stage in transition.ready
+            Dispatch(
+                runs[stage].id,
+                runs[stage].queue,
+                job.pipeline,
+                stage,
+                StageWork(job.id, runs[stage].attempts, job.input, None),
+            )
+            for stage in transition.ready
         )
         if "state" in transition.job_changes:
             if job.state.is_terminal:
@@ -681,6 +688,8 @@ class Coordinator:
                 batch.mark_dispatched()
             settled = self._commit(unit, batch)
             settled.refused = refused
+            if dispatching:
+                settled.ready = [self._with_work(batch, item) for item in settled.ready]
             return settled
 
         return self.store.transact(work)
@@ -791,10 +800,65 @@ class Coordinator:
     ) -> list[Dispatch]:
         """Ready stage runs to send to their queues now (distributed mode)."""
         now = self._clock()
-        return self.store.transact(
+        taken = self.store.transact(
             lambda unit: unit.take_for_dispatch(
                 now, limit, resend_before=now - resend_after, resend_queues=resend_queues
             )
+        )
+        return [self._first_stage_work(item) for item in taken]
+
+    def _first_stage_work(self, item: Dispatch) -> Dispatch:
+        """The store's dispatch knows no outputs: a stage that depends on none needs none."""
+        if item.work is None or item.pipeline not in self.registry:
+            return item
+        node = self.registry.get(item.pipeline).nodes.get(item.stage)
+        if node is None or node.ancestors:
+            return item
+        return replace(item, work=replace(item.work, outputs={}))
+
+    def _with_work(self, batch: _Batch, item: Dispatch) -> Dispatch:
+        """A run this settlement made ready, with what its worker needs (all in hand here)."""
+        if item.work is None:
+            return item
+        job = batch.jobs[item.work.job_id]
+        runs = batch.runs[job.id]
+        run = runs[item.stage]
+        ancestors = self.registry.get(job.pipeline).node(item.stage).ancestors
+        outputs = {
+            name: other.output
+            for name, other in runs.items()
+            if name in ancestors and other.state is StageState.SUCCEEDED
+        }
+        return replace(item, work=StageWork(job.id, run.attempts, job.input, outputs))
+
+    def planned_claim(self, item: Dispatch, owner: str, lease_seconds: float) -> StageRun | None:
+        """The claim a worker means to make on a run its message described (see
+        `assignment_for`), made without reading the store; None when the message says too
+        little or names what this installation does not run (the worker then reads)."""
+        work = item.work
+        if work is None or work.outputs is None or item.pipeline not in self.registry:
+            return None
+        if item.stage not in self.registry.get(item.pipeline).nodes:
+            return None
+        now = self._clock()
+        return StageRun(
+            id=item.run_id,
+            job_id=work.job_id,
+            stage=item.stage,
+            state=StageState.RUNNING,
+            queue=item.queue,
+            priority=0,
+            attempts=work.attempts + 1,
+            available_at=now,
+            lease_owner=owner,
+            lease_until=now + lease_seconds,
+            started_at=now,
+            finished_at=None,
+            duration=None,
+            progress=0.0,
+            error_type=None,
+            error_message=None,
+            output=None,
         )
 
     def reap(self) -> Settled:

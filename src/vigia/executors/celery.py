@@ -2,19 +2,24 @@
 
 Celery carries only "run stage run N" messages; what runs next, retries, joins,
 degradation and dead-lettering are decided by the same coordinator and orchestrator as in
-embedded mode, in whichever process finished the stage. The store stays the record: a
-message lost with a Redis restart is sent again from it, a duplicate finds its stage run no
-longer ready and does nothing.
+embedded mode. A pool process hands what it finished to the settlers of the worker main
+processes (see `vigia.executors.handoff`), which settle it in batches and send what became
+ready. The store stays the record: a message lost with a Redis restart is sent again from
+it, a duplicate finds its stage run no longer ready (or its outcome refused) and does nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import multiprocessing
+import os
+import signal
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -27,13 +32,16 @@ from vigia.config import Settings
 from vigia.context import StageContext
 from vigia.coordinator import Coordinator
 from vigia.events import EventBus, RedisEventBus
-from vigia.exceptions import ConfigurationError, StoreError, VigiaError
+from vigia.exceptions import ConfigurationError, VigiaError
 from vigia.executors.embedded import worker_id
+from vigia.executors.handoff import Finished, Handoff, settle_batches
+from vigia.executors.keeper import Held, Keeper
+from vigia.job import StageRun
 from vigia.orchestrator import ProgressReport
 from vigia.registry import Registry
 from vigia.runner import run_attempt
 from vigia.storage import LocalBlobStore
-from vigia.store.base import Dispatch
+from vigia.store.base import Dispatch, StageWork
 from vigia.store.sqlalchemy import SQLJobStore
 
 log = logging.getLogger("vigia.celery")
@@ -44,12 +52,15 @@ DISPATCH_BATCH = 500
 #: A run sent this long ago, still waiting, in a queue the broker holds nothing for, was lost
 #: (a Redis restart, a crash between the commit and the send): it is sent again.
 RESEND_AFTER_SECONDS = 15.0
-#: How often a running stage's progress is written, its lease renewed, cancellation checked.
-KEEPER_INTERVAL = 0.25
 #: Celery's limits beyond the stage's own timeout: soft (an exception in the task) and hard
 #: (the worker process is killed) for a task that will not return.
 SOFT_LIMIT_MARGIN = 10.0
 HARD_LIMIT_MARGIN = 60.0
+#: Larger inputs and upstream outputs than this (JSON bytes) are read from the store by
+#: the worker rather than sent in the message.
+WORK_IN_MESSAGE_LIMIT = 64 * 1024
+#: How long a stopping worker waits for its housekeeping process's last batch.
+HOUSEKEEPING_SHUTDOWN_SECONDS = 10.0
 
 
 def make_celery(settings: Settings, registry: Registry) -> Celery:
@@ -80,8 +91,9 @@ def make_celery(settings: Settings, registry: Registry) -> Celery:
     )
     runtime = _Runtime(settings, registry)
 
-    def run_stage(task: Any, run_id: int) -> str:
-        return runtime.run_stage(task.app, run_id)
+    def run_stage(task: Any, run_id: int, work: dict[str, Any] | None = None) -> str:
+        redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
+        return runtime.run_stage(task.app, run_id, None if redelivered else work)
 
     app.task(name=TASK_NAME, bind=True, acks_late=True, ignore_result=True)(run_stage)
     return app
@@ -98,13 +110,40 @@ def send(app: Celery, registry: Registry, runs: Iterable[Dispatch]) -> int:
             timeout = registry.get(item.pipeline).node(item.stage).stage.timeout
         app.send_task(
             TASK_NAME,
-            args=[item.run_id],
+            args=[item.run_id, *_work_message(item)],
             queue=item.queue,
             soft_time_limit=timeout + SOFT_LIMIT_MARGIN,
             time_limit=timeout + HARD_LIMIT_MARGIN,
         )
         sent += 1
     return sent
+
+
+def _work_message(item: Dispatch) -> list[dict[str, Any]]:
+    """What the worker needs besides the run's id, when it is known and small enough to
+    travel in the message (a worker reads the store for the rest)."""
+    work = item.work
+    if work is None or work.outputs is None:
+        return []
+    message = {
+        "pipeline": item.pipeline,
+        "stage": item.stage,
+        "queue": item.queue,
+        "job_id": work.job_id,
+        "attempts": work.attempts,
+        "input": work.input,
+        "outputs": work.outputs,
+    }
+    try:
+        size = len(json.dumps(message, separators=(",", ":")))
+    except (TypeError, ValueError):
+        return []
+    return [message] if size <= WORK_IN_MESSAGE_LIMIT else []
+
+
+def _dispatch_of(run_id: int, message: dict[str, Any]) -> Dispatch:
+    work = StageWork(message["job_id"], int(message["attempts"]), message["input"], message["outputs"])
+    return Dispatch(run_id, message["queue"], message["pipeline"], message["stage"], work)
 
 
 def broker_depths(client: redis.Redis, queues: Sequence[str]) -> dict[str, int]:
@@ -118,8 +157,19 @@ def broker_depths(client: redis.Redis, queues: Sequence[str]) -> dict[str, int]:
 class _Parts(NamedTuple):
     coordinator: Coordinator
     bus: EventBus
+    handoff: Handoff
+    keeper: Keeper
     owner: str
     threads: ThreadPoolExecutor
+
+
+class _Task(NamedTuple):
+    """A stage run to run here: the claim to make, and what its function needs."""
+
+    claim: StageRun
+    pipeline: str
+    input: Any
+    outputs: Mapping[str, Any]
 
 
 class _Runtime:
@@ -139,10 +189,15 @@ class _Runtime:
                 from vigia.app import oversight_for
 
                 oversight = oversight_for(self.settings, self.registry)
+                coordinator = Coordinator(SQLJobStore(self.settings.database_url), self.registry, oversight=oversight)
+                bus = RedisEventBus(self.settings.broker_url or "")
+                owner = worker_id("celery")
                 self._parts = _Parts(
-                    Coordinator(SQLJobStore(self.settings.database_url), self.registry, oversight=oversight),
-                    RedisEventBus(self.settings.broker_url or ""),
-                    worker_id("celery"),
+                    coordinator,
+                    bus,
+                    Handoff(redis.Redis.from_url(self.settings.broker_url or "")),
+                    Keeper(coordinator, bus, owner, self.settings.lease_seconds),
+                    owner,
                     ThreadPoolExecutor(4, thread_name_prefix="vigia-stage"),
                 )
             return self._parts
@@ -155,21 +210,33 @@ class _Runtime:
             loop = self._loops.loop = asyncio.new_event_loop()
         return loop
 
-    def run_stage(self, app: Celery, run_id: int) -> str:
-        coordinator, bus, owner, threads = self.parts()
-        loop = self.loop()
-        lease = self.settings.lease_seconds
+    def task(self, run_id: int, work: dict[str, Any] | None) -> _Task | None:
+        """From the message when it says enough (no read), else from the store; None when
+        the store says the run is no longer ready (another delivery ran it, or its job ended)."""
+        coordinator, owner, lease = self.parts().coordinator, self.parts().owner, self.settings.lease_seconds
+        if work is not None:
+            with contextlib.suppress(KeyError, TypeError, ValueError):  # a malformed message: read
+                item = _dispatch_of(run_id, work)
+                claim = coordinator.planned_claim(item, owner, lease)
+                if claim is not None and item.work is not None and item.work.outputs is not None:
+                    return _Task(claim, item.pipeline, item.work.input, item.work.outputs)
         assignment = coordinator.assignment_for(run_id, owner, lease)
         if assignment is None:
-            return "duplicate"  # another delivery ran it, or it is no longer ready
-        run, job = assignment.run, assignment.job
-        stage = self.registry.get(job.pipeline).node(run.stage).stage
+            return None
+        return _Task(assignment.run, assignment.job.pipeline, assignment.job.input, assignment.outputs)
+
+    def run_stage(self, app: Celery, run_id: int, work: dict[str, Any] | None = None) -> str:
+        task = self.task(run_id, work)
+        if task is None:
+            return "duplicate"
+        run = task.claim
+        stage = self.registry.get(task.pipeline).node(run.stage).stage
         reports: list[ProgressReport] = []
         reports_lock = threading.Lock()
 
         def report(fraction: float, message: str | None) -> None:
             with reports_lock:
-                reports.append(ProgressReport(run.id, job.id, run.stage, run.attempts, fraction, message))
+                reports.append(ProgressReport(run.id, run.job_id, run.stage, run.attempts, fraction, message))
 
         def take_reports() -> list[ProgressReport]:
             with reports_lock:
@@ -178,51 +245,65 @@ class _Runtime:
             return taken
 
         context = StageContext(
-            job_id=job.id,
+            job_id=run.job_id,
             stage=run.stage,
             attempt=run.attempts,
-            input=job.input,
-            outputs=assignment.outputs,
+            input=task.input,
+            outputs=task.outputs,
             report=report,
             files=LocalBlobStore(self.settings.blob_dir),
             settings=self.settings,
         )
-        done = threading.Event()
-        claimed = threading.Event()
-
-        def keep() -> None:
-            """While the stage runs: write its claim (once it outlives the first interval),
-            its progress and its lease, and notice cancellation."""
-            while not done.wait(KEEPER_INTERVAL):
-                try:
-                    if not claimed.is_set():
-                        settled = coordinator.settle([], take_reports(), [run])
-                        bus.publish(settled.events)
-                        if settled.refused:  # taken by another delivery, or the job ended
-                            context.cancel()
-                            return
-                        claimed.set()
-                        continue
-                    if batch := take_reports():
-                        bus.publish(coordinator.settle([], batch).events)
-                    lost, cancelled = coordinator.store.renew_leases([run.id], owner, time.time() + lease)
-                except StoreError as error:
-                    log.warning("keeper.failed", extra={"error": str(error)})
-                    continue
-                if lost or cancelled:
-                    context.cancel()
-
-        keeper = threading.Thread(target=keep, name=f"vigia-keeper-{run.id}", daemon=True)
-        keeper.start()
+        keeper = self.parts().keeper
+        held = Held(run, context, take_reports)
+        keeper.hold(held)
         try:
-            outcome = loop.run_until_complete(run_attempt(stage, context, run_id=run.id, threads=threads))
+            outcome = self.loop().run_until_complete(
+                run_attempt(stage, context, run_id=run.id, threads=self.parts().threads)
+            )
         finally:
-            done.set()
-            keeper.join()
-        settled = coordinator.settle([outcome], take_reports(), [] if claimed.is_set() else [run], dispatching=True)
-        bus.publish(settled.events)
-        send(app, self.registry, settled.ready)  # recorded as sent by the settlement itself
-        return "duplicate" if settled.refused else outcome.status
+            claimed = keeper.release(held)
+        self._hand_over(app, Finished(outcome, tuple(take_reports()), None if claimed else run))
+        return outcome.status
+
+    def _hand_over(self, app: Celery, finished: Finished) -> None:
+        coordinator, bus, handoff, *_ = self.parts()
+        try:
+            handoff.push(finished)
+        except redis.RedisError as error:
+            # No broker to hand it over with: settle it here (the next stages cannot be
+            # sent now either; the dispatcher sends them once Redis is back).
+            log.warning("handoff.unavailable", extra={"error": str(error), "run_id": finished.outcome.run_id})
+            settle_finished(app, self.registry, coordinator, bus, [finished])
+
+
+def settle_finished(
+    app: Celery, registry: Registry, coordinator: Coordinator, bus: EventBus, batch: Sequence[Finished]
+) -> None:
+    """Settle finished attempts in one transaction, publish their events and send the stage
+    runs that became ready (recorded as sent by the settlement itself)."""
+    batch = _one_per_attempt(batch)
+    settled = coordinator.settle(
+        [item.outcome for item in batch],
+        [report for item in batch for report in item.reports],
+        [item.claim for item in batch if item.claim is not None],
+        dispatching=True,
+    )
+    bus.publish(settled.events)
+    with contextlib.suppress(redis.RedisError):  # recorded as sent: the dispatcher resends
+        send(app, registry, settled.ready)
+
+
+def _one_per_attempt(batch: Sequence[Finished]) -> list[Finished]:
+    """Two deliveries of one message may both have run the same attempt: keep one, the one
+    whose claim is already written if there is one (it owns the attempt; the other's claim
+    would be refused, and a refused claim refuses its run's outcomes in that settlement)."""
+    chosen: dict[tuple[int, int], Finished] = {}
+    for item in batch:
+        key = (item.outcome.run_id, item.outcome.attempt)
+        if key not in chosen or (chosen[key].claim is not None and item.claim is None):
+            chosen[key] = item
+    return list(chosen.values())
 
 
 def dispatch_ready(
@@ -291,8 +372,9 @@ class CeleryExecutor:
 
 
 def run_worker(settings: Settings, registry: Registry, *, queues: Sequence[str], concurrency: int, pool: str) -> None:
-    """`vigia worker` in distributed mode: a Celery worker with Vigía's settings, plus a
-    thread in the main process that dispatches due stage runs and reaps expired leases."""
+    """`vigia worker` in distributed mode: a Celery worker with Vigía's settings, beside a
+    housekeeping process that settles what the pool processes finished, dispatches due
+    stage runs and reaps expired leases."""
     store = SQLJobStore(settings.database_url)
     store.check()  # refuse to start on an unreachable or outdated store
     store.close()
@@ -304,33 +386,22 @@ def run_worker(settings: Settings, registry: Registry, *, queues: Sequence[str],
     finally:
         client.close()
     app = make_celery(settings, registry)
-    stop = threading.Event()
-
-    def maintain() -> None:
-        from vigia.app import oversight_for
-
-        coordinator = Coordinator(
-            SQLJobStore(settings.database_url), registry, oversight=oversight_for(settings, registry)
-        )
-        bus = RedisEventBus(settings.broker_url or "")
-        broker = redis.Redis.from_url(settings.broker_url or "")
-        next_reap = 0.0
-        while not stop.wait(settings.poll_interval):
-            try:
-                dispatch_ready(app, coordinator, broker, queues)
-                if time.monotonic() >= next_reap:
-                    next_reap = time.monotonic() + settings.lease_seconds / 2
-                    bus.publish(coordinator.reap().events)
-            except Exception as error:  # keep maintaining whatever one pass ran into
-                log.error("maintenance.failed", extra={"error": str(error), "error_type": type(error).__name__})
-
-    @signals.worker_ready.connect(weak=False)
-    def start_maintenance(**_: Any) -> None:
-        threading.Thread(target=maintain, name="vigia-maintenance", daemon=True).start()
+    # A process of its own rather than a thread beside Celery's consumer: a busy thread there
+    # holds the GIL while the consumer waits to hand out the next task, and the pool starves.
+    context = multiprocessing.get_context("fork")
+    stop = context.Event()
+    housekeeper = context.Process(
+        target=_housekeeping, args=(settings, registry, app, queues, stop, os.getpid()), name="vigia-housekeeping"
+    )
+    housekeeper.start()
 
     @signals.worker_shutdown.connect(weak=False)
-    def stop_maintenance(**_: Any) -> None:
+    def stop_housekeeping(**_: Any) -> None:
         stop.set()
+        # Let it commit the batch it holds (or that batch waits for another's rescue).
+        housekeeper.join(HOUSEKEEPING_SHUTDOWN_SECONDS)
+        if housekeeper.is_alive():
+            housekeeper.terminate()
 
     app.worker_main(
         [
@@ -349,6 +420,48 @@ def run_worker(settings: Settings, registry: Registry, *, queues: Sequence[str],
             "--without-gossip",
             "--without-mingle",
         ]
+    )
+
+
+def _housekeeping(
+    settings: Settings, registry: Registry, app: Celery, queues: Sequence[str], stop: Any, parent: int
+) -> None:
+    """The housekeeping process: settles in this thread, dispatches and reaps in another,
+    until told to stop (or its worker is gone)."""
+    from vigia.app import oversight_for
+
+    signalled: list[int] = []  # a signal handler must not take the Event's lock
+    for number in (signal.SIGTERM, signal.SIGINT):  # finish the batch in hand, then stop
+        signal.signal(number, lambda received, _: signalled.append(received))
+
+    def stopping() -> bool:
+        return bool(signalled) or bool(stop.is_set()) or os.getppid() != parent
+
+    def coordinator() -> Coordinator:
+        return Coordinator(SQLJobStore(settings.database_url), registry, oversight=oversight_for(settings, registry))
+
+    def maintain() -> None:
+        own = coordinator()
+        bus = RedisEventBus(settings.broker_url or "")
+        broker = redis.Redis.from_url(settings.broker_url or "")
+        next_reap = 0.0
+        while not stop.wait(settings.poll_interval) and not stopping():
+            try:
+                dispatch_ready(app, own, broker, queues)
+                if time.monotonic() >= next_reap:
+                    next_reap = time.monotonic() + settings.lease_seconds / 2
+                    bus.publish(own.reap().events)
+            except Exception as error:  # keep maintaining whatever one pass ran into
+                log.error("maintenance.failed", extra={"error": str(error), "error_type": type(error).__name__})
+
+    threading.Thread(target=maintain, name="vigia-maintenance", daemon=True).start()
+    settling = coordinator()
+    bus = RedisEventBus(settings.broker_url or "")
+    settle_batches(
+        Handoff(redis.Redis.from_url(settings.broker_url or "")),
+        worker_id("settler"),
+        lambda batch: settle_finished(app, registry, settling, bus, batch),
+        stopping,
     )
 
 

@@ -128,6 +128,19 @@ class Batch:
 
 
 @dataclass(frozen=True, slots=True)
+class StageWork:
+    """What a worker needs to run a stage run without reading the store first, as its
+    sender knew it. A worker that gets it as a redelivery reads the store all the same."""
+
+    job_id: str
+    #: Attempts made before this one.
+    attempts: int
+    input: Any
+    #: Outputs of the stages it depends on (None: not known to the sender).
+    outputs: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
 class Dispatch:
     """A ready stage run to send to its queue."""
 
@@ -135,6 +148,7 @@ class Dispatch:
     queue: str
     pipeline: str
     stage: str
+    work: StageWork | None = None
 
 
 class UnitOfWork(Protocol):

@@ -44,7 +44,7 @@ from vigia.job import (
     is_job_id,
 )
 from vigia.store import migrations, oversight
-from vigia.store.base import Batch, DeadFilter, Dispatch, JobFilter, JobPage, NewJob, Snapshot, WriteSet
+from vigia.store.base import Batch, DeadFilter, Dispatch, JobFilter, JobPage, NewJob, Snapshot, StageWork, WriteSet
 from vigia.store.schema import batches, events, jobs, stage_runs
 
 log = logging.getLogger("vigia.store")
@@ -363,7 +363,15 @@ class SQLUnitOfWork:
                 sa.and_(stage_runs.c.dispatched_at < resend_before, stage_runs.c.queue.in_(list(resend_queues))),
             )
         query = (
-            sa.select(stage_runs.c.id, stage_runs.c.queue, stage_runs.c.stage, jobs.c.pipeline)
+            sa.select(
+                stage_runs.c.id,
+                stage_runs.c.queue,
+                stage_runs.c.stage,
+                stage_runs.c.job_id,
+                stage_runs.c.attempts,
+                jobs.c.pipeline,
+                jobs.c.input,
+            )
             .join(jobs, jobs.c.id == stage_runs.c.job_id)
             .where(stage_runs.c.state.in_(_CLAIMABLE), stage_runs.c.available_at <= now, not_sent)
             .order_by(stage_runs.c.priority.desc(), stage_runs.c.available_at, stage_runs.c.id)
@@ -371,7 +379,10 @@ class SQLUnitOfWork:
         )
         if self._row_locks:
             query = query.with_for_update(of=stage_runs, skip_locked=True)
-        taken = [Dispatch(row.id, row.queue, row.pipeline, row.stage) for row in self._connection.execute(query)]
+        taken = [
+            Dispatch(row.id, row.queue, row.pipeline, row.stage, StageWork(row.job_id, row.attempts, row.input, None))
+            for row in self._connection.execute(query)
+        ]
         if taken:
             self._connection.execute(
                 stage_runs.update()
