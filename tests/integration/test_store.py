@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from vigia.orchestrator import StageOutcome
 from vigia.pipeline import Pipeline, Stage
 from vigia.registry import Registry
 from vigia.store import JobFilter, migrations
+from vigia.store.base import StageWork
 from vigia.store.schema import metadata
 from vigia.store.sqlalchemy import SQLJobStore
 
@@ -502,6 +504,48 @@ def test_a_claim_written_early_holds_the_lease_and_a_cancel_refuses_an_unwritten
     assert store.renew_leases([stored.id], "worker-1", START + 90) == (set(), {stored.id})
     coordinator.settle([outcome_of(fetch, clock.advance(1), status="cancelled")])
     assert runs_by_stage(store, job.id)["fetch"].state is StageState.CANCELLED
+
+
+def test_dispatches_carry_what_the_worker_needs_and_a_planned_claim_settles_like_a_read_one(
+    store: SQLJobStore, coordinator: Coordinator, clock: Clock
+) -> None:
+    job = coordinator.submit("store_test", {"n": 1}).job
+    taken = {item.stage: item for item in coordinator.take_for_dispatch()}
+    # First stages need no outputs: their message says all; later ones are not ready yet.
+    assert set(taken) == {"fetch", "scan"}
+    assert taken["fetch"].work == StageWork(job.id, 0, {"n": 1}, {})
+
+    fetch = coordinator.planned_claim(taken["fetch"], "worker-1", 30)
+    scan = coordinator.planned_claim(taken["scan"], "worker-2", 30)
+    assert fetch is not None and scan is not None
+    assert (fetch.state, fetch.attempts, fetch.lease_owner, fetch.lease_until) == (
+        StageState.RUNNING,
+        1,
+        "worker-1",
+        START + 30,
+    )
+    done = [
+        StageOutcome(claim.id, job.id, claim.stage, 1, "succeeded", START, clock.advance(1), output)
+        for claim, output in ((fetch, FETCHED), (scan, SCANNED))
+    ]
+    settled = coordinator.settle(done, claims=[fetch, scan], dispatching=True)
+
+    assert settled.refused == set()
+    # The join became ready, with both upstream outputs in its message.
+    assert [(item.stage, item.work) for item in settled.ready] == [
+        ("merge", StageWork(job.id, 0, {"n": 1}, {"fetch": FETCHED, "scan": SCANNED}))
+    ]
+    assert runs_by_stage(store, job.id)["merge"].dispatched_at == clock.now
+    # A second message for fetch, planned from what the first said, is refused.
+    again = coordinator.planned_claim(taken["fetch"], "worker-3", 30)
+    assert again is not None
+    late = coordinator.settle([replace(done[0], output="late")], claims=[again])
+    assert late.refused == {fetch.id}
+    assert runs_by_stage(store, job.id)["fetch"].output == FETCHED
+    # A message for a pipeline or stage this installation does not know: read the store.
+    unknown = replace(taken["fetch"], stage="vanished")
+    assert coordinator.planned_claim(unknown, "worker-1", 30) is None
+    assert coordinator.planned_claim(replace(taken["fetch"], work=None), "worker-1", 30) is None
 
 
 def test_assignment_for_a_job_of_an_unregistered_pipeline_fails_the_job(
