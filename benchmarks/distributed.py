@@ -7,7 +7,8 @@ PostgreSQL database, the no-op 1-stage and 3-stage pipelines of benchmarks/engin
 Plain Celery: a worker with the same settings (`--concurrency 2`, acks_late, prefetch 1,
 JSON, no result backend, task events on) running a no-op task, and a chain of three. Each configuration:
 workers started and ready first, then the whole batch sent, timed until the last is done.
-CPU is summed over the workers, Redis and PostgreSQL (steadier than rates here).
+CPU is summed over the workers (main process, pool processes including recycled ones,
+Vigía's housekeeping process), this process, Redis and PostgreSQL (steadier than rates here).
 """
 
 from __future__ import annotations
@@ -37,59 +38,68 @@ ADMIN_DB = os.environ.get("VIGIA_TEST_DATABASE_URL", "postgresql://postgres@127.
 REDIS = os.environ.get("VIGIA_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/") + "/13"
 
 
-def cpu_of(groups: dict[str, list[psutil.Process]]) -> dict[str, float]:
-    """CPU seconds per group of processes and their descendants, each process counted once
-    and in the first group that names it or an ancestor (the workers are children of this
-    process, which is itself watched)."""
-    seen: set[int] = set()
-    totals: dict[str, float] = {}
-    for name, processes in groups.items():
-        total = 0.0
-        for process in processes:
-            try:
-                family = [process, *process.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                continue
-            for member in family:
-                if member.pid in seen:
-                    continue
-                seen.add(member.pid)
-                try:
-                    times = member.cpu_times()
-                except psutil.NoSuchProcess:
-                    continue
-                # Reaped children's time counts too (pool processes recycled during the run),
-                # except for this process, whose reaped children are earlier runs' workers.
-                reaped = 0.0 if member.pid == os.getpid() else times.children_user + times.children_system
-                total += times.user + times.system + reaped
-        totals[name] = total
-    return totals
+def _own(process: psutil.Process, *, reaped: bool = False) -> float:
+    """A process's CPU seconds (with those of its children that have exited, if asked)."""
+    try:
+        times = process.cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return times.user + times.system + (times.children_user + times.children_system if reaped else 0.0)
+
+
+class Watched:
+    """Where the CPU goes, read afresh at each look (pool processes are recycled and
+    PostgreSQL starts a backend per new connection during a run)."""
+
+    def __init__(self, worker: subprocess.Popen[bytes]) -> None:
+        self.main = psutil.Process(worker.pid)
+        children = sorted(self.main.children(), key=lambda child: child.create_time())
+        # Vigía's housekeeping process is forked before Celery starts its pool; plain Celery has none.
+        self.housekeeper = children[0].pid if children and _is_vigia(self.main) else None
+
+    def cpu(self) -> dict[str, float]:
+        main_times = self.main.cpu_times()
+        pool = main_times.children_user + main_times.children_system  # recycled pool processes
+        housekeeping = 0.0
+        for child in self.main.children(recursive=True):
+            if child.pid == self.housekeeper:
+                housekeeping += _own(child)
+            else:
+                pool += _own(child)
+        redis_cpu = postgres = 0.0
+        for process in psutil.process_iter(["name", "ppid"]):
+            name = process.info["name"] or ""
+            if name.startswith("redis-server"):
+                redis_cpu += _own(process)
+            elif "postgres" in name:
+                # The postmaster counts its exited backends too; live backends count their own.
+                postgres += _own(process, reaped=process.info["ppid"] == 1 or not _postgres_parent(process))
+        parts = {
+            "pool": pool,
+            "worker": main_times.user + main_times.system,
+            "sender": _own(psutil.Process(os.getpid())),
+            "redis": redis_cpu,
+            "postgres": postgres,
+        }
+        if self.housekeeper is not None:
+            parts["housekeeping"] = housekeeping
+        return parts
+
+
+def _is_vigia(process: psutil.Process) -> bool:
+    return "vigia.cli" in " ".join(process.cmdline())
+
+
+def _postgres_parent(process: psutil.Process) -> bool:
+    try:
+        parent = process.parent()
+    except psutil.NoSuchProcess:
+        return False
+    return parent is not None and "postgres" in (parent.name() or "")
 
 
 def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     return {name: after[name] - before[name] for name in before}
-
-
-def watched(worker: subprocess.Popen[bytes]) -> dict[str, list[psutil.Process]]:
-    found = services()
-    main = psutil.Process(worker.pid)
-    return {
-        # The pool processes first: what is left for "worker" is the main process's share.
-        "pool": main.children(recursive=True),
-        "worker": [main],
-        "sender": [psutil.Process(os.getpid())],
-        "redis": [process for process in found if process.info["name"].startswith("redis-server")],
-        "postgres": [process for process in found if "postgres" in process.info["name"]],
-    }
-
-
-def services() -> list[psutil.Process]:
-    return [
-        process
-        for process in psutil.process_iter(["name"])
-        if process.info["name"]
-        and (process.info["name"].startswith("redis-server") or "postgres" in process.info["name"])
-    ]
 
 
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -132,8 +142,8 @@ def plain_round(jobs: int, chain_of: int, directory: Path) -> Figures:
     )
     try:
         wait_ready(log, worker)
-        groups = watched(worker)
-        cpu, began = cpu_of(groups), time.perf_counter()
+        watched = Watched(worker)
+        cpu, began = watched.cpu(), time.perf_counter()
         for _ in range(jobs):
             if chain_of == 1:
                 plain_celery.noop.delay()
@@ -144,7 +154,7 @@ def plain_round(jobs: int, chain_of: int, directory: Path) -> Figures:
                 chain(*steps).delay()
         while int(client.get(plain_celery.COUNTER) or 0) < jobs:
             time.sleep(0.01)
-        seconds, parts = time.perf_counter() - began, spent(cpu, cpu_of(groups))
+        seconds, parts = time.perf_counter() - began, spent(cpu, watched.cpu())
     finally:
         stop(worker)
         client.flushdb()
@@ -181,7 +191,7 @@ def vigia_round(pipeline: str, jobs: int, directory: Path) -> Figures:
     )
     try:
         wait_ready(log, worker)
-        groups = watched(worker)
+        watched = Watched(worker)
         settings = Settings(database_url=database_url, broker_url=REDIS, data_dir=directory, poll_interval=0.5)
 
         async def run() -> float:
@@ -203,9 +213,9 @@ def vigia_round(pipeline: str, jobs: int, directory: Path) -> Figures:
             vigia.close()
             return seconds
 
-        cpu = cpu_of(groups)
+        cpu = watched.cpu()
         seconds = asyncio.run(run())
-        parts = spent(cpu, cpu_of(groups))
+        parts = spent(cpu, watched.cpu())
     finally:
         stop(worker)
         store.close()

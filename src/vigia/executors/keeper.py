@@ -26,8 +26,6 @@ log = logging.getLogger("vigia.keeper")
 
 #: How often a running stage's progress is written, its lease renewed, cancellation checked.
 KEEPER_INTERVAL = 0.25
-#: How often the keeper looks for a stage run due.
-_TICK = 0.05
 
 
 @dataclass(eq=False)
@@ -51,7 +49,7 @@ class Keeper:
         self.owner = owner
         self.lease_seconds = lease_seconds
         self._held: dict[int, Held] = {}
-        self._guard = threading.Lock()
+        self._guard = threading.Condition()
         self._thread: threading.Thread | None = None
 
     def hold(self, held: Held) -> None:
@@ -60,6 +58,8 @@ class Keeper:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._keep, name="vigia-keeper", daemon=True)
                 self._thread.start()
+            elif len(self._held) == 1:
+                self._guard.notify()  # it sleeps without a deadline while it keeps nothing
 
     def release(self, held: Held) -> bool:
         """The stage run ended: stop keeping it. True when its claim is already written."""
@@ -71,9 +71,13 @@ class Keeper:
 
     def _keep(self) -> None:
         while True:
-            time.sleep(_TICK)
-            now = time.monotonic()
             with self._guard:
+                # Asleep until the first run is due (most stage runs end before theirs).
+                while not self._held:
+                    self._guard.wait()
+                first = min(held.due for held in self._held.values())
+                self._guard.wait(max(first - time.monotonic(), 0.0))
+                now = time.monotonic()
                 due = [held for held in self._held.values() if held.due <= now]
             for held in due:
                 with held.lock:
