@@ -33,6 +33,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from engine import PIPELINES, Figures  # noqa: E402
+from vigia.executors.celery import HOUSEKEEPING_PROCESS_NAME  # noqa: E402
 
 ADMIN_DB = os.environ.get("VIGIA_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("VIGIA_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/") + "/13"
@@ -53,9 +54,9 @@ class Watched:
 
     def __init__(self, worker: subprocess.Popen[bytes]) -> None:
         self.main = psutil.Process(worker.pid)
-        children = sorted(self.main.children(), key=lambda child: child.create_time())
-        # Vigía's housekeeping process is forked before Celery starts its pool; plain Celery has none.
-        self.housekeeper = children[0].pid if children and _is_vigia(self.main) else None
+        # Vigía's housekeeping process names itself; plain Celery has none.
+        named = [child.pid for child in self.main.children() if child.name() == HOUSEKEEPING_PROCESS_NAME]
+        self.housekeeper = named[0] if named else None
 
     def cpu(self) -> dict[str, float]:
         main_times = self.main.cpu_times()
@@ -84,10 +85,6 @@ class Watched:
         if self.housekeeper is not None:
             parts["housekeeping"] = housekeeping
         return parts
-
-
-def _is_vigia(process: psutil.Process) -> bool:
-    return "vigia.cli" in " ".join(process.cmdline())
 
 
 def _postgres_parent(process: psutil.Process) -> bool:

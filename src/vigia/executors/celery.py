@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import redis
@@ -59,6 +60,8 @@ HARD_LIMIT_MARGIN = 60.0
 #: Larger inputs and upstream outputs than this (JSON bytes) are read from the store by
 #: the worker rather than sent in the message.
 WORK_IN_MESSAGE_LIMIT = 64 * 1024
+#: The housekeeping process's name as the operating system shows it (15 characters at most).
+HOUSEKEEPING_PROCESS_NAME = "vigia-housekeep"
 #: How long a stopping worker waits for its housekeeping process's last batch.
 HOUSEKEEPING_SHUTDOWN_SECONDS = 10.0
 
@@ -430,6 +433,8 @@ def _housekeeping(
     until told to stop (or its worker is gone)."""
     from vigia.app import oversight_for
 
+    with contextlib.suppress(OSError):  # Linux: `ps`, `top` and monitoring tell it apart
+        Path("/proc/self/comm").write_text(HOUSEKEEPING_PROCESS_NAME)
     signalled: list[int] = []  # a signal handler must not take the Event's lock
     for number in (signal.SIGTERM, signal.SIGINT):  # finish the batch in hand, then stop
         signal.signal(number, lambda received, _: signalled.append(received))
