@@ -124,3 +124,24 @@ def test_settling_drops_what_cannot_be_read_or_settled_and_keeps_a_batch_the_sto
     assert calls == [[1, 2, 3], [1, 2, 3], [1], [2], [3]]
     assert client.llen(FINISHED_KEY) == 0
     assert client.llen(SETTLING_PREFIX + "s") == 0
+
+
+def test_a_lingering_take_gathers_what_arrives_meanwhile_into_one_batch(client: redis.Redis) -> None:
+    handoff = Handoff(client)
+    handoff.push(finished(1))
+    late = threading.Timer(0.02, lambda: [handoff.push(finished(run_id)) for run_id in (2, 3)])
+    late.start()
+    try:
+        batch = handoff.take("s", limit=10, linger=0.3)
+    finally:
+        late.join()
+    assert [decode(item).outcome.run_id for item in batch] == [1, 2, 3]
+    handoff.done("s")
+    # Without lingering, what was not there yet waits for the next batch.
+    handoff.push(finished(4))
+    late = threading.Timer(0.1, lambda: handoff.push(finished(5)))
+    late.start()
+    try:
+        assert [decode(item).outcome.run_id for item in handoff.take("s", limit=10)] == [4]
+    finally:
+        late.join()
