@@ -100,7 +100,8 @@ def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]
 
 
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as output:
+    # A fresh log each round: an earlier round's "ready." must not count for this one.
+    with log.open("wb") as output:
         return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
 
 
