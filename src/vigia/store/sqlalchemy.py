@@ -43,7 +43,7 @@ from vigia.job import (
     id_floor,
     is_job_id,
 )
-from vigia.store import migrations, oversight
+from vigia.store import bulk, migrations, oversight
 from vigia.store.base import Batch, DeadFilter, Dispatch, JobFilter, JobPage, NewJob, Snapshot, StageWork, WriteSet
 from vigia.store.schema import batches, events, jobs, stage_runs
 
@@ -214,6 +214,8 @@ class SQLUnitOfWork:
     def __init__(self, connection: Connection, *, row_locks: bool) -> None:
         self._connection = connection
         self._row_locks = row_locks
+        #: PostgreSQL: many rows in one statement (see `vigia.store.bulk`).
+        self._bulk = row_locks
 
     def load(self, job_ids: Sequence[str], *, lock: bool = True) -> dict[str, Snapshot]:
         if not job_ids:
@@ -428,6 +430,9 @@ class SQLUnitOfWork:
         self._insert_events(changes.events)
 
     def _update_many(self, table: sa.Table, key: sa.Column[Any], changes: Mapping[Any, Mapping[str, Any]]) -> None:
+        if self._bulk:
+            bulk.update_rows(self._connection, table, key, changes)
+            return
         # Rows changing the same columns go in one executemany: one statement per shape.
         by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for row_id, values in changes.items():
@@ -437,24 +442,26 @@ class SQLUnitOfWork:
             self._connection.execute(_update_statement(table, key, shape), parameters)
 
     def _insert_events(self, new_events: Sequence[Event]) -> None:
-        if new_events:
-            self._connection.execute(
-                events.insert(),
-                [
-                    {
-                        "job_id": item.job_id,
-                        "seq": item.seq,
-                        "type": item.type.value,
-                        "state": item.state.value,
-                        "stage": item.stage,
-                        "progress": item.progress,
-                        "message": item.message,
-                        "created_at": item.created_at,
-                        "stage_progress": item.stage_progress,
-                    }
-                    for item in new_events
-                ],
-            )
+        rows = [
+            {
+                "job_id": item.job_id,
+                "seq": item.seq,
+                "type": item.type.value,
+                "state": item.state.value,
+                "stage": item.stage,
+                "progress": item.progress,
+                "message": item.message,
+                "created_at": item.created_at,
+                "stage_progress": item.stage_progress,
+            }
+            for item in new_events
+        ]
+        if not rows:
+            return
+        if self._bulk:
+            bulk.insert_rows(self._connection, events, rows)
+        else:
+            self._connection.execute(events.insert(), rows)
 
 
 class SQLJobStore:
