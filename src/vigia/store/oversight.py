@@ -19,6 +19,7 @@ from vigia.audit import AuditDraft, AuditEntry, chain
 from vigia.escalation import Review, ReviewStatus
 from vigia.job import Job, JobState, StageState
 from vigia.monitoring import DURATION_BUCKETS, Alert, AlertSeverity, PipelineTimes, StageDurations, times_of
+from vigia.store import bulk
 from vigia.store.base import DeadFilter, DeadJob, ReviewFilter
 from vigia.store.schema import alerts, audit_head, audit_log, events, jobs, reviews, stage_runs
 
@@ -63,7 +64,11 @@ def append_audit(connection: Connection, drafts: Sequence[AuditDraft], *, row_lo
         query = query.with_for_update()
     head = connection.execute(query).one()
     entries = chain(head.last_hash, head.last_seq, drafts)
-    connection.execute(audit_log.insert(), [entry.to_dict() for entry in entries])
+    rows = [entry.to_dict() for entry in entries]
+    if row_locks:  # PostgreSQL: one statement for the lot
+        bulk.insert_rows(connection, audit_log, rows)
+    else:
+        connection.execute(audit_log.insert(), rows)
     connection.execute(
         audit_head.update().where(audit_head.c.id == _HEAD).values(last_seq=entries[-1].seq, last_hash=entries[-1].hash)
     )
