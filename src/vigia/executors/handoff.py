@@ -43,7 +43,7 @@ HEARTBEAT_TTL = 30
 #: At most this many finished attempts per transaction.
 SETTLE_BATCH = 200
 #: How long a busy settler waits for more after the first item of a batch.
-LINGER = 0.01
+LINGER = 0.02
 #: Errors that say "not now" rather than "not this item": the batch is kept and tried again.
 _WAIT_FOR = (StoreUnavailable, TransientConflict)
 
