@@ -196,6 +196,30 @@ def test_kill_9_of_a_worker_machine_mid_run_loses_no_job(cluster: Cluster) -> No
         assert again.attempts > run.attempts and again.lease_owner is None, (run, again)
 
 
+def test_a_worker_stops_when_its_housekeeping_process_dies_and_stops_cleanly_when_told(cluster: Cluster) -> None:
+    from vigia.executors.celery import HOUSEKEEPING_DIED_EXIT_CODE, HOUSEKEEPING_PROCESS_NAME
+
+    def housekeeper_of(worker: subprocess.Popen[bytes]) -> psutil.Process:
+        named = [child for child in psutil.Process(worker.pid).children() if child.name() == HOUSEKEEPING_PROCESS_NAME]
+        assert len(named) == 1, psutil.Process(worker.pid).children()
+        return named[0]
+
+    # Killed as the kernel's out-of-memory killer would: nothing would settle what this
+    # worker runs, so it stops (for its supervisor to start it again).
+    doomed = cluster.start_worker("--concurrency", "1")
+    housekeeper_of(doomed).kill()
+    assert doomed.wait(60) == HOUSEKEEPING_DIED_EXIT_CODE, cluster.logs()
+    assert "housekeeping.died" in cluster.logs()
+
+    # A worker told to stop (SIGTERM to its process group) stops cleanly, housekeeping too.
+    calm = cluster.start_worker("--concurrency", "1")
+    housekeeper = housekeeper_of(calm)
+    os.killpg(calm.pid, signal.SIGTERM)
+    assert calm.wait(60) == 0, cluster.logs()
+    assert not housekeeper.is_running()
+    assert cluster.logs().count("housekeeping.died") == 1
+
+
 def test_a_failure_on_a_worker_escalates_and_the_notification_is_delivered_by_a_worker(cluster: Cluster) -> None:
     import json
 

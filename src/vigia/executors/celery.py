@@ -62,6 +62,8 @@ HARD_LIMIT_MARGIN = 60.0
 WORK_IN_MESSAGE_LIMIT = 64 * 1024
 #: The housekeeping process's name as the operating system shows it (15 characters at most).
 HOUSEKEEPING_PROCESS_NAME = "vigia-housekeep"
+#: `vigia worker`'s exit code when it stopped because its housekeeping process died.
+HOUSEKEEPING_DIED_EXIT_CODE = 3
 #: How long a stopping worker waits for its housekeeping process's last batch.
 HOUSEKEEPING_SHUTDOWN_SECONDS = 10.0
 
@@ -391,20 +393,33 @@ def run_worker(settings: Settings, registry: Registry, *, queues: Sequence[str],
     app = make_celery(settings, registry)
     # A process of its own rather than a thread beside Celery's consumer: a busy thread there
     # holds the GIL while the consumer waits to hand out the next task, and the pool starves.
-    context = multiprocessing.get_context("fork")
-    stop = context.Event()
-    housekeeper = context.Process(
-        target=_housekeeping, args=(settings, registry, app, queues, stop, os.getpid()), name="vigia-housekeeping"
+    housekeeper = multiprocessing.get_context("fork").Process(
+        target=_housekeeping, args=(settings, registry, app, queues, os.getpid()), name="vigia-housekeeping"
     )
     housekeeper.start()
+    stopping, died = threading.Event(), threading.Event()
+
+    def watch_housekeeper() -> None:
+        """Without it nothing this worker runs is settled: should it die (killed for
+        memory, say), stop the worker so that its supervisor starts both again."""
+        housekeeper.join()
+        # Exit code 0: it was told to stop (a signal to the process group, its worker gone).
+        if not stopping.is_set() and housekeeper.exitcode != 0:
+            log.critical("housekeeping.died", extra={"exit_code": housekeeper.exitcode})
+            died.set()
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch_housekeeper, name="vigia-housekeeping-watch", daemon=True).start()
 
     @signals.worker_shutdown.connect(weak=False)
     def stop_housekeeping(**_: Any) -> None:
-        stop.set()
-        # Let it commit the batch it holds (or that batch waits for another's rescue).
+        stopping.set()
+        # SIGTERM: it commits the batch it holds, then stops (no shared lock to signal with:
+        # one held by a process that was killed would never be released).
+        housekeeper.terminate()
         housekeeper.join(HOUSEKEEPING_SHUTDOWN_SECONDS)
         if housekeeper.is_alive():
-            housekeeper.terminate()
+            housekeeper.kill()
 
     app.worker_main(
         [
@@ -424,23 +439,23 @@ def run_worker(settings: Settings, registry: Registry, *, queues: Sequence[str],
             "--without-mingle",
         ]
     )
+    if died.is_set():
+        raise SystemExit(HOUSEKEEPING_DIED_EXIT_CODE)
 
 
-def _housekeeping(
-    settings: Settings, registry: Registry, app: Celery, queues: Sequence[str], stop: Any, parent: int
-) -> None:
+def _housekeeping(settings: Settings, registry: Registry, app: Celery, queues: Sequence[str], parent: int) -> None:
     """The housekeeping process: settles in this thread, dispatches and reaps in another,
-    until told to stop (or its worker is gone)."""
+    until SIGTERM or SIGINT (or its worker is gone)."""
     from vigia.app import oversight_for
 
     with contextlib.suppress(OSError):  # Linux: `ps`, `top` and monitoring tell it apart
         Path("/proc/self/comm").write_text(HOUSEKEEPING_PROCESS_NAME)
-    signalled: list[int] = []  # a signal handler must not take the Event's lock
+    signalled: list[int] = []
     for number in (signal.SIGTERM, signal.SIGINT):  # finish the batch in hand, then stop
         signal.signal(number, lambda received, _: signalled.append(received))
 
     def stopping() -> bool:
-        return bool(signalled) or bool(stop.is_set()) or os.getppid() != parent
+        return bool(signalled) or os.getppid() != parent
 
     def coordinator() -> Coordinator:
         return Coordinator(SQLJobStore(settings.database_url), registry, oversight=oversight_for(settings, registry))
@@ -450,7 +465,8 @@ def _housekeeping(
         bus = RedisEventBus(settings.broker_url or "")
         broker = redis.Redis.from_url(settings.broker_url or "")
         next_reap = 0.0
-        while not stop.wait(settings.poll_interval) and not stopping():
+        while not stopping():
+            time.sleep(settings.poll_interval)
             try:
                 dispatch_ready(app, own, broker, queues)
                 if time.monotonic() >= next_reap:

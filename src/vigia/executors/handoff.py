@@ -205,6 +205,9 @@ def settle_batches(
         except (*_WAIT_FOR, redis.RedisError) as error:
             log.warning("handoff.waiting", extra={"error": str(error), "error_type": type(error).__name__})
             time.sleep(pause_after_error)
+        except Exception as error:  # a bug must not stop settling for good: say it, go on
+            log.exception("handoff.failed", extra={"error": str(error), "error_type": type(error).__name__})
+            time.sleep(pause_after_error)
 
 
 def _readable(taken: Sequence[bytes]) -> list[Finished]:
