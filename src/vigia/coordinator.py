@@ -537,7 +537,9 @@ class Coordinator:
         The claim is not written here: the returned run is the claim the worker means to
         make, which `settle` writes together with the outcome for a stage that ends within
         the keeper's first interval, or the keeper writes for a longer one. A quick stage
-        thus costs one transaction; a duplicate delivery that races it loses at `settle`."""
+        thus costs no transaction of its own (its settlement shares one with others); a
+        duplicate delivery that races it loses at `settle`. `planned_claim` makes the same
+        claim from what the message said, without this read."""
         snapshot = self.store.snapshot_of_run(run_id)
         if snapshot is None:
             return None
