@@ -136,6 +136,10 @@ def test_a_critical_stage_escalates_at_its_first_failure_and_notifies(
 
     [listed] = wait_for(delivered, what="the notification to be recorded as delivered")
     assert (listed["channel"], listed["about_job"], listed["attempts"]) == ("hook", job["id"], 1)
+    # A page to clinicians is not a submitter's to stop (an admin's cancel meets its end state).
+    cancel = f"{API}/jobs/{listed['id']}/cancel"
+    assert_error(oversee.client.post(cancel, headers=oversee.headers("submitter")), 403, "permission_denied")
+    assert_error(oversee.client.post(cancel, headers=oversee.headers("admin")), 409)
 
 
 def test_a_low_stage_never_escalates(oversee: Harness, receiver: WebhookReceiver) -> None:
@@ -405,7 +409,7 @@ def test_a_notification_is_retried_until_delivered_and_one_that_fails_raises_an_
             ("notifications_undelivered", True)
         ]
         assert second.evaluation.started == ()
-        status = api.client.get(f"{API}/monitoring/status", headers=api.headers("viewer")).json()
+        status = api.client.get(f"{API}/monitoring/status", headers=api.headers("admin")).json()
         assert status["health"] == "critical" and status["notifications_failed"] == 1
         assert [alert["rule"] for alert in status["alerts"]] == ["notifications_undelivered"]
         assert [entry.action for entry in audit_entries(api)].count("alert.started") == 1
@@ -424,14 +428,18 @@ def test_health_readiness_status_and_metrics(oversee: Harness) -> None:
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"store": "ok", "workers": "ok"}
     assert_error(oversee.client.get(f"{API}/metrics"), 401)
+    # Every tenant's figures: not for a tenant's own viewers or submitters.
+    for path in ("/metrics", "/monitoring/status"):
+        for who in ("viewer", "submitter"):
+            assert_error(oversee.client.get(f"{API}{path}", headers=oversee.headers(who)), 403, "permission_denied")
 
-    status = oversee.client.get(f"{API}/monitoring/status", headers=oversee.headers("viewer")).json()
+    status = oversee.client.get(f"{API}/monitoring/status", headers=oversee.headers("admin")).json()
     assert (status["finished"], status["failed"], status["dlq_size"], status["open_reviews"]) == (4, 1, 1, 1)
     assert status["processing_seconds"]["t_confidence"]["count"] == 3
     assert {queue["name"] for queue in status["queues"]} >= {"default", "notifications"}
     assert all(queue["consumers"] for queue in status["queues"])
 
-    response = oversee.client.get(f"{API}/metrics", headers=oversee.headers("viewer"))
+    response = oversee.client.get(f"{API}/metrics", headers=oversee.headers("admin"))
     assert response.headers["content-type"].startswith("text/plain")
     families = {family.name: family for family in text_string_to_metric_families(response.text)}
     jobs = {

@@ -30,8 +30,9 @@ from vigia.api.schemas import (
 )
 from vigia.app import Vigia
 from vigia.escalation import ReviewStatus
-from vigia.exceptions import InvalidInput, UnsupportedMediaType
+from vigia.exceptions import InvalidInput, PermissionDenied, UnsupportedMediaType
 from vigia.job import JobState, StageState
+from vigia.keys import Permission
 from vigia.pipeline import Pipeline
 from vigia.store.base import JobFilter
 
@@ -257,6 +258,10 @@ def _epoch(moment: dt.datetime | None) -> float | None:
 @router.post("/jobs/{job_id}/cancel", response_model=JobModel, responses=ERRORS, summary="Cancel a job")
 async def cancel_job(job_id: str, key: Submitter, vigia: App) -> JobModel:
     """Nothing more of the job is dispatched; running stages are told to stop. `409` if the
-    job has already finished."""
-    await vigia.get_job(job_id, key.tenant)
+    job has already finished. A notification (a page to clinicians) only an admin may stop."""
+    job = await vigia.get_job(job_id, key.tenant)
+    if job.pipeline == constants.NOTIFY_PIPELINE and not key.can(Permission.ADMIN):
+        raise PermissionDenied(
+            "only an admin key may cancel a notification", role=key.role.value, needs=Permission.ADMIN.value
+        )
     return job_model(await vigia.cancel(job_id, key.tenant, key.id))

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from vigia.api.auth import App, Reader
+from vigia.api.auth import Admin, App
 from vigia.exceptions import StoreError
 
 router = APIRouter(tags=["monitoring"])
@@ -57,16 +57,17 @@ def _broker_check(url: str) -> str:
 
 
 @router.get("/monitoring/status", summary="Queues, workers, throughput, failures, timings, alerts")
-async def status(key: Reader, vigia: App) -> dict[str, Any]:
+async def status(key: Admin, vigia: App) -> dict[str, Any]:
     """Per queue the depth and consumers; throughput, failure rate and processing-time
     percentiles per pipeline over the last hour; the dead-letter and review counts; and the
-    alerts now active (as last evaluated, with the rules applied to these facts)."""
+    alerts now active (as last evaluated, with the rules applied to these facts). These are
+    the whole installation's, every tenant's: admin keys only."""
     observation = await asyncio.to_thread(vigia.watch.observe)
     return observation.status()
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(key: Reader, vigia: App) -> Response:
-    """The same facts in Prometheus text format (scrape with an API key as bearer token)."""
+async def metrics(key: Admin, vigia: App) -> Response:
+    """The same facts in Prometheus text format (scrape with an admin key as bearer token)."""
     observation = await asyncio.to_thread(vigia.watch.observe)
     return Response(observation.metrics(), media_type=CONTENT_TYPE_LATEST)
