@@ -28,6 +28,7 @@ from vigia.registry import Registry
 from vigia.store import JobFilter, migrations
 from vigia.store.base import StageWork
 from vigia.store.schema import metadata
+from vigia.store.schema import stage_runs as stage_runs_table
 from vigia.store.sqlalchemy import SQLJobStore
 
 #: Where the fake clock starts (November 2026): far from the real time, on purpose.
@@ -546,6 +547,42 @@ def test_dispatches_carry_what_the_worker_needs_and_a_planned_claim_settles_like
     unknown = replace(taken["fetch"], stage="vanished")
     assert coordinator.planned_claim(unknown, "worker-1", 30) is None
     assert coordinator.planned_claim(replace(taken["fetch"], work=None), "worker-1", 30) is None
+
+
+def test_bulk_writes_on_postgresql_refuse_a_value_too_long_rather_than_cut_it(
+    store: SQLJobStore, coordinator: Coordinator
+) -> None:
+    if store.is_sqlite:
+        pytest.skip("bulk writes are PostgreSQL's")
+    from vigia.store import bulk
+    from vigia.store.schema import events as events_table
+
+    job = coordinator.submit("store_test", {"n": 1}).job
+    run = runs_by_stage(store, job.id)["fetch"]
+    with pytest.raises(sa.exc.DataError), store.engine.begin() as connection:
+        bulk.update_rows(connection, stage_runs_table, stage_runs_table.c.id, {run.id: {"lease_owner": "w" * 101}})
+    with store.engine.begin() as connection:  # NULLs, a JSON document, an int among floats
+        bulk.update_rows(
+            connection,
+            stage_runs_table,
+            stage_runs_table.c.id,
+            {run.id: {"lease_owner": None, "output": {"a": [1, None]}, "progress": 1}},
+        )
+        bulk.insert_rows(
+            connection,
+            events_table,
+            [
+                {"job_id": job.id, "seq": 90 + n, "type": "job.queued", "state": "queued", "stage": None, "progress": n,
+                 "message": None, "created_at": START, "stage_progress": None}
+                for n in (0, 1)
+            ],
+        )  # fmt: skip
+    stored = runs_by_stage(store, job.id)["fetch"]
+    assert (stored.lease_owner, stored.output, stored.progress) == (None, {"a": [1, None]}, 1.0)
+    assert [(event.seq, event.progress, event.stage) for event in store.events_after(job.id, 89)] == [
+        (90, 0.0, None),
+        (91, 1.0, None),
+    ]
 
 
 def test_assignment_for_a_job_of_an_unregistered_pipeline_fails_the_job(

@@ -96,9 +96,9 @@ def make_celery(settings: Settings, registry: Registry) -> Celery:
     )
     runtime = _Runtime(settings, registry)
 
-    def run_stage(task: Any, run_id: int, work: dict[str, Any] | None = None) -> str:
+    def run_stage(task: Any, run_id: int, work: str | None = None) -> str:
         redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
-        return runtime.run_stage(task.app, run_id, None if redelivered else work)
+        return runtime.run_stage(task.app, run_id, None if redelivered or not isinstance(work, str) else work)
 
     app.task(name=TASK_NAME, bind=True, acks_late=True, ignore_result=True)(run_stage)
     return app
@@ -124,9 +124,11 @@ def send(app: Celery, registry: Registry, runs: Iterable[Dispatch]) -> int:
     return sent
 
 
-def _work_message(item: Dispatch) -> list[dict[str, Any]]:
+def _work_message(item: Dispatch) -> list[str]:
     """What the worker needs besides the run's id, when it is known and small enough to
-    travel in the message (a worker reads the store for the rest)."""
+    travel in the message (a worker reads the store for the rest). As a JSON string of its
+    own: kombu's decoder would turn a client's `{"__type__": ...}` object into something
+    else, or refuse the message."""
     work = item.work
     if work is None or work.outputs is None:
         return []
@@ -140,13 +142,14 @@ def _work_message(item: Dispatch) -> list[dict[str, Any]]:
         "outputs": work.outputs,
     }
     try:
-        size = len(json.dumps(message, separators=(",", ":")))
+        encoded = json.dumps(message, separators=(",", ":"))
     except (TypeError, ValueError):
         return []
-    return [message] if size <= WORK_IN_MESSAGE_LIMIT else []
+    return [encoded] if len(encoded) <= WORK_IN_MESSAGE_LIMIT else []
 
 
-def _dispatch_of(run_id: int, message: dict[str, Any]) -> Dispatch:
+def _dispatch_of(run_id: int, encoded: str) -> Dispatch:
+    message = json.loads(encoded)
     work = StageWork(message["job_id"], int(message["attempts"]), message["input"], message["outputs"])
     return Dispatch(run_id, message["queue"], message["pipeline"], message["stage"], work)
 
@@ -215,7 +218,7 @@ class _Runtime:
             loop = self._loops.loop = asyncio.new_event_loop()
         return loop
 
-    def task(self, run_id: int, work: dict[str, Any] | None) -> _Task | None:
+    def task(self, run_id: int, work: str | None) -> _Task | None:
         """From the message when it says enough (no read), else from the store; None when
         the store says the run is no longer ready (another delivery ran it, or its job ended)."""
         coordinator, owner, lease = self.parts().coordinator, self.parts().owner, self.settings.lease_seconds
@@ -230,7 +233,7 @@ class _Runtime:
             return None
         return _Task(assignment.run, assignment.job.pipeline, assignment.job.input, assignment.outputs)
 
-    def run_stage(self, app: Celery, run_id: int, work: dict[str, Any] | None = None) -> str:
+    def run_stage(self, app: Celery, run_id: int, work: str | None = None) -> str:
         task = self.task(run_id, work)
         if task is None:
             return "duplicate"

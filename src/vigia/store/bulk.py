@@ -7,6 +7,7 @@ fifty stage runs writes its runs, its jobs and its events in three statements th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -55,7 +56,10 @@ def update_rows(
 
 
 def _array(column: sa.Column[Any], name: str) -> str:
-    return f"%({name})s::{column.type.compile(dialect=_DIALECT)}[]"
+    # Without the length: an explicit cast to VARCHAR(n) would cut a longer value short
+    # instead of refusing it, as the column itself does.
+    kind = re.sub(r"\(\d+\)$", "", column.type.compile(dialect=_DIALECT))
+    return f"%({name})s::{kind}[]"
 
 
 def _columns(table: sa.Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
