@@ -125,16 +125,24 @@ def test_jobs_run_on_worker_processes_with_live_events(cluster: Cluster) -> None
     cluster.start_worker("--concurrency", "2")
     cluster.start_worker("--concurrency", "2")
 
-    async def scenario(vigia: Vigia) -> tuple[list[JobState], list[int], dict]:
-        jobs = [await vigia.submit("demo", {"pace": 0, "flaky": number % 5 == 0}) for number in range(20)]
-        seqs = [event.seq async for event in vigia.events(jobs[0].id)]
-        finished = [await vigia.wait(job.id, timeout=120) for job in jobs]
-        return [job.state for job in finished], seqs, finished[-1].result
+    # Shaped like what kombu's JSON decoder turns into Python objects (or refuses): the
+    # stage must see the client's JSON as it was sent.
+    tagged = {"__type__": "datetime", "__value__": "2026-01-01T10:00:00"}
+    unreadable = {"__type__": "uuid", "__value__": "not a uuid"}
 
-    states, seqs, result = run_api(cluster, scenario)  # type: ignore[misc]
-    assert states == [JobState.SUCCEEDED] * 20, cluster.logs()
+    async def scenario(vigia: Vigia) -> tuple[list[JobState], list[int], dict, list[Any]]:
+        jobs = [await vigia.submit("demo", {"pace": 0, "flaky": number % 5 == 0}) for number in range(20)]
+        odd = [await vigia.submit("t_outcomes", {"mode": tagged, "visit": unreadable})]
+        seqs = [event.seq async for event in vigia.events(jobs[0].id)]
+        finished = [await vigia.wait(job.id, timeout=120) for job in jobs + odd]
+        starts = [run.output for run in vigia.store.get_runs(odd[0].id) if run.stage == "start"]
+        return [job.state for job in finished], seqs, finished[19].result, starts
+
+    states, seqs, result, starts = run_api(cluster, scenario)  # type: ignore[misc]
+    assert states == [JobState.SUCCEEDED] * 21, cluster.logs()
     assert seqs == list(range(1, len(seqs) + 1))
     assert result["sentences"] == 19
+    assert starts == [{"mode": tagged}]
 
     registry = Registry([*ALL, demo])
     facts = queue_facts(make_celery(cluster.settings(), registry), cluster.settings(), registry.queues, timeout=3)
