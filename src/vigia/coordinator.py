@@ -656,10 +656,11 @@ class Coordinator:
             now = self._clock()
             job_ids = [run.job_id for run in claims] + [report.job_id for report in reports]
             batch = _Batch(unit.load(job_ids + [outcome.job_id for outcome in outcomes]), now)
-            refused = {run.id for run in claims if not self._claim_in(batch, run)}
+            # By attempt: a stale claim refused must not drop a later attempt's outcome.
+            refused = {(run.id, run.attempts) for run in claims if not self._claim_in(batch, run)}
             # Progress first: an attempt's reports come before its outcome.
             for report in reports:
-                if report.job_id in batch.jobs and report.run_id not in refused:
+                if report.job_id in batch.jobs and (report.run_id, report.attempt) not in refused:
                     job = batch.jobs[report.job_id]
                     pipeline = self._pipeline_for(batch, job)
                     if pipeline is not None:
@@ -668,7 +669,7 @@ class Coordinator:
                 if outcome.job_id not in batch.jobs:
                     log.warning("outcome.job_missing", extra={"job_id": outcome.job_id})
                     continue
-                if outcome.run_id in refused:
+                if (outcome.run_id, outcome.attempt) in refused:
                     continue
                 job = batch.jobs[outcome.job_id]
                 pipeline = self._pipeline_for(batch, job)
@@ -689,7 +690,7 @@ class Coordinator:
             if dispatching:
                 batch.mark_dispatched()
             settled = self._commit(unit, batch)
-            settled.refused = refused
+            settled.refused = {run_id for run_id, _ in refused}
             if dispatching:
                 settled.ready = [self._with_work(batch, item) for item in settled.ready]
             return settled

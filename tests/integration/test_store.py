@@ -549,6 +549,33 @@ def test_dispatches_carry_what_the_worker_needs_and_a_planned_claim_settles_like
     assert coordinator.planned_claim(replace(taken["fetch"], work=None), "worker-1", 30) is None
 
 
+def test_a_stale_claim_refused_beside_a_later_attempt_does_not_drop_that_attempt(
+    store: SQLJobStore, coordinator: Coordinator, clock: Clock
+) -> None:
+    job = coordinator.submit("other_test", None).job
+    [first] = coordinator.take_for_dispatch()
+    claimed = coordinator.planned_claim(first, "worker-a", 30)
+    stale = coordinator.planned_claim(first, "worker-b", 30)  # a resend of the first message
+    assert claimed is not None and stale is not None
+    failed = StageOutcome(claimed.id, job.id, "only", 1, "failed", START, clock.advance(0.1), error_type="E",
+                          error_message="x", retryable=True)  # fmt: skip
+    coordinator.settle([failed], claims=[claimed])
+    clock.advance(5)  # past the retry's delay
+    [second] = coordinator.take_for_dispatch()
+    retried = coordinator.planned_claim(second, "worker-c", 30)
+    assert retried is not None and retried.attempts == 2
+
+    # The stale delivery's claim and outcome reach one settlement with the retry's.
+    late = StageOutcome(stale.id, job.id, "only", 1, "succeeded", START, clock.now, "stale")
+    good = StageOutcome(retried.id, job.id, "only", 2, "succeeded", clock.now, clock.advance(0.1), "good")
+    settled = coordinator.settle([late, good], claims=[stale, retried])
+
+    assert settled.refused == {stale.id}
+    run = runs_by_stage(store, job.id)["only"]
+    assert (run.state, run.attempts, run.output) == (StageState.SUCCEEDED, 2, "good")
+    assert store.get_job(job.id).state is JobState.SUCCEEDED
+
+
 def test_bulk_writes_on_postgresql_refuse_a_value_too_long_rather_than_cut_it(
     store: SQLJobStore, coordinator: Coordinator
 ) -> None:
