@@ -219,9 +219,13 @@ def test_a_worker_stops_when_its_housekeeping_process_dies_and_stops_cleanly_whe
     assert doomed.wait(60) == HOUSEKEEPING_DIED_EXIT_CODE, cluster.logs()
     assert "housekeeping.died" in cluster.logs()
 
-    # A worker told to stop (SIGTERM to its process group) stops cleanly, housekeeping too.
+    # A worker told to stop (SIGTERM to its process group) stops cleanly, housekeeping too,
+    # which ignores the signal itself and settles until Celery has stopped.
     calm = cluster.start_worker("--concurrency", "1")
     housekeeper = housekeeper_of(calm)
+    housekeeper.terminate()
+    time.sleep(1)
+    assert housekeeper.is_running() and housekeeper.status() != psutil.STATUS_ZOMBIE
     os.killpg(calm.pid, signal.SIGTERM)
     assert calm.wait(60) == 0, cluster.logs()
     assert not housekeeper.is_running()

@@ -145,3 +145,15 @@ def test_a_lingering_take_gathers_what_arrives_meanwhile_into_one_batch(client: 
         assert [decode(item).outcome.run_id for item in handoff.take("s", limit=10)] == [4]
     finally:
         late.join()
+
+
+def test_a_settler_told_to_stop_still_settles_what_waits(client: redis.Redis) -> None:
+    handoff = Handoff(client)
+    for run_id in (1, 2, 3):
+        handoff.push(finished(run_id))
+    settled: list[int] = []
+
+    settle_batches(handoff, "s", lambda batch: settled.extend(item.outcome.run_id for item in batch), lambda: True)
+
+    assert settled == [1, 2, 3]
+    assert client.llen(FINISHED_KEY) == 0

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import kombu.exceptions
 import redis
 from celery import Celery, signals
 
@@ -62,6 +63,8 @@ HARD_LIMIT_MARGIN = 60.0
 WORK_IN_MESSAGE_LIMIT = 64 * 1024
 #: The housekeeping process's name as the operating system shows it (15 characters at most).
 HOUSEKEEPING_PROCESS_NAME = "vigia-housekeep"
+#: What the worker sends its housekeeping process to stop it.
+HOUSEKEEPING_STOP_SIGNAL = signal.SIGUSR1
 #: `vigia worker`'s exit code when it stopped because its housekeeping process died.
 HOUSEKEEPING_DIED_EXIT_CODE = 3
 #: How long a stopping worker waits for its housekeeping process's last batch.
@@ -298,7 +301,8 @@ def settle_finished(
         dispatching=True,
     )
     bus.publish(settled.events)
-    with contextlib.suppress(redis.RedisError):  # recorded as sent: the dispatcher resends
+    # Recorded as sent: should the broker fail now, the dispatcher sends them again later.
+    with contextlib.suppress(redis.RedisError, kombu.exceptions.OperationalError):
         send(app, registry, settled.ready)
 
 
@@ -403,11 +407,10 @@ def run_worker(settings: Settings, registry: Registry, *, queues: Sequence[str],
     stopping, died = threading.Event(), threading.Event()
 
     def watch_housekeeper() -> None:
-        """Without it nothing this worker runs is settled: should it die (killed for
-        memory, say), stop the worker so that its supervisor starts both again."""
+        """Without it nothing this worker runs is settled: should it end unasked (killed
+        for memory, say), stop the worker so that its supervisor starts both again."""
         housekeeper.join()
-        # Exit code 0: it was told to stop (a signal to the process group, its worker gone).
-        if not stopping.is_set() and housekeeper.exitcode != 0:
+        if not stopping.is_set():
             log.critical("housekeeping.died", extra={"exit_code": housekeeper.exitcode})
             died.set()
             os.kill(os.getpid(), signal.SIGTERM)
@@ -416,10 +419,12 @@ def run_worker(settings: Settings, registry: Registry, *, queues: Sequence[str],
 
     @signals.worker_shutdown.connect(weak=False)
     def stop_housekeeping(**_: Any) -> None:
+        # Celery says so once its pool has finished its tasks: their outcomes are handed
+        # over, and the housekeeper settles what waits before it stops. A signal rather
+        # than a shared lock (one held by a process that was killed is never released).
         stopping.set()
-        # SIGTERM: it commits the batch it holds, then stops (no shared lock to signal with:
-        # one held by a process that was killed would never be released).
-        housekeeper.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(housekeeper.pid or 0, HOUSEKEEPING_STOP_SIGNAL)
         housekeeper.join(HOUSEKEEPING_SHUTDOWN_SECONDS)
         if housekeeper.is_alive():
             housekeeper.kill()
@@ -448,14 +453,17 @@ def run_worker(settings: Settings, registry: Registry, *, queues: Sequence[str],
 
 def _housekeeping(settings: Settings, registry: Registry, app: Celery, queues: Sequence[str], parent: int) -> None:
     """The housekeeping process: settles in this thread, dispatches and reaps in another,
-    until SIGTERM or SIGINT (or its worker is gone)."""
+    until its worker says stop (or is gone)."""
     from vigia.app import oversight_for
 
     with contextlib.suppress(OSError):  # Linux: `ps`, `top` and monitoring tell it apart
         Path("/proc/self/comm").write_text(HOUSEKEEPING_PROCESS_NAME)
+    # SIGTERM and SIGINT to the process group stop Celery, which lets its running tasks
+    # finish: the housekeeper goes on settling their outcomes until Celery has stopped.
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, signal.SIG_IGN)
     signalled: list[int] = []
-    for number in (signal.SIGTERM, signal.SIGINT):  # finish the batch in hand, then stop
-        signal.signal(number, lambda received, _: signalled.append(received))
+    signal.signal(HOUSEKEEPING_STOP_SIGNAL, lambda received, _: signalled.append(received))
 
     def stopping() -> bool:
         return bool(signalled) or os.getppid() != parent

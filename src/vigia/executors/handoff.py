@@ -39,9 +39,13 @@ FINISHED_KEY = "vigia:finished"
 SETTLING_PREFIX = "vigia:settling:"
 #: A settler refreshes its heartbeat this often; one silent for `HEARTBEAT_TTL` is dead.
 HEARTBEAT_PREFIX = "vigia:settler:"
-HEARTBEAT_TTL = 30
+#: Well under a stage run's lease (30 s by default), so that a dead settler's batch is
+#: settled by another before the reaper takes the runs back as lost.
+HEARTBEAT_TTL = 10
 #: At most this many finished attempts per transaction.
 SETTLE_BATCH = 200
+#: How long a stopping settler goes on settling what is already waiting.
+DRAIN_SECONDS = 5.0
 #: How long a busy settler waits for more after the first item of a batch.
 LINGER = 0.02
 #: Errors that say "not now" rather than "not this item": the batch is kept and tried again.
@@ -118,17 +122,22 @@ class Handoff:
     def push(self, finished: Finished) -> None:
         self.client.rpush(FINISHED_KEY, encode(finished))
 
-    def take(self, settler: str, *, limit: int = SETTLE_BATCH, wait: int = 1, linger: float = 0.0) -> list[bytes]:
+    def take(
+        self, settler: str, *, limit: int = SETTLE_BATCH, wait: int | None = 1, linger: float = 0.0
+    ) -> list[bytes]:
         """What this settler took and has not finished, or else up to ``limit`` waiting
-        items (waiting up to ``wait`` seconds for the first, then ``linger`` seconds for
-        more to arrive), moved onto its own list."""
+        items (waiting up to ``wait`` seconds for the first, not at all with None, then
+        ``linger`` seconds for more to arrive), moved onto its own list."""
         mine = SETTLING_PREFIX + settler
         if settler not in self._settled:  # it has not finished all it took (or just started)
             left = cast(list[bytes], self.client.lrange(mine, 0, -1))
             if left:
                 return left
         self._settled.discard(settler)
-        first = cast(bytes | None, self.client.blmove(FINISHED_KEY, mine, wait, "LEFT", "RIGHT"))
+        if wait is None:
+            first = cast(bytes | None, self.client.lmove(FINISHED_KEY, mine, "LEFT", "RIGHT"))
+        else:
+            first = cast(bytes | None, self.client.blmove(FINISHED_KEY, mine, wait, "LEFT", "RIGHT"))
         if first is None:
             self._settled.add(settler)
             return []
@@ -164,14 +173,20 @@ def settle_batches(
     should_stop: Callable[[], bool],
     *,
     pause_after_error: float = 1.0,
+    drain_seconds: float = DRAIN_SECONDS,
 ) -> None:
-    """Until ``should_stop``: take batches and settle them; an item that cannot even be
-    read is dropped (logged), a batch the store refused is tried item by item so that one
-    bad item does not hold up the rest, and what failed for want of the store or Redis is
-    kept and tried again."""
+    """Until ``should_stop`` (and then what waits, for up to ``drain_seconds``): take
+    batches and settle them. What failed for want of the store or Redis is kept and tried
+    again; see `_settle_or_drop` for what cannot be settled at all."""
     next_beat = 0.0
     busy = False
-    while not should_stop():
+    drain_until: float | None = None
+    while True:
+        if drain_until is None and should_stop():
+            # Settle what is already waiting (the last tasks of a stopping worker), briefly.
+            drain_until = time.monotonic() + drain_seconds
+        if drain_until is not None and time.monotonic() >= drain_until:
+            return
         try:
             if time.monotonic() >= next_beat:
                 handoff.beat(settler)
@@ -180,27 +195,14 @@ def settle_batches(
                 next_beat = time.monotonic() + HEARTBEAT_TTL / 3
             # Under load, a moment's wait gathers a bigger batch: one transaction settles
             # more, at the cost of a few milliseconds per stage.
-            taken = handoff.take(settler, linger=LINGER if busy else 0.0)
+            draining = drain_until is not None
+            taken = handoff.take(settler, linger=0.0 if draining or not busy else LINGER, wait=None if draining else 1)
             busy = len(taken) > 1
             if not taken:
+                if draining:
+                    return
                 continue
-            batch = _readable(taken)
-            try:
-                settle(batch)
-            except _WAIT_FOR:
-                raise
-            except Exception as error:  # one bad item: settle the others without it
-                log.error("handoff.batch_failed", extra={"error": str(error), "error_type": type(error).__name__})
-                for item in batch:
-                    try:
-                        settle([item])
-                    except _WAIT_FOR:
-                        raise
-                    except Exception as item_error:
-                        log.error(
-                            "handoff.item_dropped",
-                            extra={"run_id": item.outcome.run_id, "error": str(item_error)},
-                        )
+            _settle_or_drop(settle, _readable(taken))
             handoff.done(settler)
         except (*_WAIT_FOR, redis.RedisError) as error:
             log.warning("handoff.waiting", extra={"error": str(error), "error_type": type(error).__name__})
@@ -208,6 +210,24 @@ def settle_batches(
         except Exception as error:  # a bug must not stop settling for good: say it, go on
             log.exception("handoff.failed", extra={"error": str(error), "error_type": type(error).__name__})
             time.sleep(pause_after_error)
+
+
+def _settle_or_drop(settle: Callable[[Sequence[Finished]], None], batch: Sequence[Finished]) -> None:
+    """Settle the batch; should the store refuse it, item by item, so that one bad item
+    (logged and dropped) does not hold up the rest."""
+    try:
+        settle(batch)
+    except _WAIT_FOR:
+        raise
+    except Exception as error:
+        log.error("handoff.batch_failed", extra={"error": str(error), "error_type": type(error).__name__})
+        for item in batch:
+            try:
+                settle([item])
+            except _WAIT_FOR:
+                raise
+            except Exception as item_error:
+                log.error("handoff.item_dropped", extra={"run_id": item.outcome.run_id, "error": str(item_error)})
 
 
 def _readable(taken: Sequence[bytes]) -> list[Finished]:

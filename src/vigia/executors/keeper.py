@@ -48,14 +48,15 @@ class Keeper:
         self.bus = bus
         self.owner = owner
         self.lease_seconds = lease_seconds
+        # By the Held itself: with a threads pool, two deliveries of one run may both be here.
         self._held: dict[int, Held] = {}
         self._guard = threading.Condition()
         self._thread: threading.Thread | None = None
 
     def hold(self, held: Held) -> None:
         with self._guard:
-            self._held[held.claim.id] = held
-            if self._thread is None:
+            self._held[id(held)] = held
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._keep, name="vigia-keeper", daemon=True)
                 self._thread.start()
             elif len(self._held) == 1:
@@ -66,7 +67,7 @@ class Keeper:
         with held.lock:
             held.finished = True
         with self._guard:
-            self._held.pop(held.claim.id, None)
+            self._held.pop(id(held), None)
         return held.claimed
 
     def _keep(self) -> None:
@@ -82,7 +83,10 @@ class Keeper:
             for held in due:
                 with held.lock:
                     if not held.finished:
-                        self._keep_one(held)
+                        try:
+                            self._keep_one(held)
+                        except Exception as error:  # one run's trouble must not stop the keeping of all
+                            log.exception("keeper.failed", extra={"error": str(error), "run_id": held.claim.id})
                         held.due = time.monotonic() + KEEPER_INTERVAL
 
     def _keep_one(self, held: Held) -> None:
