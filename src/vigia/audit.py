@@ -108,10 +108,23 @@ def entry_hash(prev_hash: str, seq: int, draft: AuditDraft) -> str:
         draft.tenant,
         draft.job_id,
         draft.subject,
-        draft.details,
+        _stable_numbers(draft.details),
     ]
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _stable_numbers(value: Any) -> Any:
+    """Numbers as they read back from any store: PostgreSQL's JSONB gives a whole float
+    back as an integer when large (1e16) and drops the sign of -0.0, so whole floats are
+    hashed as integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {key: _stable_numbers(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_stable_numbers(item) for item in value]
+    return value
 
 
 def chain(prev_hash: str, last_seq: int, drafts: Iterable[AuditDraft]) -> list[AuditEntry]:

@@ -881,3 +881,17 @@ def _lock_waiters(connection: sa.Connection) -> int:
         " WHERE state = 'active' AND datname = current_database() AND pid <> pg_backend_pid()"
     )
     return len(connection.execute(sa.text(query)).all())
+
+
+def test_audit_entries_with_awkward_numbers_verify_after_a_round_trip(store: SQLJobStore) -> None:
+    from vigia.audit import AuditDraft, verify
+    from vigia.store.oversight import OversightStore
+
+    # What JSONB gives back otherwise than it was given: -0.0 as 0, 1e16 as an integer.
+    details = {"delta": -0.0, "big": 1e16, "huge": 1e20, "whole": 1.0, "tenth": 0.1, "n": [3, 2.5, -0.0]}
+    store.transact(
+        lambda unit: unit.append_audit([AuditDraft("check.numbers", "test", START, "t", None, None, details)])
+    )
+    entries = list(OversightStore(store).audit_entries())
+    assert [entry.action for entry in entries] == ["check.numbers"]
+    assert verify(entries).ok, verify(entries)
