@@ -9,7 +9,7 @@ import getpass
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -374,23 +374,35 @@ def audit_verify(data_dir: DataDir = None) -> None:
     """Walk the audit log's hash chain; name the first entry that does not fit it."""
     from vigia.audit import verify
 
-    async def verified(vigia: Vigia) -> tuple[Any, Any]:
+    async def verified(vigia: Vigia) -> tuple[Any, Any, str | None]:
         anchor = await asyncio.to_thread(vigia.watch_store.audit_anchor)
+        last_hash: list[str] = []
+
+        def upto_head() -> Iterator[Any]:
+            # Entries written while this runs lie beyond the head read first: not checked.
+            for entry in vigia.watch_store.audit_entries(after_seq=anchor.first_seq - 1):
+                if entry.seq > anchor.last_seq:
+                    return
+                last_hash[:] = [entry.hash]
+                yield entry
 
         def walk() -> Any:
-            return verify(
-                vigia.watch_store.audit_entries(after_seq=anchor.first_seq - 1),
-                first_prev_hash=anchor.first_prev_hash,
-                first_seq=anchor.first_seq,
-            )
+            return verify(upto_head(), first_prev_hash=anchor.first_prev_hash, first_seq=anchor.first_seq)
 
-        return anchor, await asyncio.to_thread(walk)
+        result = await asyncio.to_thread(walk)
+        return anchor, result, last_hash[0] if last_hash else None
 
-    anchor, result = _locally(data_dir, verified)
+    anchor, result, last_hash = _locally(data_dir, verified)
     if result.ok and result.checked != anchor.last_seq - anchor.first_seq + 1:
         errors.print(
             f"[red]audit log broken:[/] the chain ends at entry {anchor.first_seq + result.checked - 1}, "
             f"its head says {anchor.last_seq}: entries were removed from the end"
+        )
+        raise typer.Exit(1)
+    if result.ok and result.checked and last_hash != anchor.last_hash:
+        errors.print(
+            f"[red]audit log broken:[/] entry {anchor.last_seq} is not the one the head recorded: "
+            "the chain was rewritten"
         )
         raise typer.Exit(1)
     if not result.ok:

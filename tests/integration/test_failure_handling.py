@@ -313,9 +313,29 @@ def test_the_audit_chain_names_the_first_tampered_or_missing_entry(sqlite_url: s
     assert removed.exit_code == 1
     assert f"broken at entry {victim.seq + 2}" in removed.output and "missing" in removed.output
 
+    # Re-chained from the changed entry on (the head left alone): the chain verifies, the
+    # head does not match.
+    from vigia.audit import AuditDraft, chain
+
+    with engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM vigia_audit WHERE seq >= :seq"), {"seq": victim.seq})
+        drafts = [
+            AuditDraft(entry.action, "someone-else" if entry.seq == victim.seq else entry.actor, entry.at,
+                       entry.tenant, entry.job_id, entry.subject, entry.details)
+            for entry in entries[victim.seq - 1 :]
+        ]  # fmt: skip
+        forged = chain(entries[victim.seq - 2].hash, victim.seq - 1, drafts)
+        connection.execute(sa.text(
+            "INSERT INTO vigia_audit (seq, at, actor, action, tenant, job_id, subject, details, prev_hash, hash) "
+            "VALUES (:seq, :at, :actor, :action, :tenant, :job_id, :subject, :details, :prev_hash, :hash)"),
+            [{**entry.to_dict(), "details": json.dumps(entry.to_dict()["details"])} for entry in forged])  # fmt: skip
+    rewritten = runner.invoke(app, ["audit", "verify"], env=env)
+    assert rewritten.exit_code == 1, rewritten.output
+    assert "rewritten" in rewritten.output
+
     exported = runner.invoke(app, ["audit", "export"], env=env)
     lines = [json.loads(line) for line in exported.output.splitlines() if line.startswith("{")]
-    assert len(lines) == len(entries) - 1 and all(len(line["hash"]) == 64 for line in lines)
+    assert len(lines) == len(entries) and all(len(line["hash"]) == 64 for line in lines)
     engine.dispose()
 
 
