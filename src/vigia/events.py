@@ -13,7 +13,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from vigia.job import Event
 
@@ -125,12 +125,11 @@ REDIS_CHANNEL_PREFIX = "vigia:events:"
 REDIS_RECONNECT_DELAY = 1.0
 
 
-def event_to_json(event: Event) -> str:
-    return json.dumps(event.to_dict(), separators=(",", ":"))
-
-
-def event_from_json(text: str | bytes) -> Event:
-    return Event.from_row(json.loads(text))
+def events_from_message(text: str | bytes) -> list[Event]:
+    """A pub/sub message: a job's events as a list (one event alone, from an older
+    version, is read too)."""
+    decoded = json.loads(text)
+    return [Event.from_row(item) for item in decoded] if isinstance(decoded, list) else [Event.from_row(decoded)]
 
 
 class RedisEventBus:
@@ -152,10 +151,15 @@ class RedisEventBus:
             return
         import redis
 
+        # One message per job with its events in order: a settlement of many stage runs
+        # publishes one command per job rather than one per event.
+        by_job: dict[str, list[dict[str, Any]]] = {}
+        for event in events:
+            by_job.setdefault(event.job_id, []).append(event.to_dict())
         try:
             with self._redis.pipeline(transaction=False) as pipe:
-                for event in events:
-                    pipe.publish(REDIS_CHANNEL_PREFIX + event.job_id, event_to_json(event))
+                for job_id, job_events in by_job.items():
+                    pipe.publish(REDIS_CHANNEL_PREFIX + job_id, json.dumps(job_events, separators=(",", ":")))
                 pipe.execute()
         except redis.RedisError as error:
             # The store has the events; listeners catch up from it.
@@ -177,7 +181,7 @@ class RedisEventBus:
                     await pubsub.psubscribe(REDIS_CHANNEL_PREFIX + "*")
                     async for message in pubsub.listen():
                         if message.get("type") == "pmessage":
-                            self._local.publish([event_from_json(message["data"])])
+                            self._local.publish(events_from_message(message["data"]))
             except (redis.RedisError, OSError) as error:
                 logging.getLogger("vigia.events").warning("events.listen_failed", extra={"error": str(error)})
                 await asyncio.sleep(REDIS_RECONNECT_DELAY)

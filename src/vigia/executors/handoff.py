@@ -20,8 +20,8 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import cast
+from dataclasses import dataclass, fields
+from typing import Any, cast
 
 import redis
 
@@ -73,18 +73,25 @@ class Finished:
 
 
 def encode(finished: Finished) -> bytes:
-    outcome = asdict(finished.outcome)
-    # JSON has no tuples; the decoder rebuilds them (and the enums) field by field.
+    claim, outcome = finished.claim, finished.outcome
+    # JSON has no tuples; the decoder rebuilds them (and the enums) field by field. Shallow
+    # copies: `asdict` would copy the whole output first, only for it to be serialised.
     return json.dumps(
         {
-            "outcome": outcome,
-            "reports": [asdict(report) for report in finished.reports],
-            "claim": None
-            if finished.claim is None
-            else {**asdict(finished.claim), "state": finished.claim.state.value},
+            "outcome": {
+                **_fields(outcome),
+                "escalations": [_fields(item) for item in outcome.escalations],
+                "notifications": [_fields(item) for item in outcome.notifications],
+            },
+            "reports": [_fields(report) for report in finished.reports],
+            "claim": None if claim is None else {**_fields(claim), "state": claim.state.value},
         },
         separators=(",", ":"),
     ).encode()
+
+
+def _fields(instance: Any) -> dict[str, Any]:
+    return {field.name: getattr(instance, field.name) for field in fields(instance)}
 
 
 def decode(data: bytes) -> Finished:
