@@ -552,8 +552,13 @@ class Coordinator:
         ):
             self._fail_unrunnable(job.id)
             return None
+        claimed = self._claimed(run, owner, lease_seconds)
+        return self._assignment(job, {**snapshot.runs, run.stage: claimed}, claimed)
+
+    def _claimed(self, run: StageRun, owner: str, lease_seconds: float) -> StageRun:
+        """``run`` as the claim of its next attempt by ``owner``, starting now."""
         now = self._clock()
-        claimed = run.evolve(
+        return run.evolve(
             state=StageState.RUNNING,
             attempts=run.attempts + 1,
             lease_owner=owner,
@@ -563,7 +568,6 @@ class Coordinator:
             duration=None,
             progress=0.0,
         )
-        return self._assignment(job, {**snapshot.runs, run.stage: claimed}, claimed)
 
     def _fail_unrunnable(self, job_id: str) -> list[Event]:
         def work(unit: UnitOfWork) -> list[Event]:
@@ -843,26 +847,10 @@ class Coordinator:
             return None
         if item.stage not in self.registry.get(item.pipeline).nodes:
             return None
-        now = self._clock()
-        return StageRun(
-            id=item.run_id,
-            job_id=work.job_id,
-            stage=item.stage,
-            state=StageState.RUNNING,
-            queue=item.queue,
-            priority=0,
-            attempts=work.attempts + 1,
-            available_at=now,
-            lease_owner=owner,
-            lease_until=now + lease_seconds,
-            started_at=now,
-            finished_at=None,
-            duration=None,
-            progress=0.0,
-            error_type=None,
-            error_message=None,
-            output=None,
-        )
+        # As the message knew it: ready, with no lease (what a claim does not set is unused).
+        sent = StageRun(item.run_id, work.job_id, item.stage, StageState.QUEUED, item.queue, 0, work.attempts,
+                        self._clock(), None, None, None, None, None, 0.0, None, None, None)  # fmt: skip
+        return self._claimed(sent, owner, lease_seconds)
 
     def reap(self) -> Settled:
         """Take back stage runs whose worker stopped renewing its lease: each counts as a

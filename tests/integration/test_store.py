@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -577,24 +576,13 @@ def test_a_stale_claim_refused_beside_a_later_attempt_does_not_drop_that_attempt
     assert store.get_job(job.id).state is JobState.SUCCEEDED
 
 
-@pytest.fixture
-def postgres_store(postgres_url: str) -> Iterator[SQLJobStore]:
-    job_store = SQLJobStore(postgres_url)
-    try:
-        job_store.upgrade()
-        yield job_store
-    finally:
-        job_store.close()
-
-
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)  # bulk writes are PostgreSQL's
 def test_bulk_writes_on_postgresql_refuse_a_value_too_long_rather_than_cut_it(
-    postgres_store: SQLJobStore, clock: Clock
+    store: SQLJobStore, coordinator: Coordinator
 ) -> None:
     from vigia.store import bulk
     from vigia.store.schema import events as events_table
 
-    store = postgres_store
-    coordinator = Coordinator(store, Registry([PIPELINE, OTHER]), clock=clock)
     job = coordinator.submit("store_test", {"n": 1}).job
     run = runs_by_stage(store, job.id)["fetch"]
     with pytest.raises(sa.exc.DataError), store.engine.begin() as connection:

@@ -2,8 +2,8 @@
 
 Celery carries only "run stage run N" messages; what runs next, retries, joins,
 degradation and dead-lettering are decided by the same coordinator and orchestrator as in
-embedded mode. A pool process hands what it finished to the settlers of the worker main
-processes (see `vigia.executors.handoff`), which settle it in batches and send what became
+embedded mode. A pool process hands what it finished to the housekeeping processes of the
+workers (see `vigia.executors.handoff`), which settle it in batches and send what became
 ready. The store stays the record: a message lost with a Redis restart is sent again from
 it, a duplicate finds its stage run no longer ready (or its outcome refused) and does nothing.
 """
@@ -165,6 +165,12 @@ def broker_depths(client: redis.Redis, queues: Sequence[str]) -> dict[str, int]:
         return {queue: int(depth) for queue, depth in zip(queues, pipe.execute(), strict=True)}
 
 
+def _coordinator(settings: Settings, registry: Registry) -> Coordinator:
+    from vigia.app import oversight_for
+
+    return Coordinator(SQLJobStore(settings.database_url), registry, oversight=oversight_for(settings, registry))
+
+
 class _Parts(NamedTuple):
     coordinator: Coordinator
     bus: EventBus
@@ -197,10 +203,7 @@ class _Runtime:
     def parts(self) -> _Parts:
         with self._lock:
             if self._parts is None:
-                from vigia.app import oversight_for
-
-                oversight = oversight_for(self.settings, self.registry)
-                coordinator = Coordinator(SQLJobStore(self.settings.database_url), self.registry, oversight=oversight)
+                coordinator = _coordinator(self.settings, self.registry)
                 bus = RedisEventBus(self.settings.broker_url or "")
                 owner = worker_id("celery")
                 self._parts = _Parts(
@@ -221,10 +224,10 @@ class _Runtime:
             loop = self._loops.loop = asyncio.new_event_loop()
         return loop
 
-    def task(self, run_id: int, work: str | None) -> _Task | None:
+    def task(self, parts: _Parts, run_id: int, work: str | None) -> _Task | None:
         """From the message when it says enough (no read), else from the store; None when
         the store says the run is no longer ready (another delivery ran it, or its job ended)."""
-        coordinator, owner, lease = self.parts().coordinator, self.parts().owner, self.settings.lease_seconds
+        coordinator, owner, lease = parts.coordinator, parts.owner, self.settings.lease_seconds
         if work is not None:
             with contextlib.suppress(KeyError, TypeError, ValueError):  # a malformed message: read
                 item = _dispatch_of(run_id, work)
@@ -237,7 +240,8 @@ class _Runtime:
         return _Task(assignment.run, assignment.job.pipeline, assignment.job.input, assignment.outputs)
 
     def run_stage(self, app: Celery, run_id: int, work: str | None = None) -> str:
-        task = self.task(run_id, work)
+        parts = self.parts()
+        task = self.task(parts, run_id, work)
         if task is None:
             return "duplicate"
         run = task.claim
@@ -265,20 +269,17 @@ class _Runtime:
             files=LocalBlobStore(self.settings.blob_dir),
             settings=self.settings,
         )
-        keeper = self.parts().keeper
         held = Held(run, context, take_reports)
-        keeper.hold(held)
+        parts.keeper.hold(held)
         try:
-            outcome = self.loop().run_until_complete(
-                run_attempt(stage, context, run_id=run.id, threads=self.parts().threads)
-            )
+            outcome = self.loop().run_until_complete(run_attempt(stage, context, run_id=run.id, threads=parts.threads))
         finally:
-            claimed = keeper.release(held)
-        self._hand_over(app, Finished(outcome, tuple(take_reports()), None if claimed else run))
+            claimed = parts.keeper.release(held)
+        self._hand_over(app, parts, Finished(outcome, tuple(take_reports()), None if claimed else run))
         return outcome.status
 
-    def _hand_over(self, app: Celery, finished: Finished) -> None:
-        coordinator, bus, handoff, *_ = self.parts()
+    def _hand_over(self, app: Celery, parts: _Parts, finished: Finished) -> None:
+        coordinator, bus, handoff, *_ = parts
         try:
             handoff.push(finished)
         except redis.RedisError as error:
@@ -335,6 +336,25 @@ def dispatch_ready(
             return total
 
 
+def maintain_once(
+    app: Celery,
+    coordinator: Coordinator,
+    bus: EventBus,
+    broker: redis.Redis,
+    queues: Sequence[str],
+    *,
+    next_reap: float,
+    lease_seconds: float,
+) -> float:
+    """One pass of the dispatcher: send what is due, and reap expired leases once
+    ``next_reap`` (monotonic) has come; returns when to reap next."""
+    dispatch_ready(app, coordinator, broker, queues)
+    if time.monotonic() < next_reap:
+        return next_reap
+    bus.publish(coordinator.reap().events)
+    return time.monotonic() + lease_seconds / 2
+
+
 class CeleryExecutor:
     """The API process's part in distributed mode: sends ready stage runs to their queues
     (new jobs, retries that came due, messages lost on the way) and reaps expired leases."""
@@ -371,10 +391,16 @@ class CeleryExecutor:
             while not self._stopping:
                 self._wake.clear()
                 try:
-                    await asyncio.to_thread(dispatch_ready, self.app, self.coordinator, broker, queues)
-                    if time.monotonic() >= next_reap:
-                        next_reap = time.monotonic() + self.settings.lease_seconds / 2
-                        self.bus.publish((await asyncio.to_thread(self.coordinator.reap)).events)
+                    next_reap = await asyncio.to_thread(
+                        maintain_once,
+                        self.app,
+                        self.coordinator,
+                        self.bus,
+                        broker,
+                        queues,
+                        next_reap=next_reap,
+                        lease_seconds=self.settings.lease_seconds,
+                    )
                 except Exception as error:  # keep dispatching whatever one pass ran into
                     log.error("dispatch.failed", extra={"error": str(error), "error_type": type(error).__name__})
                 with contextlib.suppress(TimeoutError):
@@ -454,8 +480,6 @@ def run_worker(settings: Settings, registry: Registry, *, queues: Sequence[str],
 def _housekeeping(settings: Settings, registry: Registry, app: Celery, queues: Sequence[str], parent: int) -> None:
     """The housekeeping process: settles in this thread, dispatches and reaps in another,
     until its worker says stop (or is gone)."""
-    from vigia.app import oversight_for
-
     with contextlib.suppress(OSError):  # Linux: `ps`, `top` and monitoring tell it apart
         Path("/proc/self/comm").write_text(HOUSEKEEPING_PROCESS_NAME)
     # SIGTERM and SIGINT to the process group stop Celery, which lets its running tasks
@@ -468,26 +492,22 @@ def _housekeeping(settings: Settings, registry: Registry, app: Celery, queues: S
     def stopping() -> bool:
         return bool(signalled) or os.getppid() != parent
 
-    def coordinator() -> Coordinator:
-        return Coordinator(SQLJobStore(settings.database_url), registry, oversight=oversight_for(settings, registry))
-
     def maintain() -> None:
-        own = coordinator()
+        own = _coordinator(settings, registry)
         bus = RedisEventBus(settings.broker_url or "")
         broker = redis.Redis.from_url(settings.broker_url or "")
         next_reap = 0.0
         while not stopping():
             time.sleep(settings.poll_interval)
             try:
-                dispatch_ready(app, own, broker, queues)
-                if time.monotonic() >= next_reap:
-                    next_reap = time.monotonic() + settings.lease_seconds / 2
-                    bus.publish(own.reap().events)
+                next_reap = maintain_once(
+                    app, own, bus, broker, queues, next_reap=next_reap, lease_seconds=settings.lease_seconds
+                )
             except Exception as error:  # keep maintaining whatever one pass ran into
                 log.error("maintenance.failed", extra={"error": str(error), "error_type": type(error).__name__})
 
     threading.Thread(target=maintain, name="vigia-maintenance", daemon=True).start()
-    settling = coordinator()
+    settling = _coordinator(settings, registry)
     bus = RedisEventBus(settings.broker_url or "")
     settle_batches(
         Handoff(redis.Redis.from_url(settings.broker_url or "")),

@@ -1,8 +1,8 @@
 """Finished attempts handed from worker pool processes to settlers, over Redis.
 
 A pool process that finished a stage does not write its outcome to the store itself: it
-pushes it onto a Redis list and takes its next task at once. Settlers (a thread in each
-`vigia worker` main process) take what waits there in batches and settle each batch in one
+pushes it onto a Redis list and takes its next task at once. Settlers (each `vigia worker`'s
+housekeeping process) take what waits there in batches and settle each batch in one
 transaction, then send the stage runs that became ready. One transaction per batch rather
 than one per stage run is what lets the store keep up with Celery.
 
