@@ -59,11 +59,15 @@ async def run_attempt(stage: Stage, ctx: StageContext, *, run_id: int, threads: 
             retry_after=retry_after,
         )
 
+    # A deadline on this task rather than `wait_for`, which would run the stage in a task of
+    # its own (one more task per attempt); it also says whether it was our deadline that hit.
+    deadline = asyncio.timeout(stage.timeout)
     try:
-        result = await asyncio.wait_for(_invoke(stage, ctx, threads), timeout=stage.timeout)
+        async with deadline:
+            result = await _invoke(stage, ctx, threads)
         return ended("succeeded", output=_as_json(result))
     except TimeoutError as error:
-        if time.time() - started < stage.timeout:
+        if not deadline.expired():
             # The stage's own I/O timed out, not the stage: an ordinary failure.
             return failed(error, retryable=stage.retry_policy.is_retryable(type(error)))
         ctx.cancel()

@@ -51,6 +51,9 @@ log = logging.getLogger("vigia.celery")
 TASK_NAME = "vigia.run_stage"
 #: Ready stage runs sent per pass of a dispatcher.
 DISPATCH_BATCH = 500
+#: Redis commands buffered before a flush while sending (a message and its task-sent event
+#: are two): a dispatcher's whole batch in one round trip.
+SEND_BATCH_OPERATIONS = 2 * DISPATCH_BATCH
 #: A run sent this long ago, still waiting, in a queue the broker holds nothing for, was lost
 #: (a Redis restart, a crash between the commit and the send): it is sent again.
 RESEND_AFTER_SECONDS = 15.0
@@ -112,18 +115,26 @@ def send(app: Celery, registry: Registry, runs: Iterable[Dispatch]) -> int:
     timeout (which the runner enforces first): the soft one lets the task report, the hard
     one kills a worker process stuck in C code."""
     sent = 0
-    for item in runs:
-        timeout = constants.DEFAULT_STAGE_TIMEOUT
-        with contextlib.suppress(VigiaError):  # a pipeline unknown here: its worker decides
-            timeout = registry.get(item.pipeline).node(item.stage).stage.timeout
-        app.send_task(
-            TASK_NAME,
-            args=[item.run_id, *_work_message(item)],
-            queue=item.queue,
-            soft_time_limit=timeout + SOFT_LIMIT_MARGIN,
-            time_limit=timeout + HARD_LIMIT_MARGIN,
-        )
-        sent += 1
+    # One Redis round trip per batch (kombu's publish batches) rather than two per message,
+    # the message and its task-sent event: a third of the sending CPU, a twentieth of Redis's.
+    with app.producer_or_acquire() as producer, producer.batch(max_size=SEND_BATCH_OPERATIONS):
+        for item in runs:
+            timeout = constants.DEFAULT_STAGE_TIMEOUT
+            with contextlib.suppress(VigiaError):  # a pipeline unknown here: its worker decides
+                timeout = registry.get(item.pipeline).node(item.stage).stage.timeout
+            app.send_task(
+                TASK_NAME,
+                args=[item.run_id, *_work_message(item)],
+                queue=item.queue,
+                soft_time_limit=timeout + SOFT_LIMIT_MARGIN,
+                time_limit=timeout + HARD_LIMIT_MARGIN,
+                producer=producer,
+                # Flower and the worker's log show the run, never the job's input (patient
+                # data) that the message may carry; and Celery need not repr it per message.
+                argsrepr=f"[{item.run_id}]",
+                kwargsrepr="{}",
+            )
+            sent += 1
     return sent
 
 
@@ -178,6 +189,7 @@ class _Parts(NamedTuple):
     keeper: Keeper
     owner: str
     threads: ThreadPoolExecutor
+    files: LocalBlobStore
 
 
 class _Task(NamedTuple):
@@ -213,6 +225,7 @@ class _Runtime:
                     Keeper(coordinator, bus, owner, self.settings.lease_seconds),
                     owner,
                     ThreadPoolExecutor(4, thread_name_prefix="vigia-stage"),
+                    LocalBlobStore(self.settings.blob_dir),
                 )
             return self._parts
 
@@ -266,7 +279,7 @@ class _Runtime:
             input=task.input,
             outputs=task.outputs,
             report=report,
-            files=LocalBlobStore(self.settings.blob_dir),
+            files=parts.files,
             settings=self.settings,
         )
         held = Held(run, context, take_reports)

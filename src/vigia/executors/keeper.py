@@ -59,8 +59,8 @@ class Keeper:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._keep, name="vigia-keeper", daemon=True)
                 self._thread.start()
-            elif len(self._held) == 1:
-                self._guard.notify()  # it sleeps without a deadline while it keeps nothing
+            # Not woken: it looks every interval anyway, and nothing is due before then.
+            # Waking it for each run cost two thread switches per no-op stage.
 
     def release(self, held: Held) -> bool:
         """The stage run ended: stop keeping it. True when its claim is already written."""
@@ -73,10 +73,9 @@ class Keeper:
     def _keep(self) -> None:
         while True:
             with self._guard:
-                # Asleep until the first run is due (most stage runs end before theirs).
-                while not self._held:
-                    self._guard.wait()
-                first = min(held.due for held in self._held.values())
+                # Asleep until the first run is due (most stage runs end before theirs), or
+                # an interval while it keeps nothing: a run held meanwhile is due after that.
+                first = min((held.due for held in self._held.values()), default=time.monotonic() + KEEPER_INTERVAL)
                 self._guard.wait(max(first - time.monotonic(), 0.0))
                 now = time.monotonic()
                 due = [held for held in self._held.values() if held.due <= now]
