@@ -35,6 +35,7 @@ from vigia.context import StageContext
 from vigia.coordinator import Coordinator
 from vigia.events import EventBus, RedisEventBus
 from vigia.exceptions import ConfigurationError, VigiaError
+from vigia.executors import broker
 from vigia.executors.embedded import worker_id
 from vigia.executors.handoff import Finished, Handoff, settle_batches
 from vigia.executors.keeper import Held, Keeper
@@ -100,6 +101,8 @@ def make_celery(settings: Settings, registry: Registry) -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )
+    if settings.broker_url.startswith("redis://"):  # not rediss:// (kombu checks its TLS options by that name)
+        app.conf.broker_transport = broker.TRANSPORT
     runtime = _Runtime(settings, registry)
 
     def run_stage(task: Any, run_id: int, work: str | None = None) -> str:
@@ -133,6 +136,10 @@ def send(app: Celery, registry: Registry, runs: Iterable[Dispatch]) -> int:
                 # data) that the message may carry; and Celery need not repr it per message.
                 argsrepr=f"[{item.run_id}]",
                 kwargsrepr="{}",
+                # Nothing to declare: Celery sends to a queue through Redis's anonymous
+                # exchange (a push onto the queue's list), and kombu would copy and bind
+                # the queue's declaration for every message only to find it done.
+                declare=[],
             )
             sent += 1
     return sent
