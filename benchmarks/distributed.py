@@ -281,6 +281,8 @@ def main(jobs: int, rounds: int, only: list[str]) -> None:
         print(f"  {figures.label:<26}{shares}")
     spread = {label: [round(figures.runs_per_second) for figures in runs] for label, runs in results.items()}
     print(f"\nstage runs/s per round: {spread}")
+    cpu = {label: [round(figures.cpu_ms_per_run, 2) for figures in runs] for label, runs in results.items()}
+    print(f"CPU ms per stage run per round: {cpu}")
 
 
 if __name__ == "__main__":
