@@ -586,13 +586,20 @@ def test_bulk_writes_on_postgresql_refuse_a_value_too_long_rather_than_cut_it(
     job = coordinator.submit("store_test", {"n": 1}).job
     run = runs_by_stage(store, job.id)["fetch"]
     with pytest.raises(sa.exc.DataError), store.engine.begin() as connection:
-        bulk.update_rows(connection, stage_runs_table, stage_runs_table.c.id, {run.id: {"lease_owner": "w" * 101}})
+        bulk.update_rows(
+            connection,
+            stage_runs_table,
+            stage_runs_table.c.id,
+            ["lease_owner"],
+            [{"id": run.id, "lease_owner": "w" * 101}],
+        )
     with store.engine.begin() as connection:  # NULLs, a JSON document, an int among floats
         bulk.update_rows(
             connection,
             stage_runs_table,
             stage_runs_table.c.id,
-            {run.id: {"lease_owner": None, "output": {"a": [1, None]}, "progress": 1}},
+            ["lease_owner", "output", "progress"],
+            [{"id": run.id, "lease_owner": None, "output": {"a": [1, None]}, "progress": 1}],
         )
         bulk.insert_rows(
             connection,

@@ -113,10 +113,12 @@ def make_celery(settings: Settings, registry: Registry) -> Celery:
     return app
 
 
-def send(app: Celery, registry: Registry, runs: Iterable[Dispatch]) -> int:
+def send(app: Celery, registry: Registry, runs: Sequence[Dispatch]) -> int:
     """Send each run to its queue, with Celery time limits just beyond the stage's own
     timeout (which the runner enforces first): the soft one lets the task report, the hard
     one kills a worker process stuck in C code."""
+    if not runs:  # most settlements make nothing ready: no producer to take from the pool
+        return 0
     sent = 0
     # One Redis round trip per batch (kombu's publish batches) rather than two per message,
     # the message and its task-sent event: a third of the sending CPU, a twentieth of Redis's.

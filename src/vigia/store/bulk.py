@@ -34,25 +34,25 @@ def insert_rows(connection: Connection, table: sa.Table, rows: Sequence[Mapping[
 
 
 def update_rows(
-    connection: Connection, table: sa.Table, key: sa.Column[Any], changes: Mapping[Any, Mapping[str, Any]]
+    connection: Connection,
+    table: sa.Table,
+    key: sa.Column[Any],
+    shape: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
 ) -> None:
-    """Update each row ``key`` names with its own values; rows changing the same columns
-    share a statement."""
-    by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row_id, values in changes.items():
-        by_shape.setdefault(tuple(sorted(values)), []).append({key.name: row_id, **values})
-    for shape, rows in by_shape.items():
-        names = (key.name, *shape)
-        statement = _STATEMENTS.get(("update", table.name, names))
-        if statement is None:
-            assignments = ", ".join(f"{name} = v.{name}" for name in shape)
-            arrays = ", ".join(_array(table.c[name], name) for name in names)
-            statement = (
-                f"UPDATE {table.name} AS t SET {assignments} FROM unnest({arrays}) AS v({', '.join(names)}) "
-                f"WHERE t.{key.name} = v.{key.name}"
-            )
-            _STATEMENTS[("update", table.name, names)] = statement
-        connection.exec_driver_sql(statement, _columns(table, names, rows))
+    """Update the rows ``key`` names, each with its own values of the columns ``shape``
+    names (every row has them all, and its key)."""
+    names = (key.name, *shape)
+    statement = _STATEMENTS.get(("update", table.name, names))
+    if statement is None:
+        assignments = ", ".join(f"{name} = v.{name}" for name in shape)
+        arrays = ", ".join(_array(table.c[name], name) for name in names)
+        statement = (
+            f"UPDATE {table.name} AS t SET {assignments} FROM unnest({arrays}) AS v({', '.join(names)}) "
+            f"WHERE t.{key.name} = v.{key.name}"
+        )
+        _STATEMENTS[("update", table.name, names)] = statement
+    connection.exec_driver_sql(statement, _columns(table, names, rows))
 
 
 def _array(column: sa.Column[Any], name: str) -> str:

@@ -430,16 +430,23 @@ class SQLUnitOfWork:
         self._insert_events(changes.events)
 
     def _update_many(self, table: sa.Table, key: sa.Column[Any], changes: Mapping[Any, Mapping[str, Any]]) -> None:
-        if self._bulk:
-            bulk.update_rows(self._connection, table, key, changes)
-            return
-        # Rows changing the same columns go in one executemany: one statement per shape.
-        by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        # Rows changing the same columns share a statement: one per shape.
+        by_shape: dict[tuple[str, ...], list[tuple[Any, Mapping[str, Any]]]] = defaultdict(list)
         for row_id, values in changes.items():
-            shape = tuple(sorted(values))
-            by_shape[shape].append({"_key": row_id, **{f"_{name}": _plain(values[name]) for name in shape}})
-        for shape, parameters in by_shape.items():
-            self._connection.execute(_update_statement(table, key, shape), parameters)
+            by_shape[tuple(sorted(values))].append((row_id, values))
+        for shape, rows in by_shape.items():
+            if self._bulk:
+                bulk.update_rows(
+                    self._connection, table, key, shape, [{key.name: row_id, **values} for row_id, values in rows]
+                )
+            else:  # one executemany
+                self._connection.execute(
+                    _update_statement(table, key, shape),
+                    [
+                        {"_key": row_id, **{f"_{name}": _plain(values[name]) for name in shape}}
+                        for row_id, values in rows
+                    ],
+                )
 
     def _insert_events(self, new_events: Sequence[Event]) -> None:
         rows = [
