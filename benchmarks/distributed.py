@@ -32,8 +32,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from celery import chain  # noqa: E402
+
 from engine import PIPELINES, Figures  # noqa: E402
+from vigia import Settings, Vigia  # noqa: E402
 from vigia.executors.celery import HOUSEKEEPING_PROCESS_NAME  # noqa: E402
+from vigia.store.database import Database  # noqa: E402
+from vigia.store.jobs import SQLJobStore  # noqa: E402
 
 ADMIN_DB = os.environ.get("VIGIA_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("VIGIA_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/") + "/13"
@@ -126,7 +131,7 @@ def wait_ready(log: Path, process: subprocess.Popen[bytes]) -> None:
 
 
 def plain_round(jobs: int, chain_of: int, directory: Path) -> Figures:
-    import plain_celery
+    import plain_celery  # noqa: PLC0415 -- its Celery app reads PLAIN_CELERY_BROKER, set only for plain rounds
 
     client = redis.Redis.from_url(REDIS)
     client.flushdb()
@@ -146,8 +151,6 @@ def plain_round(jobs: int, chain_of: int, directory: Path) -> Figures:
             if chain_of == 1:
                 plain_celery.noop.delay()
             else:
-                from celery import chain
-
                 steps = [plain_celery.noop.si(False) for _ in range(chain_of - 1)] + [plain_celery.noop.si(True)]
                 chain(*steps).delay()
         while int(client.get(plain_celery.COUNTER) or 0) < jobs:
@@ -162,9 +165,6 @@ def plain_round(jobs: int, chain_of: int, directory: Path) -> Figures:
 
 
 def vigia_round(pipeline: str, jobs: int, directory: Path) -> Figures:
-    from vigia import Settings, Vigia
-    from vigia.store.sqlalchemy import SQLJobStore
-
     name = f"vigia_bench_{secrets.token_hex(4)}"
     admin = sa.create_engine(ADMIN_DB.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -172,8 +172,8 @@ def vigia_round(pipeline: str, jobs: int, directory: Path) -> Figures:
     database_url = ADMIN_DB.rsplit("/", 1)[0] + f"/{name}"
     client = redis.Redis.from_url(REDIS)
     client.flushdb()
-    store = SQLJobStore(database_url)
-    store.upgrade()
+    store = SQLJobStore(Database(database_url))
+    store.database.upgrade()
     env = {
         **{key: value for key, value in os.environ.items() if not key.startswith("VIGIA_")},
         "VIGIA_DATABASE_URL": database_url,
@@ -197,7 +197,7 @@ def vigia_round(pipeline: str, jobs: int, directory: Path) -> Figures:
             await vigia.start()
             began = time.perf_counter()
             await asyncio.gather(*(vigia.submit(pipeline, {"n": number}) for number in range(jobs)))
-            with store.engine.connect() as connection:
+            with store.database.engine.connect() as connection:
                 while True:
                     done = connection.execute(
                         sa.text("SELECT count(*) FROM vigia_jobs WHERE state = 'succeeded'")
@@ -219,7 +219,7 @@ def vigia_round(pipeline: str, jobs: int, directory: Path) -> Figures:
         parts = spent(cpu, watched.cpu())
     finally:
         stop(worker)
-        store.close()
+        store.database.close()
         client.flushdb()
         client.close()
         with admin.connect() as connection:

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from vigia.job import JobState, new_job_id
 from vigia.store.base import JobFilter
+from vigia.store.database import Database
+from vigia.store.jobs import SQLJobStore
 from vigia.store.schema import jobs, stage_runs
-from vigia.store.sqlalchemy import SQLJobStore
 
 TENANTS = ["clinic-a", "clinic-b", "clinic-c", "clinic-d"]
 PIPELINES = ["pressure_injury_case", "document_ingest", "clinical_coding_report"]
@@ -71,7 +72,7 @@ def fill(store: SQLJobStore, count: int, backlog: int) -> tuple[list[str], float
                     "progress": 0.0,
                 }
             )
-        with store.engine.begin() as connection:
+        with store.database.engine.begin() as connection:
             connection.execute(jobs.insert(), job_rows)
             connection.execute(stage_runs.insert(), run_rows)
         print(f"\r  stored {len(ids):,} jobs", end="", flush=True)
@@ -92,14 +93,14 @@ def timed(label: str, repeat: int, call: Callable[[], object]) -> None:
 
 def main(count: int, url: str | None, backlog: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
-        store = SQLJobStore(url or f"sqlite:///{Path(directory) / 'vigia.db'}")
-        store.upgrade()
-        print(f"{store.engine.dialect.name}: filling with {count:,} jobs ({backlog:,} still queued)")
+        store = SQLJobStore(Database(url or f"sqlite:///{Path(directory) / 'vigia.db'}"))
+        store.database.upgrade()
+        print(f"{store.database.engine.dialect.name}: filling with {count:,} jobs ({backlog:,} still queued)")
         begun = time.perf_counter()
         ids, started = fill(store, count, backlog)
         print(f"  filled in {time.perf_counter() - begun:.0f} s")
-        if store.engine.dialect.name == "postgresql":
-            with store.engine.begin() as connection:
+        if store.database.engine.dialect.name == "postgresql":
+            with store.database.engine.begin() as connection:
                 connection.exec_driver_sql("ANALYZE")
         rng = random.Random(11)
         middle = started + count * 0.005
@@ -132,7 +133,7 @@ def main(count: int, url: str | None, backlog: int) -> None:
                 raise _Rollback
 
         timed(f"claim 32 of a {backlog:,}-run backlog (rolled back)", 100, lambda: _swallow(claim_and_give_back))
-        store.close()
+        store.database.close()
 
 
 class _Rollback(Exception):

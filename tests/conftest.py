@@ -17,7 +17,8 @@ from typing import Any, NoReturn
 import pytest
 from sqlalchemy.engine import make_url
 
-from vigia.store.sqlalchemy import SQLJobStore
+from vigia.store.database import Database
+from vigia.store.jobs import SQLJobStore
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379"
@@ -46,7 +47,7 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 def _admin_connection(admin_url: str) -> Any:
-    import psycopg
+    import psycopg  # noqa: PLC0415 -- the driver is optional: the test skips (or fails in CI) without it
 
     try:
         return psycopg.connect(admin_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
@@ -65,7 +66,7 @@ def _safe(url: str) -> str:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A new, empty PostgreSQL database for this test only, dropped afterwards."""
-    from psycopg import sql
+    from psycopg import sql  # noqa: PLC0415 -- the driver is optional: the test skips (or fails in CI) without it
 
     admin_url = os.environ.get("VIGIA_TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
     name = f"vigia_test_{secrets.token_hex(6)}"
@@ -93,12 +94,12 @@ def store_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def store(store_url: str) -> Iterator[SQLJobStore]:
     """A job store with its schema migrated to the latest revision."""
-    job_store = SQLJobStore(store_url)
+    job_store = SQLJobStore(Database(store_url))
     try:
-        job_store.upgrade()
+        job_store.database.upgrade()
         yield job_store
     finally:
-        job_store.close()
+        job_store.database.close()
 
 
 # --- Redis ------------------------------------------------------------------------------
@@ -109,7 +110,7 @@ def redis_url() -> Iterator[str]:
     """The URL of Redis database 15, empty when the test starts and emptied when it ends."""
     if importlib.util.find_spec("redis") is None:
         service_missing("redis package not installed")
-    import redis
+    import redis  # noqa: PLC0415 -- the driver is optional: the test skips (or fails in CI) without it
 
     url = make_url(os.environ.get("VIGIA_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL))
     url = url.set(database=str(TEST_REDIS_DB)).render_as_string(hide_password=False)

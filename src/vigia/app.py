@@ -15,73 +15,44 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from vigia import constants
-from vigia.audit import Pseudonymiser, load_or_create_key
+from vigia import constants, wiring
 from vigia.config import Settings
-from vigia.coordinator import SYSTEM_ACTOR, Coordinator, JobRequest, Settled, Submitted
-from vigia.escalation import Oversight, Policies, Review, ReviewStatus
-from vigia.events import EventBus, LocalEventBus, RedisEventBus
-from vigia.exceptions import ConfigurationError, VigiaError
+from vigia.coordinator import SYSTEM_ACTOR, JobRequest, Settled, Submitted
+from vigia.escalation import Review, ReviewStatus
+from vigia.events import RedisEventBus
+from vigia.exceptions import VigiaError
 from vigia.executors.base import Executor
-from vigia.executors.embedded import EmbeddedExecutor
 from vigia.job import Event, Job, StageRun
-from vigia.notify.pipeline import NOTIFY_PIPELINE, notification_pipeline
-from vigia.notify.routing import Routing
 from vigia.pipeline import Pipeline
-from vigia.registry import Registry
-from vigia.storage import LocalBlobStore
 from vigia.store.base import Batch, DeadFilter, DeadJob, JobFilter, JobPage, ReviewFilter
-from vigia.store.keys import SQLKeyStore
-from vigia.store.oversight import OversightStore
-from vigia.store.sqlalchemy import SQLJobStore
-from vigia.watch import Watch, celery_consumers
+from vigia.watch import Watch
+from vigia.wiring import Parts
 
 log = logging.getLogger("vigia.app")
 
 T = TypeVar("T")
 
 
-def oversight_for(settings: Settings, registry: Registry) -> Oversight:
-    """Severity policies, notification routing and pseudonymisation from ``settings``;
-    registers the built-in notification pipeline in ``registry``. Every process that
-    records outcomes (API, embedded or distributed workers) builds the same."""
-    routing = Routing.from_config(settings.notify_channels, settings.notify_routes)
-    notifier = notification_pipeline(routing, attempts=settings.notify_attempts)
-    if NOTIFY_PIPELINE not in registry:
-        registry.register(notifier)
-    if settings.audit_key:
-        try:
-            key = bytes.fromhex(settings.audit_key)
-        except ValueError:
-            raise ConfigurationError("VIGIA_AUDIT_KEY must be hexadecimal (e.g. 64 hex digits)") from None
-    else:
-        key = load_or_create_key(settings.audit_key_file)
-    return Oversight(
-        policies=Policies.from_json(settings.severity_policies),
-        channels_for=routing.names_for,
-        notification_pipeline=registry.get(NOTIFY_PIPELINE),
-        pseudonymise=Pseudonymiser(key),
-    )
-
-
 class Vigia:
-    def __init__(self, settings: Settings, registry: Registry, store: SQLJobStore, bus: EventBus) -> None:
-        self.settings = settings
-        self.registry = registry
-        self.store = store
-        self.bus = bus
-        self.oversight = oversight_for(settings, registry)
-        self.coordinator = Coordinator(store, registry, oversight=self.oversight)
-        self.watch_store = OversightStore(store)
+    """An installation's parts (see `vigia.wiring`) behind the calls a program makes."""
+
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+        self.settings = parts.settings
+        self.registry = parts.registry
+        self.database = parts.database
+        self.store = parts.store
+        self.coordinator = parts.coordinator
+        self.oversight = parts.oversight
+        self.keys = parts.keys
+        self.bus = parts.bus
+        self.blobs = parts.blobs
+        self.executor: Executor | None = None
         self._watch: Watch | None = None
         self._watching: asyncio.Task[None] | None = None
         self._watch_stop = asyncio.Event()
-        self.keys = SQLKeyStore(store)
-        self.blobs = LocalBlobStore(settings.blob_dir)
-        self.executor: Executor | None = None
         self._maintenance: asyncio.Task[None] | None = None
         # Every write of this process goes through one thread: writes to the store are
         # serialised anyway (SQLite has one writer), and one thread spares the others the
@@ -99,47 +70,18 @@ class Vigia:
         ``upgrade`` brings the store's schema up to date; by default only for a local SQLite
         store (a shared database is upgraded on purpose, with `vigia db upgrade`).
         """
-        settings = settings or Settings.from_env()
-        registry = Registry.discover(settings.pipelines)
-        for pipeline in pipelines:
-            registry.register(pipeline)
-        if settings.database_url.startswith("sqlite:///") and ":memory:" not in settings.database_url:
-            Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        store = SQLJobStore(settings.database_url)
-        if upgrade if upgrade is not None else store.is_sqlite:
-            store.upgrade()
-        bus: EventBus = RedisEventBus(settings.broker_url) if settings.broker_url else LocalEventBus()
-        return cls(settings, registry, store, bus)
+        return cls(wiring.build(settings or Settings.from_env(), pipelines, upgrade=upgrade))
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self, *, workers: bool = True, watch: bool = False) -> None:
         """Check the store and, with ``workers``, start executing stages in this process;
         with ``watch``, evaluate the alert rules every `monitor_interval` (a server does)."""
-        await asyncio.to_thread(self.store.check)
-        if self._maintenance is None and self.store.is_sqlite:
-            self.store.background_checkpoints(True)
-            self._maintenance = asyncio.create_task(self._checkpoint_loop(), name="vigia-checkpoint")
-        if workers and self.executor is None and self.settings.distributed:
-            from vigia.executors.celery import CeleryExecutor, make_celery
-
-            self.executor = CeleryExecutor(
-                self.coordinator, self.bus, make_celery(self.settings, self.registry), self.settings
-            )
-            await self.executor.start()
+        await asyncio.to_thread(self.database.check)
+        if self._maintenance is None:
+            self._maintenance = asyncio.create_task(self.database.keep_wal_short(), name="vigia-checkpoint")
         if workers and self.executor is None:
-            queues = self.settings.queues or tuple(self.registry.queues) or (constants.DEFAULT_QUEUE,)
-            self.executor = EmbeddedExecutor(
-                self.coordinator,
-                self.bus,
-                queues={queue: self.settings.concurrency_for(queue) for queue in queues},
-                lease_seconds=self.settings.lease_seconds,
-                poll_interval=self.settings.poll_interval,
-                shutdown_grace=self.settings.shutdown_grace,
-                writes=self._writes,
-                files=self.blobs,
-                settings=self.settings,
-            )
+            self.executor = wiring.executor_for(self.parts, writes=self._writes)
             await self.executor.start()
         if watch and self._watching is None:
             # After the executor: the first check must see this process's own workers.
@@ -158,23 +100,12 @@ class Vigia:
             self._maintenance.cancel()
             await asyncio.gather(self._maintenance, return_exceptions=True)
             self._maintenance = None
-            self.store.background_checkpoints(False)
         if isinstance(self.bus, RedisEventBus):
             await self.bus.aclose()
 
-    async def _checkpoint_loop(self) -> None:
-        """Keep SQLite's write-ahead log short from a thread of its own, so that no commit
-        (a submission, a settlement) pays for copying it back into the database."""
-        while True:
-            try:
-                await asyncio.to_thread(self.store.checkpoint)
-            except VigiaError as error:
-                log.warning("checkpoint.failed", extra={"error": str(error)})
-            await asyncio.sleep(constants.SQLITE_CHECKPOINT_INTERVAL)
-
     def close(self) -> None:
         self._writes.shutdown(wait=True)
-        self.store.close()
+        self.database.close()
 
     async def _write(self, function: Callable[..., T], *args: Any, **options: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(
@@ -310,16 +241,16 @@ class Vigia:
         return await self._write(self.coordinator.purge_dead, where, actor)
 
     async def list_dead(self, where: DeadFilter, *, limit: int = 50, cursor: str | None = None) -> list[DeadJob]:
-        return await asyncio.to_thread(self.watch_store.list_dead, where, limit, cursor)
+        return await asyncio.to_thread(self.oversight.list_dead, where, limit, cursor)
 
     async def dlq_statistics(self, where: DeadFilter) -> dict[str, Any]:
-        return await asyncio.to_thread(self.watch_store.dlq_statistics, where)
+        return await asyncio.to_thread(self.oversight.dlq_statistics, where)
 
     async def list_reviews(self, where: ReviewFilter, *, limit: int = 50, cursor: str | None = None) -> list[Review]:
-        return await asyncio.to_thread(self.watch_store.list_reviews, where, limit, cursor)
+        return await asyncio.to_thread(self.oversight.list_reviews, where, limit, cursor)
 
     async def reviews_of(self, job_ids: Sequence[str]) -> dict[str, list[Review]]:
-        return await asyncio.to_thread(self.watch_store.reviews_of, job_ids)
+        return await asyncio.to_thread(self.oversight.reviews_of, job_ids)
 
     async def review(
         self, review_id: str, status: ReviewStatus, actor: str, *, tenant: str | None = None, note: str | None = None
@@ -338,24 +269,7 @@ class Vigia:
     def watch(self) -> Watch:
         """Monitoring facts and alert rules over this installation."""
         if self._watch is None:
-            if self.settings.distributed:
-                consumers = celery_consumers(self.settings, self.registry)
-            else:
-
-                def consumers() -> dict[str, list[str]]:
-                    # Only this process's workers: embedded workers in other processes
-                    # sharing the store are not seen (see the README).
-                    executor = self.executor
-                    return executor.consumers() if isinstance(executor, EmbeddedExecutor) else {}
-
-            self._watch = Watch(
-                self.settings,
-                self.registry,
-                self.coordinator,
-                self.watch_store,
-                consumers,
-                sees_workers=lambda: self.settings.distributed or self.executor is not None,
-            )
+            self._watch = wiring.watch_for(self.parts, lambda: self.executor)
         return self._watch
 
     async def events(

@@ -29,6 +29,8 @@ DEFAULT_POLL_INTERVAL = 0.5
 #: How long a stopping executor waits for running stages before leaving them to the reaper.
 DEFAULT_SHUTDOWN_GRACE = 10.0
 
+#: The audit log's actor for what the engine decides itself.
+SYSTEM_ACTOR = "system"
 #: The tenant of jobs submitted without one (the Python API, the local CLI).
 DEFAULT_TENANT = "default"
 

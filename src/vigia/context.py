@@ -8,11 +8,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vigia.audit import check_details
+from vigia.blobs import BlobStore
 from vigia.config import Settings
 from vigia.escalation import EscalationRequest, NotificationRequest, Urgency
 from vigia.exceptions import ConfigurationError, InvalidInput, StageCancelled
 from vigia.pipeline import Severity
-from vigia.storage import BlobStore
 
 ProgressCallback = Callable[[float, str | None], None]
 #: Progress messages are short status lines, not documents.

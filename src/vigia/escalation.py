@@ -296,9 +296,10 @@ class Review:
 
 
 @dataclass(frozen=True)
-class Oversight:
-    """What the coordinator needs to act on escalations and keep the audit log: the
-    policies, who is told over which channels, and how patients are pseudonymised."""
+class Safeguards:
+    """The clinical safeguards the coordinator applies around every outcome: the severity
+    policies (retries, escalation), who is told over which channels, and how patients are
+    pseudonymised in the audit log."""
 
     policies: Policies = field(default_factory=Policies)
     #: Channel names for a role (notification jobs go one per channel); none: no notification.
@@ -326,11 +327,11 @@ __all__ = [
     "EscalationRequest",
     "EscalationRule",
     "NotificationRequest",
-    "Oversight",
     "Policies",
     "Review",
     "ReviewKind",
     "ReviewStatus",
+    "Safeguards",
     "SeverityPolicy",
     "Urgency",
     "for_failure",

@@ -139,7 +139,7 @@ class RedisEventBus:
     listener is disconnected: readers then catch up from the store (see `Vigia.events`)."""
 
     def __init__(self, url: str) -> None:
-        import redis
+        import redis  # noqa: PLC0415 -- redis is optional (the celery extra): only distributed mode needs it
 
         self.url = url
         self._redis = redis.Redis.from_url(url)
@@ -149,7 +149,7 @@ class RedisEventBus:
     def publish(self, events: Sequence[Event]) -> None:
         if not events:
             return
-        import redis
+        import redis  # noqa: PLC0415 -- redis is optional (the celery extra): only distributed mode needs it
 
         # One message per job with its events in order: a settlement of many stage runs
         # publishes one command per job rather than one per event.
@@ -171,8 +171,8 @@ class RedisEventBus:
         return self._local.subscribe(job_id)
 
     async def _listen(self) -> None:
-        import redis
-        import redis.asyncio as aioredis
+        import redis  # noqa: PLC0415 -- redis is optional (the celery extra): only distributed mode needs it
+        import redis.asyncio as aioredis  # noqa: PLC0415 -- redis is optional (the celery extra): only distributed mode needs it
 
         while True:
             client = aioredis.Redis.from_url(self.url)

@@ -82,6 +82,45 @@ class Job:
         values["state"] = JobState(values["state"])
         return cls(**values)
 
+    @classmethod
+    def queued(
+        cls,
+        job_id: str,
+        *,
+        tenant: str,
+        pipeline: str,
+        pipeline_version: str,
+        priority: int,
+        input: Any,
+        input_hash: str,
+        created_at: float,
+        idempotency_key: str | None = None,
+        batch_id: str | None = None,
+    ) -> Self:
+        """A job just accepted: queued, nothing run yet, its first event (`job.queued`) written."""
+        return cls(
+            id=job_id,
+            tenant=tenant,
+            pipeline=pipeline,
+            pipeline_version=pipeline_version,
+            state=JobState.QUEUED,
+            priority=priority,
+            progress=0.0,
+            current_stage=None,
+            input=input,
+            input_hash=input_hash,
+            idempotency_key=idempotency_key,
+            result=None,
+            error_type=None,
+            error_message=None,
+            created_at=created_at,
+            started_at=None,
+            finished_at=None,
+            updated_at=created_at,
+            last_seq=1,
+            batch_id=batch_id,
+        )
+
     def evolve(self, **changes: Any) -> Self:
         return dataclasses.replace(self, **changes)
 
@@ -135,6 +174,30 @@ class StageRun:
         values = {field.name: row[field.name] for field in dataclasses.fields(cls)}
         values["state"] = StageState(values["state"])
         return cls(**values)
+
+    @classmethod
+    def ready(cls, run_id: int, *, job_id: str, stage: str, queue: str, attempts: int, available_at: float) -> Self:
+        """A run waiting for a worker, as its dispatcher knew it: no lease, nothing run yet
+        in this attempt (what a claim does not set is left empty)."""
+        return cls(
+            id=run_id,
+            job_id=job_id,
+            stage=stage,
+            state=StageState.QUEUED,
+            queue=queue,
+            priority=0,
+            attempts=attempts,
+            available_at=available_at,
+            lease_owner=None,
+            lease_until=None,
+            started_at=None,
+            finished_at=None,
+            duration=None,
+            progress=0.0,
+            error_type=None,
+            error_message=None,
+            output=None,
+        )
 
     def evolve(self, **changes: Any) -> Self:
         return dataclasses.replace(self, **changes)

@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass, field
 
 from vigia import constants
-from vigia.exceptions import LeaseExpired, Permanent, Retry, StageTimeout
+from vigia.exceptions import LeaseExpired, Permanent, PipelineDefinitionError, Retry, StageTimeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +37,6 @@ class RetryPolicy:
     retry_on: tuple[type[BaseException], ...] = field(default=(Exception,))
 
     def __post_init__(self) -> None:
-        from vigia.exceptions import PipelineDefinitionError
-
         if self.max_attempts < 1:
             raise PipelineDefinitionError(f"max_attempts must be at least 1, got {self.max_attempts}")
         for name in ("base_delay", "max_delay"):

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vigia import monitoring
@@ -174,25 +174,3 @@ class Watch:
                 log.error("watch.failed", extra={"error_type": type(error).__name__})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.monitor_interval)
-
-
-def celery_consumers(settings: Settings, registry: Registry, *, timeout: float = 1.0) -> ConsumersSource:
-    """Queues and their consumers as Celery's workers report them (distributed mode)."""
-    from vigia.executors.celery import make_celery, queue_facts
-
-    app = make_celery(settings, registry)
-
-    def consumers() -> dict[str, list[str]]:
-        facts = queue_facts(app, settings, list(registry.queues), timeout=timeout)
-        found: dict[str, list[str]] = {}
-        for worker, queues in facts.workers.items():
-            for queue in queues:
-                found.setdefault(queue, []).append(worker)
-        return found
-
-    return consumers
-
-
-def fixed_consumers(worker: str, queues: Sequence[str]) -> ConsumersSource:
-    """This process's embedded executor, consuming ``queues``."""
-    return lambda: {queue: [worker] for queue in queues}

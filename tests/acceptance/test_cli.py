@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import typer
 
 from tests.acceptance.test_serve import (
     DEMO_STAGES,
@@ -25,6 +26,7 @@ from tests.acceptance.test_serve import (
     stop,
 )
 from vigia.api.auth import KEY_CACHE_SECONDS
+from vigia.cli import app
 
 PRINTED_KEY = re.compile(r"^vigia_[0-9a-f]{12}_")
 
@@ -173,9 +175,9 @@ def test_demo_runs_to_the_end_and_its_job_stays_in_the_store(tmp_path: Path, dat
     assert {stage["stage"]: stage["state"] for stage in body["stages"]} == dict.fromkeys(DEMO_STAGES, "succeeded")
     assert body["result"]["sentences"] > 0
 
-    jobs = run_vigia("jobs", "--json", "--data-dir", data_dir, cwd=tmp_path)
+    jobs = run_vigia("jobs", "list", "--json", "--data-dir", data_dir, cwd=tmp_path)
     assert jobs.returncode == 0, describe(jobs)
-    assert [job["id"] for job in json.loads(jobs.stdout)] == [match.group(1)]
+    assert [job["id"] for job in json.loads(jobs.stdout)["jobs"]] == [match.group(1)]
 
 
 def test_demo_runs_the_pressure_injury_cases_and_shows_triage_and_escalations(tmp_path: Path, data_dir: Path) -> None:
@@ -190,8 +192,8 @@ def test_demo_runs_the_pressure_injury_cases_and_shows_triage_and_escalations(tm
         "detection model: none",
     ):
         assert shown in output, describe(result)
-    listed = run_vigia("reviews", "--json", "--data-dir", data_dir, cwd=tmp_path)
-    assert len(json.loads(listed.stdout)) == 4, describe(listed)
+    listed = run_vigia("reviews", "list", "--json", "--data-dir", data_dir, cwd=tmp_path)
+    assert len(json.loads(listed.stdout)["reviews"]) == 4, describe(listed)
 
 
 HELP = {
@@ -210,10 +212,11 @@ HELP = {
         "audit",
         "monitor",
     ],
-    ("serve",): ["--host", "--port", "--workers", "--no-workers", "--data-dir"],
+    ("serve",): ["--host", "--port", "--concurrency", "--no-workers", "--data-dir"],
     ("submit",): ["--input", "--follow", "--idempotency-key", "--priority", "--url", "--api-key", "--data-dir"],
     ("status",): ["--json", "--url", "--api-key", "--data-dir"],
-    ("jobs",): ["--pipeline", "--state", "--limit", "--json", "--url", "--api-key", "--data-dir"],
+    ("jobs",): ["list"],
+    ("jobs", "list"): ["--pipeline", "--state", "--limit", "--json", "--url", "--api-key", "--data-dir"],
     ("pipelines",): ["--json", "--url", "--api-key", "--data-dir"],
     ("keys",): ["create", "list", "revoke"],
     ("keys", "create"): ["--role", "--tenant", "--name", "--data-dir"],
@@ -223,7 +226,8 @@ HELP = {
     ("db", "upgrade"): ["--data-dir"],
     ("demo",): ["--text", "--pace", "--flaky", "--data-dir"],
     ("worker",): ["--queues", "--concurrency", "--data-dir"],
-    ("reviews",): ["ack", "resolve", "--status", "--role", "--json", "--url"],
+    ("reviews",): ["list", "ack", "resolve"],
+    ("reviews", "list"): ["--status", "--role", "--limit", "--json", "--url"],
     ("reviews", "ack"): ["--url", "--api-key", "--data-dir"],
     ("reviews", "resolve"): ["--note", "--url", "--data-dir"],
     ("dlq",): ["list", "stats", "retry", "purge"],
@@ -249,9 +253,6 @@ def test_help_of_every_command(tmp_path: Path, command: tuple[str, ...]) -> None
 
 
 def test_every_command_has_a_help_test() -> None:
-    import typer
-
-    from vigia.cli import app
 
     def commands(group: object, path: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
         found = {path}

@@ -15,7 +15,8 @@ import pytest
 from vigia import JobState, Settings, StageState
 from vigia.coordinator import Coordinator
 from vigia.registry import Registry
-from vigia.store.sqlalchemy import SQLJobStore
+from vigia.store.database import Database
+from vigia.store.jobs import SQLJobStore
 from vigia.workloads.demo import pipeline as demo
 
 LEASE_SECONDS = 2.0
@@ -50,10 +51,10 @@ def wait_for(condition, timeout: float, what: str) -> None:
 @pytest.fixture
 def store(tmp_path: Path):
     settings = Settings(data_dir=tmp_path)
-    store = SQLJobStore(settings.database_url)
-    store.upgrade()
+    store = SQLJobStore(Database(settings.database_url))
+    store.database.upgrade()
     yield store
-    store.close()
+    store.database.close()
 
 
 def runs_by_state(store: SQLJobStore, job_ids: list[str]) -> dict[StageState, int]:

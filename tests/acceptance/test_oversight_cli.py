@@ -59,9 +59,9 @@ def test_reviews_dead_letters_and_monitor_from_the_command_line(tmp_path: Path) 
         def vigia(*args: object) -> object:
             return run_vigia(*args, cwd=tmp_path, env=env())
 
-        listed = vigia("reviews", "--json", "--url", url, "--data-dir", data_dir)
+        listed = vigia("reviews", "list", "--json", "--url", url, "--data-dir", data_dir)
         assert listed.returncode == 0, describe(listed)
-        items = json.loads(listed.stdout)
+        items = json.loads(listed.stdout)["reviews"]
         assert sorted(item["kind"] for item in items) == ["failure", "result"]
         result_review = next(item for item in items if item["kind"] == "result")
 
@@ -73,7 +73,7 @@ def test_reviews_dead_letters_and_monitor_from_the_command_line(tmp_path: Path) 
         assert resolved.returncode == 0 and "resolved by cli:" in resolved.stdout, describe(resolved)
 
         dlq = vigia("dlq", "list", "--json", "--data-dir", data_dir)
-        assert [item["job"]["id"] for item in json.loads(dlq.stdout)] == [dead], describe(dlq)
+        assert [item["job"]["id"] for item in json.loads(dlq.stdout)["jobs"]] == [dead], describe(dlq)
         stats = vigia("dlq", "stats", "--json", "--url", url, "--data-dir", data_dir)
         assert json.loads(stats.stdout)["by_stage"] == {"vital_check": 1}, describe(stats)
         refused = vigia("dlq", "purge", "--data-dir", data_dir)

@@ -23,8 +23,9 @@ from typing import Any
 import httpx
 import pytest
 
-from vigia.store.keys import SQLKeyStore
-from vigia.store.sqlalchemy import SQLJobStore
+from vigia.store.api_keys import ApiKeyStore
+from vigia.store.database import Database
+from vigia.store.jobs import SQLJobStore
 
 API = "/api/v1"
 KEY = re.compile(r"vigia_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
@@ -353,7 +354,7 @@ def test_cli_status_and_jobs_show_the_job(server: Server, finished_job: dict[str
     for stage in DEMO_STAGES:
         assert re.search(rf"│ {stage}\s+│ succeeded", status.stdout), describe(status)
 
-    jobs = run_vigia("jobs", "--url", server.url, "--data-dir", server.data_dir, "--json", cwd=server.log.parent)
+    jobs = run_vigia("jobs", "list", "--url", server.url, "--data-dir", server.data_dir, "--json", cwd=server.log.parent)
     assert jobs.returncode == 0, describe(jobs)
     listed = {job["id"]: job for job in json.loads(jobs.stdout)["jobs"]}
     assert listed[job_id]["state"] == "succeeded"
@@ -377,7 +378,7 @@ def test_cli_reads_the_server_and_key_from_the_environment(server: Server, finis
         pytest.param(["submit", "demo", "--input", '{"pace": 99}'], "pace", id="invalid-input"),
         pytest.param(["submit", "nosuchpipeline"], "nosuchpipeline", id="unknown-pipeline"),
         pytest.param(["status", "0" * 32], "0" * 32, id="unknown-job"),
-        pytest.param(["jobs", "--api-key", "vigia_000000000000_" + "A" * 43], "API key", id="unknown-key"),
+        pytest.param(["jobs", "list", "--api-key", "vigia_000000000000_" + "A" * 43], "API key", id="unknown-key"),
     ],
 )
 def test_cli_bad_requests_fail_with_one_error_line(server: Server, args: list[str], mentions: str) -> None:
@@ -510,9 +511,9 @@ def test_restart_on_the_same_data_dir_keeps_the_key_and_the_jobs(tmp_path: Path)
     finally:
         stop(second.process)
 
-    store = SQLJobStore(f"sqlite:///{data_dir / 'vigia.db'}")
+    store = SQLJobStore(Database(f"sqlite:///{data_dir / 'vigia.db'}"))
     try:
-        keys = SQLKeyStore(store).list()
+        keys = ApiKeyStore(store.database).list()
     finally:
-        store.close()
+        store.database.close()
     assert [(item.role.value, item.name) for item in keys] == [("admin", "local admin")]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_api import Harness, harness
+from tests.harness import Harness, harness
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
-from tests.integration.test_api import API, Harness, assert_error, gate, label
+from tests.harness import API, Harness, assert_error, gate, label
 
 pytestmark = pytest.mark.timeout(90)
 

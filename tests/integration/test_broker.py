@@ -12,8 +12,8 @@ import redis
 from celery import Celery
 
 from vigia.config import Settings
-from vigia.executors import broker
 from vigia.executors.celery import TASK_NAME, make_celery, send
+from vigia.executors.celery import transport as broker
 from vigia.pipeline import Pipeline
 from vigia.registry import Registry
 from vigia.store.base import Dispatch, StageWork

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,14 +18,26 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import psycopg
 import pytest
+import redis
 
+from tests.conftest import service_missing
+from tests.harness import TestClient
+from tests.onnx_models import STAGE_4, constant_detector, yolov5_rows
 from tests.pipelines import ALL
+from tests.receivers import webhook_receiver
 from vigia import JobState, Settings, StageRun, StageState, Vigia
-from vigia.executors.celery import make_celery, queue_facts
+from vigia.access import Role, issue
+from vigia.api import create_app
+from vigia.executors.celery import HOUSEKEEPING_DIED_EXIT_CODE, HOUSEKEEPING_PROCESS_NAME, make_celery, queue_facts
 from vigia.registry import Registry
-from vigia.store.sqlalchemy import SQLJobStore
+from vigia.store.base import ReviewFilter
+from vigia.store.database import Database
+from vigia.store.jobs import SQLJobStore
+from vigia.store.oversight import OversightStore
 from vigia.workloads.demo import pipeline as demo
+from vigia.workloads.pressure_injury import samples
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_SECONDS = 3.0
@@ -98,9 +113,9 @@ class Cluster:
 
 @pytest.fixture
 def cluster(postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    store = SQLJobStore(postgres_url)
-    store.upgrade()
-    store.close()
+    store = SQLJobStore(Database(postgres_url))
+    store.database.upgrade()
+    store.database.close()
     running = Cluster(postgres_url, redis_url, tmp_path)
     try:
         yield running
@@ -205,8 +220,6 @@ def test_kill_9_of_a_worker_machine_mid_run_loses_no_job(cluster: Cluster) -> No
 
 
 def test_a_worker_stops_when_its_housekeeping_process_dies_and_stops_cleanly_when_told(cluster: Cluster) -> None:
-    from vigia.executors.celery import HOUSEKEEPING_DIED_EXIT_CODE, HOUSEKEEPING_PROCESS_NAME
-
     def housekeeper_of(worker: subprocess.Popen[bytes]) -> psutil.Process:
         named = [child for child in psutil.Process(worker.pid).children() if child.name() == HOUSEKEEPING_PROCESS_NAME]
         assert len(named) == 1, psutil.Process(worker.pid).children()
@@ -233,11 +246,6 @@ def test_a_worker_stops_when_its_housekeeping_process_dies_and_stops_cleanly_whe
 
 
 def test_a_failure_on_a_worker_escalates_and_the_notification_is_delivered_by_a_worker(cluster: Cluster) -> None:
-    import json
-
-    from tests.receivers import webhook_receiver
-    from vigia.store.base import ReviewFilter
-    from vigia.store.oversight import OversightStore
 
     with webhook_receiver("dist-secret") as receiver:
         channels = json.dumps({"hook": {"type": "webhook", "url": receiver.url, "secret": "dist-secret"}})
@@ -255,13 +263,13 @@ def test_a_failure_on_a_worker_escalates_and_the_notification_is_delivered_by_a_
         while not receiver.accepted() and time.monotonic() < deadline:
             time.sleep(0.1)
 
-        store = SQLJobStore(cluster.database_url)
+        store = SQLJobStore(Database(cluster.database_url))
         try:
-            watch = OversightStore(store)
+            watch = OversightStore(store.database)
             found = watch.list_reviews(ReviewFilter())
             actions = [entry.action for entry in watch.audit_entries()]
         finally:
-            store.close()
+            store.database.close()
     assert state is JobState.DEAD, cluster.logs()
     assert [(review.stage, review.severity.value, review.status.value) for review in found] == [
         ("vital_check", "critical", "open")
@@ -274,11 +282,6 @@ def test_a_failure_on_a_worker_escalates_and_the_notification_is_delivered_by_a_
 
 
 def test_a_pressure_injury_case_runs_on_workers_with_a_model(cluster: Cluster, tmp_path: Path) -> None:
-    from tests.onnx_models import STAGE_4, constant_detector, yolov5_rows
-    from vigia.store.base import ReviewFilter
-    from vigia.store.oversight import OversightStore
-    from vigia.workloads.pressure_injury import samples
-
     model = constant_detector(tmp_path / "model.onnx", yolov5_rows((320, 320, 100, 90, 0.93, STAGE_4)))
     cluster.env.update(VIGIA_PI_MODEL=str(model), VIGIA_AUDIT_KEY="33" * 32)
     cluster.start_worker("--concurrency", "2")
@@ -299,12 +302,12 @@ def test_a_pressure_injury_case_runs_on_workers_with_a_model(cluster: Cluster, t
         return await vigia.wait(job.id, timeout=90)
 
     done = run_api(cluster, scenario)
-    store = SQLJobStore(cluster.database_url)
+    store = SQLJobStore(Database(cluster.database_url))
     try:
-        found = OversightStore(store).list_reviews(ReviewFilter())
+        found = OversightStore(store.database).list_reviews(ReviewFilter())
         queues = {run.stage: run.queue for run in store.get_runs(done.id)}
     finally:
-        store.close()
+        store.database.close()
     assert done.state is JobState.SUCCEEDED, cluster.logs()
     assert (done.result["grade"], done.result["triage"]["level"]) == ("stage_4", "emergency")
     assert [(review.role, review.severity.value) for review in found] == [("specialists", "critical")]
@@ -348,8 +351,6 @@ def test_cancelling_a_job_stops_its_stage_on_a_worker(cluster: Cluster) -> None:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -368,8 +369,6 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        import redis
-
         self.process = subprocess.Popen(
             [
                 "redis-server",
@@ -404,11 +403,7 @@ class PrivateRedis:
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    import shutil
-
     if shutil.which("redis-server") is None:
-        from tests.conftest import service_missing
-
         service_missing("redis-server is not on PATH: cannot restart a private Redis")
     server = PrivateRedis(tmp_path)
     server.start()
@@ -419,9 +414,9 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 
 def test_redis_restart_mid_run_loses_no_job(postgres_url: str, private_redis: PrivateRedis, tmp_path: Path) -> None:
-    store = SQLJobStore(postgres_url)
-    store.upgrade()
-    store.close()
+    store = SQLJobStore(Database(postgres_url))
+    store.database.upgrade()
+    store.database.close()
     cluster = Cluster(postgres_url, private_redis.url, tmp_path)
     try:
         cluster.start_worker("--concurrency", "2")
@@ -468,9 +463,6 @@ def _cluster_control(action: str) -> None:
 def restartable_postgres(postgres_url: str) -> Iterator[str]:
     """The local PostgreSQL cluster, which this test may stop and start (it is always
     started again, whatever happens)."""
-    import shutil
-
-    from tests.conftest import service_missing
 
     if shutil.which("pg_ctlcluster") is None or not os.path.isdir("/etc/postgresql"):
         service_missing("pg_ctlcluster is not available: cannot restart PostgreSQL")
@@ -483,8 +475,6 @@ def restartable_postgres(postgres_url: str) -> Iterator[str]:
 
 
 def _wait_for_postgres(url: str, timeout: float) -> None:
-    import psycopg
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -498,18 +488,9 @@ def _wait_for_postgres(url: str, timeout: float) -> None:
 def test_postgres_restart_mid_run_api_says_503_and_everything_recovers(
     restartable_postgres: str, redis_url: str, tmp_path: Path
 ) -> None:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from starlette.testclient import TestClient
-
-    from vigia.api import create_app
-    from vigia.keys import Role, issue
-
-    store = SQLJobStore(restartable_postgres)
-    store.upgrade()
-    store.close()
+    database = Database(restartable_postgres)
+    database.upgrade()
+    database.close()
     cluster = Cluster(restartable_postgres, redis_url, tmp_path)
     try:
         cluster.start_worker("--concurrency", "2")
@@ -580,9 +561,9 @@ def test_worker_refuses_to_start_without_its_services_or_with_an_old_schema(
         assert result.returncode == 1, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], result.stderr
-    store = SQLJobStore(postgres_url)
-    store.upgrade()
-    store.close()
+    store = SQLJobStore(Database(postgres_url))
+    store.database.upgrade()
+    store.database.close()
     no_broker = _worker_refusal({**cluster.env, "VIGIA_BROKER_URL": f"redis://127.0.0.1:{_free_port()}/0"})
     assert no_broker.returncode == 1, no_broker.stderr
     assert "broker" in no_broker.stderr and "cannot be reached" in no_broker.stderr, no_broker.stderr

@@ -17,12 +17,14 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from tests.integration.test_api import API, Harness, assert_error, harness
+from tests.harness import API, Harness, assert_error, harness
 from tests.pipelines import journal, switches
 from tests.receivers import WebhookReceiver, smtp_server, webhook_receiver
-from vigia.audit import Pseudonymiser, verify
+from vigia.audit import AuditDraft, Pseudonymiser, chain, verify
+from vigia.cli import app
+from vigia.store.database import Database
+from vigia.store.jobs import SQLJobStore
 from vigia.store.oversight import OversightStore
-from vigia.store.sqlalchemy import SQLJobStore
 
 SECRET = "receiver-secret-7f3a"
 AUDIT_KEY = "11" * 32
@@ -79,7 +81,7 @@ def reviews(api: Harness, who: str = "reviewer", **params: Any) -> list[dict[str
 
 
 def audit_entries(api: Harness) -> list[Any]:
-    return list(api.vigia.watch_store.audit_entries())
+    return list(api.vigia.oversight.audit_entries())
 
 
 def events_of(api: Harness, job_id: str) -> list[dict[str, Any]]:
@@ -284,12 +286,11 @@ def test_the_audit_chain_names_the_first_tampered_or_missing_entry(sqlite_url: s
         for number in range(3):
             api.wait(api.submit("t_confidence", {"patient_code": f"PT-{number}", "confidence": 0.3})["id"])
     # Read once everything (the notifications too) has stopped writing.
-    store = SQLJobStore(sqlite_url)
-    entries = list(OversightStore(store).audit_entries())
-    store.close()
+    store = SQLJobStore(Database(sqlite_url))
+    entries = list(OversightStore(store.database).audit_entries())
+    store.database.close()
     env = {"VIGIA_DATABASE_URL": sqlite_url, "VIGIA_DATA_DIR": str(tmp_path / "data"), "VIGIA_AUDIT_KEY": AUDIT_KEY}
     runner = CliRunner()
-    from vigia.cli import app
 
     assert verify(entries).ok and len(entries) >= 12
     intact = runner.invoke(app, ["audit", "verify"], env=env)
@@ -315,7 +316,6 @@ def test_the_audit_chain_names_the_first_tampered_or_missing_entry(sqlite_url: s
 
     # Re-chained from the changed entry on (the head left alone): the chain verifies, the
     # head does not match.
-    from vigia.audit import AuditDraft, chain
 
     with engine.begin() as connection:
         connection.execute(sa.text("DELETE FROM vigia_audit WHERE seq >= :seq"), {"seq": victim.seq})

@@ -10,7 +10,7 @@ import redis
 
 from vigia.escalation import EscalationRequest, NotificationRequest, Urgency
 from vigia.exceptions import StoreUnavailable
-from vigia.executors.handoff import (
+from vigia.executors.celery.handoff import (
     FINISHED_KEY,
     HEARTBEAT_PREFIX,
     SETTLING_PREFIX,

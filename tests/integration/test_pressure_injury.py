@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.integration.test_api import API, Harness, assert_error, harness
+from tests.harness import API, Harness, assert_error, harness
 from tests.integration.test_failure_handling import AUDIT_KEY, SECRET, oversight_settings, reviews, wait_for
 from tests.onnx_models import STAGE_2, STAGE_4, constant_detector, yolov5_rows
 from tests.receivers import WebhookReceiver, webhook_receiver
 from vigia.audit import Pseudonymiser
-from vigia.storage import BlobRef, LocalBlobStore
+from vigia.blobs import BlobRef, LocalBlobStore
 from vigia.workloads.pressure_injury import samples
 
 pytestmark = pytest.mark.timeout(120)
@@ -124,7 +124,7 @@ def test_a_case_without_a_model_is_triaged_and_sent_to_human_review_with_its_pho
         assert blobs.read(uploaded) == stored  # the upload's reference now reads the clean copy
 
         # Audited as a clinical decision, the patient pseudonymised.
-        decisions = [entry for entry in api.vigia.watch_store.audit_entries() if entry.action.startswith("decision.")]
+        decisions = [entry for entry in api.vigia.oversight.audit_entries() if entry.action.startswith("decision.")]
         [triaged] = [entry for entry in decisions if entry.action == "decision.pressure_injury.triaged"]
         assert triaged.details["level"] == "urgent" and triaged.details["braden_total"] == 12
         assert triaged.subject == Pseudonymiser(bytes.fromhex(AUDIT_KEY))("PT-77")

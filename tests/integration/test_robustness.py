@@ -15,7 +15,8 @@ from vigia import JobState, Pipeline, Settings, StageContext, Vigia
 from vigia.coordinator import Coordinator, JobRequest
 from vigia.exceptions import InvalidInput
 from vigia.registry import Registry
-from vigia.store.sqlalchemy import SQLJobStore
+from vigia.store.database import Database
+from vigia.store.jobs import SQLJobStore
 
 retired = Pipeline("t_retired")
 
@@ -54,10 +55,10 @@ fussy.stage("only")(lambda ctx: None)
 
 def test_a_job_of_a_pipeline_this_process_lacks_fails_with_the_reason_and_others_run(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, poll_interval=0.05)
-    store = SQLJobStore(settings.database_url)
-    store.upgrade()
+    store = SQLJobStore(Database(settings.database_url))
+    store.database.upgrade()
     orphan = Coordinator(store, Registry([retired])).submit("t_retired", {}).job
-    store.close()
+    store.database.close()
 
     async def scenario() -> tuple[Any, Any]:
         vigia = Vigia.from_settings(settings, pipelines=[seen])  # t_retired is not registered here
@@ -99,8 +100,8 @@ def test_following_from_beyond_the_last_event_ends_when_the_job_ends(tmp_path: P
 
 
 def test_a_failing_validator_fails_only_its_own_submission(tmp_path: Path) -> None:
-    store = SQLJobStore(Settings(data_dir=tmp_path).database_url)
-    store.upgrade()
+    store = SQLJobStore(Database(Settings(data_dir=tmp_path).database_url))
+    store.database.upgrade()
     coordinator = Coordinator(store, Registry([fussy]))
     outcomes = coordinator.submit_many(
         [
@@ -109,7 +110,7 @@ def test_a_failing_validator_fails_only_its_own_submission(tmp_path: Path) -> No
             JobRequest("t_fussy", {"n": 2}, tenant="a"),
         ]
     )
-    store.close()
+    store.database.close()
     assert [type(outcome).__name__ for outcome in outcomes] == ["Submitted", "InvalidInput", "Submitted"]
     assert isinstance(outcomes[1], InvalidInput)
     assert "KeyError" in outcomes[1].message

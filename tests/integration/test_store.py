@@ -19,17 +19,21 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from vigia.audit import AuditDraft, verify
 from vigia.coordinator import Assignment, Coordinator
 from vigia.exceptions import IdempotencyConflict, InvalidInput, JobNotFound, SchemaOutOfDate
 from vigia.job import Event, EventType, JobState, StageRun, StageState
 from vigia.orchestrator import StageOutcome
 from vigia.pipeline import Pipeline, Stage
 from vigia.registry import Registry
-from vigia.store import JobFilter, migrations
+from vigia.store import JobFilter, bulk, migrations
 from vigia.store.base import StageWork
+from vigia.store.database import Database
+from vigia.store.jobs import SQLJobStore
+from vigia.store.oversight import OversightStore
+from vigia.store.schema import events as events_table
 from vigia.store.schema import metadata
 from vigia.store.schema import stage_runs as stage_runs_table
-from vigia.store.sqlalchemy import SQLJobStore
 
 #: Where the fake clock starts (November 2026): far from the real time, on purpose.
 START = 1_795_000_000.0
@@ -110,7 +114,7 @@ def event_summary(events: list[Event]) -> list[tuple[int, str, str | None]]:
 
 
 def schema_differences(store: SQLJobStore) -> list[Any]:
-    with store.engine.connect() as connection:
+    with store.database.engine.connect() as connection:
         # The version table is Alembic's bookkeeping, not part of `metadata`: naming it
         # keeps it out of the comparison. Server defaults are compared too; none differ
         # today (neither the schema nor the migration declares one), so none are ignored.
@@ -123,34 +127,34 @@ def schema_differences(store: SQLJobStore) -> list[Any]:
 
 def test_migrations_build_exactly_the_declared_schema(store: SQLJobStore) -> None:
     assert schema_differences(store) == []
-    tables = set(sa.inspect(store.engine).get_table_names())
+    tables = set(sa.inspect(store.database.engine).get_table_names())
     assert tables == {*metadata.tables, migrations.VERSION_TABLE}
 
 
 def test_schema_comparison_notices_a_missing_index(store: SQLJobStore) -> None:
     """The comparison above can fail: drop an index the schema declares and it says so."""
-    with store.engine.begin() as connection:
+    with store.database.engine.begin() as connection:
         connection.execute(sa.text("DROP INDEX ix_vigia_stage_runs_claim"))
     differences = schema_differences(store)
     assert [(kind, index.name) for kind, index in differences] == [("add_index", "ix_vigia_stage_runs_claim")]
 
 
 def test_check_refuses_an_empty_database_and_passes_after_upgrade(store_url: str) -> None:
-    store = SQLJobStore(store_url)
+    store = SQLJobStore(Database(store_url))
     try:
         with pytest.raises(SchemaOutOfDate, match="vigia db upgrade"):
-            store.check()
-        store.upgrade()
-        store.check()
+            store.database.check()
+        store.database.upgrade()
+        store.database.check()
     finally:
-        store.close()
+        store.database.close()
 
 
 def test_upgrade_twice_changes_nothing(store: SQLJobStore, coordinator: Coordinator) -> None:
     submitted = coordinator.submit("store_test", {"n": 1})
-    store.upgrade()
-    store.check()
-    with store.engine.connect() as connection:
+    store.database.upgrade()
+    store.database.check()
+    with store.database.engine.connect() as connection:
         assert migrations.current_revision(connection) == migrations.head_revision()
         versions = connection.execute(sa.text(f"SELECT version_num FROM {migrations.VERSION_TABLE}")).all()
     assert [row.version_num for row in versions] == [migrations.head_revision()]
@@ -240,7 +244,7 @@ def test_submit_refuses_input_the_store_cannot_hold(
 
 
 def test_concurrent_submissions_with_one_key_make_one_job(store: SQLJobStore) -> None:
-    others = [SQLJobStore(store.url) for _ in range(3)]
+    others = [SQLJobStore(Database(store.database.url)) for _ in range(3)]
     try:
         coordinators = [Coordinator(each, Registry([PIPELINE])) for each in [store, *others]]
         start = threading.Barrier(len(coordinators))
@@ -254,7 +258,7 @@ def test_concurrent_submissions_with_one_key_make_one_job(store: SQLJobStore) ->
             results = list(pool.map(submit, coordinators))
     finally:
         for each in others:
-            each.close()
+            each.database.close()
 
     assert len({job_id for job_id, _ in results}) == 1
     assert sorted(created for _, created in results) == [False, False, False, True]
@@ -580,12 +584,9 @@ def test_a_stale_claim_refused_beside_a_later_attempt_does_not_drop_that_attempt
 def test_bulk_writes_on_postgresql_refuse_a_value_too_long_rather_than_cut_it(
     store: SQLJobStore, coordinator: Coordinator
 ) -> None:
-    from vigia.store import bulk
-    from vigia.store.schema import events as events_table
-
     job = coordinator.submit("store_test", {"n": 1}).job
     run = runs_by_stage(store, job.id)["fetch"]
-    with pytest.raises(sa.exc.DataError), store.engine.begin() as connection:
+    with pytest.raises(sa.exc.DataError), store.database.engine.begin() as connection:
         bulk.update_rows(
             connection,
             stage_runs_table,
@@ -593,7 +594,7 @@ def test_bulk_writes_on_postgresql_refuse_a_value_too_long_rather_than_cut_it(
             ["lease_owner"],
             [{"id": run.id, "lease_owner": "w" * 101}],
         )
-    with store.engine.begin() as connection:  # NULLs, a JSON document, an int among floats
+    with store.database.engine.begin() as connection:  # NULLs, a JSON document, an int among floats
         bulk.update_rows(
             connection,
             stage_runs_table,
@@ -802,9 +803,9 @@ def test_get_job_of_another_tenant_is_not_found(store: SQLJobStore, coordinator:
 
 @pytest.mark.postgres
 def test_concurrent_claims_never_share_a_run(postgres_url: str) -> None:
-    stores = [SQLJobStore(postgres_url), SQLJobStore(postgres_url)]
+    stores = [SQLJobStore(Database(postgres_url)), SQLJobStore(Database(postgres_url))]
     try:
-        stores[0].upgrade()
+        stores[0].database.upgrade()
         registry = Registry([PIPELINE])
         submitter = Coordinator(stores[0], registry)
         job_ids = [submitter.submit("store_test", {"n": n}, priority=n % 3).job.id for n in range(50)]
@@ -842,16 +843,16 @@ def test_concurrent_claims_never_share_a_run(postgres_url: str) -> None:
         assert owners == Counter({"worker-0": len(claimed[0]), "worker-1": len(claimed[1])})
     finally:
         for store in stores:
-            store.close()
+            store.database.close()
 
 
 @pytest.mark.postgres
 def test_branches_settled_at_once_release_their_join(postgres_url: str) -> None:
     """Two workers settle the two branches of one job at the same moment: whichever waits
     for the other's lock must see that branch finished, or the join is never released."""
-    store = SQLJobStore(postgres_url)
-    store.upgrade()
-    holder = sa.create_engine(store.engine.url)
+    store = SQLJobStore(Database(postgres_url))
+    store.database.upgrade()
+    holder = sa.create_engine(store.database.engine.url)
     try:
         coordinator = Coordinator(store, Registry([PIPELINE]))
         job = coordinator.submit("store_test", {"n": 1}).job
@@ -876,7 +877,7 @@ def test_branches_settled_at_once_release_their_join(postgres_url: str) -> None:
         assert runs_by_stage(store, job.id)["merge"].state is StageState.QUEUED
     finally:
         holder.dispose()
-        store.close()
+        store.database.close()
 
 
 def _lock_waiters(connection: sa.Connection) -> int:
@@ -890,14 +891,11 @@ def _lock_waiters(connection: sa.Connection) -> int:
 
 
 def test_audit_entries_with_awkward_numbers_verify_after_a_round_trip(store: SQLJobStore) -> None:
-    from vigia.audit import AuditDraft, verify
-    from vigia.store.oversight import OversightStore
-
     # What JSONB gives back otherwise than it was given: -0.0 as 0, 1e16 as an integer.
     details = {"delta": -0.0, "big": 1e16, "huge": 1e20, "whole": 1.0, "tenth": 0.1, "n": [3, 2.5, -0.0]}
     store.transact(
         lambda unit: unit.append_audit([AuditDraft("check.numbers", "test", START, "t", None, None, details)])
     )
-    entries = list(OversightStore(store).audit_entries())
+    entries = list(OversightStore(store.database).audit_entries())
     assert [entry.action for entry in entries] == ["check.numbers"]
     assert verify(entries).ok, verify(entries)

@@ -17,13 +17,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from vigia.coordinator import Coordinator, input_fingerprint
+from vigia.coordinator import Coordinator
 from vigia.job import Event, EventType, JobState, new_job_id
 from vigia.orchestrator import StageOutcome, plan_job
 from vigia.pipeline import Pipeline, Stage
 from vigia.registry import Registry
 from vigia.store import JobFilter, NewJob
-from vigia.store.sqlalchemy import SQLJobStore
+from vigia.store.database import Database
+from vigia.store.jobs import SQLJobStore
+from vigia.submission import input_fingerprint
 
 JOBS = 3000
 START = 1_795_000_000.0
@@ -70,10 +72,10 @@ class Populated:
 @pytest.fixture
 def populated(sqlite_url: str) -> Iterator[Populated]:
     """A store with JOBS jobs of two tenants and pipelines; some running, some cancelled."""
-    store = SQLJobStore(sqlite_url)
+    store = SQLJobStore(Database(sqlite_url))
     clock = Clock()
     try:
-        store.upgrade()
+        store.database.upgrade()
         coordinator = Coordinator(store, Registry([PIPELINE, OTHER]), clock=clock, rand=lambda: 0.0)
         job_ids = []
         with store.unit_of_work() as unit:
@@ -104,7 +106,7 @@ def populated(sqlite_url: str) -> Iterator[Populated]:
                 coordinator.cancel(job_id)
         yield Populated(store, coordinator, clock, job_ids)
     finally:
-        store.close()
+        store.database.close()
 
 
 def succeeded(run: Any, now: float) -> StageOutcome:
@@ -132,11 +134,11 @@ def capturing(store: SQLJobStore) -> Iterator[list[tuple[str, Any]]]:
     def listener(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, many: bool) -> None:
         seen.append((statement, parameters[0] if many else parameters))
 
-    sa.event.listen(store.engine, "before_cursor_execute", listener)
+    sa.event.listen(store.database.engine, "before_cursor_execute", listener)
     try:
         yield seen
     finally:
-        sa.event.remove(store.engine, "before_cursor_execute", listener)
+        sa.event.remove(store.database.engine, "before_cursor_execute", listener)
 
 
 def planned(store: SQLJobStore, action: Callable[[], Any]) -> list[Planned]:
@@ -144,7 +146,7 @@ def planned(store: SQLJobStore, action: Callable[[], Any]) -> list[Planned]:
     with capturing(store) as seen:
         action()
     explained = []
-    with store.engine.connect() as connection:
+    with store.database.engine.connect() as connection:
         for statement, parameters in seen:
             if not re.match(r"\s*(SELECT|UPDATE|DELETE)\b", statement, re.IGNORECASE):
                 continue
@@ -167,7 +169,7 @@ def test_a_full_scan_is_noticed(populated: Populated) -> None:
     store = populated.store
 
     def unindexed() -> None:
-        with store.engine.connect() as connection:
+        with store.database.engine.connect() as connection:
             connection.execute(sa.text("SELECT id FROM vigia_jobs WHERE input_hash = :hash"), {"hash": "0" * 64}).all()
 
     (statement,) = planned(store, unindexed)

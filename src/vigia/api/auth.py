@@ -11,9 +11,9 @@ from typing import Annotated
 from fastapi import Depends, Request, WebSocket
 from starlette.datastructures import Headers
 
+from vigia.access import ApiKey, Permission
 from vigia.app import Vigia
 from vigia.exceptions import PermissionDenied, Unauthenticated
-from vigia.keys import ApiKey, Permission
 
 #: How long a verified key is trusted without asking the store again: a key revoked from
 #: another process stops working within this time.

@@ -8,7 +8,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from vigia.api.auth import App, Reader, Submitter
-from vigia.api.jobs import ERRORS, submittable_pipeline
+from vigia.api.errors import ERRORS
+from vigia.api.jobs import submittable_pipeline
 from vigia.api.schemas import API_PREFIX, BatchModel, BatchRequest, BatchSubmittedModel, batch_model, job_model
 from vigia.exceptions import InvalidInput
 

@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from vigia.api.auth import Admin, App, Reader
-from vigia.api.schemas import ErrorResponse, JobModel, job_model
+from vigia.api.errors import ERRORS
+from vigia.api.schemas import DeadPageModel, DeadStatisticsModel, JobModel, dead_model, job_model
 from vigia.exceptions import InvalidInput
-from vigia.store.base import DeadFilter, DeadJob
+from vigia.store.base import DeadFilter
 
 router = APIRouter(tags=["dead-letter queue"])
-
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 503)}
-
-
-class DeadJobModel(BaseModel):
-    job: JobModel
-    failed_stage: str | None = Field(description="The stage whose failure killed the job.")
-    attempts: int
-    error_type: str | None
-    error_message: str | None
-
-
-class DeadPageModel(BaseModel):
-    jobs: list[DeadJobModel]
-    next_cursor: str | None
 
 
 class DeadFilterModel(BaseModel):
@@ -79,16 +65,6 @@ def _filter(tenant: str, chosen: DeadFilterModel) -> DeadFilter:
     )
 
 
-def dead_model(dead: DeadJob) -> DeadJobModel:
-    return DeadJobModel(
-        job=job_model(dead.job),
-        failed_stage=dead.stage,
-        attempts=dead.attempts,
-        error_type=dead.error_type,
-        error_message=dead.error_message,
-    )
-
-
 @router.get("/dlq", response_model=DeadPageModel, responses=ERRORS, summary="Dead jobs")
 async def list_dead(
     key: Reader,
@@ -107,11 +83,11 @@ async def list_dead(
     )
 
 
-@router.get("/dlq/statistics", responses=ERRORS, summary="Dead jobs counted")
-async def statistics(key: Reader, vigia: App, chosen: DeadQuery) -> dict[str, Any]:
+@router.get("/dlq/statistics", response_model=DeadStatisticsModel, responses=ERRORS, summary="Dead jobs counted")
+async def statistics(key: Reader, vigia: App, chosen: DeadQuery) -> DeadStatisticsModel:
     """Dead jobs by pipeline, by the stage that failed, by error type, and per hour of death
     (`hour` is the hour's start in epoch seconds)."""
-    return await vigia.dlq_statistics(_filter(key.tenant, chosen))
+    return DeadStatisticsModel(**await vigia.dlq_statistics(_filter(key.tenant, chosen)))
 
 
 @router.post("/dlq/retry", response_model=CountModel, responses=ERRORS, summary="Retry dead jobs")

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vigia import exceptions as errors
+from vigia.api.schemas import ErrorResponse
 
 log = logging.getLogger("vigia.api")
 
@@ -32,6 +33,8 @@ STATUS: dict[type[errors.VigiaError], int] = {
     errors.SchemaOutOfDate: 503,
     errors.TransientConflict: 503,
 }
+#: The error responses every operation documents: each status one of our exceptions maps to.
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in sorted(set(STATUS.values()))}
 #: Seconds a client should wait before trying again after a 503.
 RETRY_AFTER = 5
 

@@ -13,8 +13,9 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from vigia import constants
+from vigia.access import Permission
 from vigia.api.auth import App, Reader, Submitter
-from vigia.api.errors import describe_problems, error_body
+from vigia.api.errors import ERRORS, describe_problems, error_body
 from vigia.api.schemas import (
     API_PREFIX,
     ErrorResponse,
@@ -23,24 +24,18 @@ from vigia.api.schemas import (
     JobPageModel,
     JobResultModel,
     PendingResultModel,
-    ReviewSummaryModel,
     SubmitRequest,
+    job_detail_model,
     job_model,
-    stage_model,
 )
 from vigia.app import Vigia
-from vigia.escalation import ReviewStatus
 from vigia.exceptions import InvalidInput, PermissionDenied, UnsupportedMediaType
 from vigia.job import JobState, StageState
-from vigia.keys import Permission
 from vigia.pipeline import Pipeline
 from vigia.store.base import JobFilter
 
 router = APIRouter(tags=["jobs"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 415, 422, 503)
-}
 UPLOAD_CHUNK = 256 * 1024
 
 _SUBMIT_BODY = {
@@ -169,28 +164,9 @@ async def get_job(job_id: str, key: Reader, vigia: App) -> JobDetailModel:
     """State, overall progress, current stage, and each stage's state, attempts, timings and error."""
     job = await vigia.get_job(job_id, key.tenant)
     runs = await vigia.get_runs(job.id)
-    order = (
-        {name: index for index, name in enumerate(vigia.registry.get(job.pipeline).nodes)}
-        if (job.pipeline in vigia.registry)
-        else {}
-    )
-    runs.sort(key=lambda run: order.get(run.stage, len(order)))
     reviews = (await vigia.reviews_of([job.id])).get(job.id, [])
-    return JobDetailModel(
-        **job_model(job).model_dump(),
-        stages=[stage_model(run) for run in runs],
-        awaiting_review=any(review.status is not ReviewStatus.RESOLVED for review in reviews),
-        reviews=[
-            ReviewSummaryModel(
-                id=review.id,
-                status=review.status.value,
-                reason=review.reason,
-                role=review.role,
-                severity=review.severity.value,
-            )
-            for review in reviews
-        ],
-    )
+    pipeline = vigia.registry.get(job.pipeline) if job.pipeline in vigia.registry else None
+    return job_detail_model(job, runs, reviews, pipeline)
 
 
 @router.get(

@@ -9,7 +9,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from vigia import wiring
 from vigia.api.auth import Admin, App
+from vigia.api.errors import ERRORS
+from vigia.api.schemas import MonitoringStatusModel
 from vigia.exceptions import StoreError
 
 router = APIRouter(tags=["monitoring"])
@@ -27,12 +30,13 @@ async def ready(vigia: App) -> JSONResponse:
     required queue has at least one worker; `503` with what is missing otherwise."""
     checks: dict[str, Any] = {}
     try:
-        await asyncio.to_thread(vigia.store.check)
+        await asyncio.to_thread(vigia.database.check)
         checks["store"] = "ok"
     except StoreError as error:
         checks["store"] = error.message
     if vigia.settings.distributed:
-        checks["broker"] = await asyncio.to_thread(_broker_check, vigia.settings.broker_url or "")
+        problem = await asyncio.to_thread(wiring.broker_problem, vigia.settings)
+        checks["broker"] = "ok" if problem is None else f"the broker cannot be reached: {problem}"
     try:
         consumed = await asyncio.to_thread(vigia.watch.consumers)
     except Exception as error:  # the broker or a worker did not answer: not ready
@@ -43,27 +47,19 @@ async def ready(vigia: App) -> JSONResponse:
     return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503)
 
 
-def _broker_check(url: str) -> str:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        client.ping()
-        return "ok"
-    except redis.RedisError as error:
-        return f"the broker cannot be reached: {error}"
-    finally:
-        client.close()
-
-
-@router.get("/monitoring/status", summary="Queues, workers, throughput, failures, timings, alerts")
-async def status(key: Admin, vigia: App) -> dict[str, Any]:
+@router.get(
+    "/monitoring/status",
+    response_model=MonitoringStatusModel,
+    responses=ERRORS,
+    summary="Queues, workers, throughput, failures, timings, alerts",
+)
+async def status(key: Admin, vigia: App) -> MonitoringStatusModel:
     """Per queue the depth and consumers; throughput, failure rate and processing-time
     percentiles per pipeline over the last hour; the dead-letter and review counts; and the
     alerts now active (as last evaluated, with the rules applied to these facts). These are
     the whole installation's, every tenant's: admin keys only."""
     observation = await asyncio.to_thread(vigia.watch.observe)
-    return observation.status()
+    return MonitoringStatusModel.model_validate(observation.status())
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

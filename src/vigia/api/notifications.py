@@ -9,13 +9,13 @@ from pydantic import BaseModel, Field
 
 from vigia import constants
 from vigia.api.auth import App, Reader
-from vigia.api.schemas import ErrorResponse, iso
+from vigia.api.errors import ERRORS
+from vigia.api.schemas import iso
 from vigia.job import Job, JobState, StageRun
 from vigia.store.base import JobFilter
 
 router = APIRouter(tags=["notifications"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 403, 422, 503)}
 
 #: How a notification job's state reads as a delivery state.
 DELIVERY = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from vigia.api.auth import App, Reader
-from vigia.api.jobs import ERRORS
+from vigia.api.errors import ERRORS
 from vigia.api.schemas import PipelineModel
 
 router = APIRouter(tags=["pipelines"])

@@ -2,52 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from vigia.api.auth import App, Reader, Reviewer
-from vigia.api.schemas import ErrorResponse
-from vigia.escalation import MAX_RESOLUTION, Review, ReviewStatus
+from vigia.api.errors import ERRORS
+from vigia.api.schemas import ReviewModel, ReviewPageModel, review_model
+from vigia.escalation import MAX_RESOLUTION, ReviewStatus
 from vigia.store.base import ReviewFilter
 
 router = APIRouter(tags=["reviews"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 503)}
-
-
-class ReviewModel(BaseModel):
-    id: str
-    job_id: str
-    stage: str | None
-    kind: str = Field(description="failure, result (a pipeline's rule) or request (the stage asked).")
-    reason: str
-    severity: str
-    role: str = Field(description="Who must look.")
-    urgency: str
-    status: str = Field(description="open, acknowledged or resolved.")
-    created_at: float
-    acknowledged_at: float | None
-    acknowledged_by: str | None
-    resolved_at: float | None
-    resolved_by: str | None
-    resolution: str | None
-
-
-class ReviewPageModel(BaseModel):
-    reviews: list[ReviewModel]
-    next_cursor: str | None
-
 
 class ResolveRequest(BaseModel):
     note: str = Field(min_length=1, max_length=MAX_RESOLUTION, description="What was decided.")
-
-
-def review_model(review: Review) -> ReviewModel:
-    values = review.to_dict()
-    values.pop("tenant")
-    return ReviewModel(**values)
 
 
 @router.get("/reviews", response_model=ReviewPageModel, responses=ERRORS, summary="Human-review items")

@@ -7,8 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from vigia.escalation import Review, ReviewStatus
 from vigia.job import Event, Job, StageRun, StageState
-from vigia.store.base import Batch
+from vigia.pipeline import Pipeline
+from vigia.store.base import Batch, DeadJob
 
 API_PREFIX = "/api/v1"
 
@@ -132,6 +134,94 @@ class BatchSubmittedModel(BaseModel):
     jobs: list[JobModel]
 
 
+class ReviewModel(BaseModel):
+    id: str
+    job_id: str
+    stage: str | None
+    kind: str = Field(description="failure, result (a pipeline's rule) or request (the stage asked).")
+    reason: str
+    severity: str
+    role: str = Field(description="Who must look.")
+    urgency: str
+    status: str = Field(description="open, acknowledged or resolved.")
+    created_at: float
+    acknowledged_at: float | None
+    acknowledged_by: str | None
+    resolved_at: float | None
+    resolved_by: str | None
+    resolution: str | None
+
+
+class ReviewPageModel(BaseModel):
+    reviews: list[ReviewModel]
+    next_cursor: str | None
+
+
+class DeadJobModel(BaseModel):
+    job: JobModel
+    failed_stage: str | None = Field(description="The stage whose failure killed the job.")
+    attempts: int
+    error_type: str | None
+    error_message: str | None
+
+
+class DeadPageModel(BaseModel):
+    jobs: list[DeadJobModel]
+    next_cursor: str | None
+
+
+class HourCountModel(BaseModel):
+    hour: int = Field(description="The hour's start, in epoch seconds.")
+    count: int
+
+
+class DeadStatisticsModel(BaseModel):
+    total: int
+    by_pipeline: dict[str, int]
+    by_stage: dict[str, int] = Field(description="By the stage that failed.")
+    by_error_type: dict[str, int]
+    by_hour: list[HourCountModel] = Field(description="By hour of death, oldest first.")
+
+
+class QueueStatusModel(BaseModel):
+    name: str
+    depth: int = Field(description="Stage runs ready to run and waiting.")
+    consumers: list[str] = Field(description="Workers consuming the queue.")
+
+
+class ProcessingTimesModel(BaseModel):
+    count: int
+    p50: float
+    p95: float
+    p99: float
+
+
+class AlertModel(BaseModel):
+    rule: str
+    key: str = Field(description="What the alert is about (a queue, a pipeline, ...).")
+    severity: str
+    message: str
+    since: float = Field(description="When its condition began, in epoch seconds.")
+    firing: bool = Field(description="False while the condition has not lasted long enough yet.")
+
+
+class MonitoringStatusModel(BaseModel):
+    at: float
+    health: str = Field(description="ok, warning or critical.")
+    window_seconds: float
+    queues: list[QueueStatusModel]
+    workers: list[str]
+    throughput_per_minute: float
+    failure_rate: float | None = Field(description="Failed or dead among finished jobs in the window.")
+    finished: int
+    failed: int
+    processing_seconds: dict[str, ProcessingTimesModel] = Field(description="Per pipeline, start to finish.")
+    dlq_size: int
+    open_reviews: int
+    notifications_failed: int
+    alerts: list[AlertModel]
+
+
 class StageInfoModel(BaseModel):
     name: str
     depends_on: list[str]
@@ -175,6 +265,45 @@ def job_model(job: Job) -> JobModel:
         last_event=job.last_seq,
         batch_id=job.batch_id,
         links=job_links(job.id),
+    )
+
+
+def job_detail_model(
+    job: Job, runs: list[StageRun], reviews: list[Review], pipeline: Pipeline | None
+) -> JobDetailModel:
+    """The job with its stages (in the pipeline's order when it is known here) and reviews."""
+    order = {name: index for index, name in enumerate(pipeline.nodes)} if pipeline is not None else {}
+    ordered = sorted(runs, key=lambda run: order.get(run.stage, len(order)))
+    return JobDetailModel(
+        **job_model(job).model_dump(),
+        stages=[stage_model(run) for run in ordered],
+        awaiting_review=any(review.status is not ReviewStatus.RESOLVED for review in reviews),
+        reviews=[
+            ReviewSummaryModel(
+                id=review.id,
+                status=review.status.value,
+                reason=review.reason,
+                role=review.role,
+                severity=review.severity.value,
+            )
+            for review in reviews
+        ],
+    )
+
+
+def review_model(review: Review) -> ReviewModel:
+    values = review.to_dict()
+    values.pop("tenant")
+    return ReviewModel(**values)
+
+
+def dead_model(dead: DeadJob) -> DeadJobModel:
+    return DeadJobModel(
+        job=job_model(dead.job),
+        failed_stage=dead.stage,
+        attempts=dead.attempts,
+        error_type=dead.error_type,
+        error_message=dead.error_message,
     )
 
 

@@ -18,8 +18,7 @@ from fastapi.responses import StreamingResponse
 
 from vigia import constants
 from vigia.api.auth import App, Reader, websocket_key
-from vigia.api.errors import status_of
-from vigia.api.jobs import ERRORS
+from vigia.api.errors import ERRORS, status_of
 from vigia.api.schemas import event_model
 from vigia.app import Vigia
 from vigia.exceptions import VigiaError

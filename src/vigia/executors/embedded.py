@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from vigia.blobs import BlobStore
 from vigia.config import Settings
 from vigia.context import StageContext
 from vigia.coordinator import Assignment, Coordinator, Settled
@@ -30,7 +31,6 @@ from vigia.exceptions import StoreUnavailable, TransientConflict
 from vigia.job import Event, StageRun
 from vigia.orchestrator import ProgressReport, StageOutcome
 from vigia.runner import clean_text, run_attempt
-from vigia.storage import BlobStore
 
 log = logging.getLogger("vigia.embedded")
 

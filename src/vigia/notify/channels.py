@@ -38,10 +38,8 @@ import smtplib
 import ssl
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from types import MappingProxyType
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -49,64 +47,12 @@ import httpx
 
 from vigia.escalation import Urgency
 from vigia.exceptions import ConfigurationError, VigiaError
+from vigia.notify.message import Message
 
 log = logging.getLogger("vigia.notifications")
 
-FieldValue = str | int | float | bool | None
-
-
-URGENCY_PREFIX: Mapping[Urgency, str] = MappingProxyType(
-    {Urgency.CRITICAL: "🚨 URGENT", Urgency.HIGH: "⚠️ ATTENTION", Urgency.NORMAL: "ℹ️ INFO"}
-)
-
-#: Seconds a caller waits before sending a failed (retryable) notification again.
-DEFAULT_RETRY_DELAY: Mapping[Urgency, float] = MappingProxyType(
-    {Urgency.CRITICAL: 5.0, Urgency.HIGH: 15.0, Urgency.NORMAL: 30.0}
-)
-
 #: How long a channel waits for the other end, in seconds, unless the caller says otherwise.
 DEFAULT_TIMEOUT = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One notification to the people of one role."""
-
-    #: Unique per notification and kept across retries, so that receivers can de-duplicate.
-    id: str
-    subject: str
-    text: str
-    urgency: Urgency
-    role: str
-    job_id: str | None = None
-    review_id: str | None = None
-    #: Short structured facts (pipeline, stage, severity), shown one per line.
-    fields: Mapping[str, FieldValue] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # A copy the caller cannot change behind the frozen message's back.
-        object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
-
-    def rendered(self) -> str:
-        """The message as plain text: urgency prefix and subject, the text, then one line per field."""
-        lines = [f"{URGENCY_PREFIX[self.urgency]} {self.subject}"]
-        if self.text:
-            lines.append(self.text)
-        lines.extend(f"{key}: {'-' if value is None else value}" for key, value in self.fields.items())
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, object]:
-        """The message as a JSON-ready dict (the body of webhook requests)."""
-        return {
-            "id": self.id,
-            "subject": self.subject,
-            "text": self.text,
-            "urgency": self.urgency.value,
-            "role": self.role,
-            "job_id": self.job_id,
-            "review_id": self.review_id,
-            "fields": dict(self.fields),
-        }
 
 
 class DeliveryFailed(VigiaError):

@@ -19,7 +19,8 @@ from vigia import constants
 from vigia.context import StageContext
 from vigia.escalation import Urgency
 from vigia.exceptions import ConfigurationError, Permanent, Retry
-from vigia.notify.channels import DEFAULT_RETRY_DELAY, DeliveryFailed, Message
+from vigia.notify.channels import DeliveryFailed
+from vigia.notify.message import DEFAULT_RETRY_DELAY, Message
 from vigia.notify.routing import Routing
 from vigia.pipeline import Pipeline, Severity, Stage
 from vigia.retry import RetryPolicy
@@ -48,7 +49,7 @@ def notification_pipeline(
         spec = ctx.input or {}
         try:
             channel = routing.channel(str(spec.get("channel")))
-            message = _message(spec.get("message"))
+            message = Message.from_dict(spec.get("message"))
         except (ConfigurationError, KeyError, TypeError, ValueError) as error:
             raise Permanent(f"notification cannot be sent: {error}") from None
         try:
@@ -83,19 +84,4 @@ def notification_pipeline(
                 timeout=timeout * 3,
             )
         ],
-    )
-
-
-def _message(data: Any) -> Message:
-    if not isinstance(data, Mapping):
-        raise ValueError("the job input has no message")
-    return Message(
-        id=str(data["id"]),
-        subject=str(data["subject"]),
-        text=str(data.get("text") or ""),
-        urgency=Urgency(data["urgency"]),
-        role=str(data["role"]),
-        job_id=data.get("job_id"),
-        review_id=data.get("review_id"),
-        fields=dict(data.get("fields") or {}),
     )

@@ -190,9 +190,6 @@ class UnitOfWork(Protocol):
 
 
 class JobStore(Protocol):
-    #: Whether the store is a local SQLite file (the embedded default).
-    is_sqlite: bool
-
     def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
 
     def transact(self, work: Callable[[UnitOfWork], T], attempts: int = 5) -> T:
@@ -223,14 +220,3 @@ class JobStore(Protocol):
     def get_batch(self, batch_id: str, tenant: str | None = None) -> Batch: ...
 
     def batch_job_ids(self, batch_id: str) -> list[str]: ...
-
-    def check(self) -> None:
-        """Raise `StoreUnavailable` or `SchemaOutOfDate` unless the store is usable."""
-
-    def upgrade(self) -> None: ...
-
-    def background_checkpoints(self, enabled: bool) -> None: ...
-
-    def checkpoint(self) -> None: ...
-
-    def close(self) -> None: ...

@@ -1,7 +1,8 @@
-"""SQL of what watches over the jobs: human-review items, the audit chain, alerts, the
-dead-letter queue's listings, and the facts monitoring reads. The job tables' own SQL is
-in `sqlalchemy.py`; units of work there call the writing functions here, so that a
-review or an audit entry is written in the same transaction as the change it follows."""
+"""SQL of oversight, what watches over the jobs: human-review items, the audit chain,
+alerts, the dead-letter queue's listings, and the facts monitoring reads. The job tables'
+own SQL is in `units.py` and `jobs.py`; units of work there call the writing functions
+here, so that a review or an audit entry is written in the same transaction as the change
+it follows."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -21,10 +22,8 @@ from vigia.job import Job, JobState, StageState
 from vigia.monitoring import DURATION_BUCKETS, Alert, AlertSeverity, PipelineTimes, StageDurations, times_of
 from vigia.store import bulk
 from vigia.store.base import DeadFilter, DeadJob, ReviewFilter
+from vigia.store.database import Database
 from vigia.store.schema import alerts, audit_head, audit_log, events, jobs, reviews, stage_runs
-
-if TYPE_CHECKING:
-    from vigia.store.sqlalchemy import SQLJobStore
 
 _HEAD = 1
 #: Audit entries read per query when walking the chain.
@@ -105,7 +104,6 @@ def delete_dead_jobs(connection: Connection, where: DeadFilter, limit: int) -> l
         # Children first: SQLite enforces the foreign keys without cascading them unless told.
         for table in (reviews, stage_runs, events):
             connection.execute(table.delete().where(table.c.job_id.in_(chunk)))
-        connection.execute(events.delete().where(events.c.job_id.in_(chunk)))
         connection.execute(jobs.delete().where(jobs.c.id.in_(chunk)))
     return job_ids
 
@@ -127,9 +125,8 @@ class OversightStore:
     """Reads of reviews, the dead-letter queue, the audit log, alerts and monitoring facts,
     and the writes that stand alone (alerts, audit retention)."""
 
-    def __init__(self, store: SQLJobStore) -> None:
-        self._store = store
-        self._engine = store.engine
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     # reviews
 
@@ -145,17 +142,9 @@ class OversightStore:
             query = query.where(reviews.c.job_id == where.job_id)
         if cursor:
             query = query.where(reviews.c.id < cursor)
-        with self._store.reading() as connection:
+        with self._database.reading() as connection:
             rows = connection.execute(query.order_by(reviews.c.id.desc()).limit(limit))
             return [Review.from_row(row._mapping) for row in rows]
-
-    def get_review(self, review_id: str, tenant: str | None = None) -> Review | None:
-        query = sa.select(reviews).where(reviews.c.id == review_id)
-        if tenant is not None:
-            query = query.where(reviews.c.tenant == tenant)
-        with self._store.reading() as connection:
-            row = connection.execute(query).first()
-        return None if row is None else Review.from_row(row._mapping)
 
     # the dead-letter queue
 
@@ -163,7 +152,7 @@ class OversightStore:
         query = dead_jobs_query([jobs], where)
         if cursor:
             query = query.where(jobs.c.id < cursor)
-        with self._store.reading() as connection:
+        with self._database.reading() as connection:
             found = [
                 Job.from_row(row._mapping) for row in connection.execute(query.order_by(jobs.c.id.desc()).limit(limit))
             ]
@@ -185,7 +174,7 @@ class OversightStore:
     def dlq_statistics(self, where: DeadFilter) -> dict[str, Any]:
         """Dead jobs by pipeline, failed stage, error type and hour of death."""
         hour = sa.cast(jobs.c.finished_at / 3600, sa.Integer)
-        with self._store.reading() as connection:
+        with self._database.reading() as connection:
             by_pipeline = connection.execute(
                 dead_jobs_query([jobs.c.pipeline, sa.func.count()], where).group_by(jobs.c.pipeline)
             ).all()
@@ -215,7 +204,7 @@ class OversightStore:
     # the audit log
 
     def audit_anchor(self) -> AuditAnchor:
-        with self._store.reading() as connection:
+        with self._database.reading() as connection:
             head = connection.execute(sa.select(audit_head).where(audit_head.c.id == _HEAD)).one()
         return AuditAnchor(head.first_seq, head.first_prev_hash, head.last_seq, head.last_hash)
 
@@ -225,7 +214,7 @@ class OversightStore:
             query = sa.select(audit_log).where(audit_log.c.seq > after_seq)
             if since is not None:
                 query = query.where(audit_log.c.at >= since)
-            with self._store.reading() as connection:
+            with self._database.reading() as connection:
                 page = [
                     AuditEntry.from_row(row._mapping)
                     for row in connection.execute(query.order_by(audit_log.c.seq).limit(AUDIT_PAGE))
@@ -238,7 +227,7 @@ class OversightStore:
     def prune_audit(self, before: float) -> int:
         """Remove entries older than ``before`` (retention), leaving an anchor so that the
         rest of the chain still verifies from its new first entry."""
-        with self._store.writing() as connection:
+        with self._database.writing() as connection:
             head = connection.execute(sa.select(audit_head).where(audit_head.c.id == _HEAD).with_for_update()).one()
             last_old = connection.scalar(
                 sa.select(sa.func.max(audit_log.c.seq)).where(audit_log.c.at < before, audit_log.c.seq <= head.last_seq)
@@ -257,7 +246,7 @@ class OversightStore:
     # alerts
 
     def active_alerts(self) -> dict[tuple[str, str], Alert]:
-        with self._store.reading() as connection:
+        with self._database.reading() as connection:
             rows = connection.execute(sa.select(alerts)).all()
         return {
             (row.rule, row.key): Alert(
@@ -270,7 +259,7 @@ class OversightStore:
         """Replace the stored alerts by ``active``; mark ``notified`` as notified now."""
         told = {(alert.rule, alert.key) for alert in notified}
         now = time.time()
-        with self._store.writing() as connection:
+        with self._database.writing() as connection:
             previous = {(row.rule, row.key): row.notified_at for row in connection.execute(sa.select(alerts))}
             connection.execute(alerts.delete())
             if active:
@@ -289,7 +278,7 @@ class OversightStore:
 
     def claimable_depths(self, now: float) -> dict[str, int]:
         """Stage runs ready to run, per queue (what waits, whatever the broker holds)."""
-        with self._store.reading() as connection:
+        with self._database.reading() as connection:
             rows = connection.execute(
                 sa.select(stage_runs.c.queue, sa.func.count())
                 .where(
@@ -303,7 +292,7 @@ class OversightStore:
     def finished_since(self, since: float) -> tuple[int, int, list[PipelineTimes]]:
         """Jobs finished since ``since`` (not counting notifications): how many, how many
         failed or died, and processing times (start to finish) per pipeline."""
-        with self._store.reading() as connection:
+        with self._database.reading() as connection:
             rows = connection.execute(
                 sa.select(
                     jobs.c.pipeline, jobs.c.state, jobs.c.started_at, jobs.c.created_at, jobs.c.finished_at
@@ -324,7 +313,7 @@ class OversightStore:
         return len(rows), failed, [times_of(pipeline, values) for pipeline, values in sorted(seconds.items())]
 
     def jobs_by_outcome(self) -> dict[tuple[str, str], int]:
-        with self._store.reading() as connection:
+        with self._database.reading() as connection:
             rows = connection.execute(
                 sa.select(jobs.c.pipeline, jobs.c.state, sa.func.count()).group_by(jobs.c.pipeline, jobs.c.state)
             ).all()
@@ -342,7 +331,7 @@ class OversightStore:
         )
         if since is not None:
             query = query.where(stage_runs.c.finished_at >= since)
-        with self._store.reading() as connection:
+        with self._database.reading() as connection:
             rows = connection.execute(query).all()
         return [
             StageDurations(
@@ -353,7 +342,7 @@ class OversightStore:
 
     def counts(self) -> tuple[int, int, int]:
         """(dead jobs, open or acknowledged reviews, notifications that could not be delivered)."""
-        with self._store.reading() as connection:
+        with self._database.reading() as connection:
             dead = connection.scalar(sa.select(sa.func.count()).where(jobs.c.state == JobState.DEAD.value))
             waiting = connection.scalar(
                 sa.select(sa.func.count()).where(
@@ -371,7 +360,7 @@ class OversightStore:
     def reviews_of(self, job_ids: Sequence[str]) -> dict[str, list[Review]]:
         if not job_ids:
             return {}
-        with self._store.reading() as connection:
+        with self._database.reading() as connection:
             rows = connection.execute(
                 sa.select(reviews).where(reviews.c.job_id.in_(list(job_ids))).order_by(reviews.c.id)
             ).all()

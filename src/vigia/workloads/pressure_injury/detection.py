@@ -168,7 +168,7 @@ class YoloOnnxDetector:
         confidence: float = 0.25,
         iou: float = 0.45,
     ) -> None:
-        import onnxruntime
+        import onnxruntime  # noqa: PLC0415 -- heavy (0.3 s): loaded only when a model is configured
 
         self.path = Path(path)
         self.name = self.path.name

@@ -18,11 +18,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vigia.blobs import BlobRef
 from vigia.context import StageContext
 from vigia.exceptions import InvalidInput, Permanent
 from vigia.pipeline import EscalationRule, Pipeline, Severity, Stage
 from vigia.retry import RetryPolicy
-from vigia.storage import BlobRef
 from vigia.workloads.pressure_injury import braden
 from vigia.workloads.pressure_injury.guidelines import Category, recommendations
 from vigia.workloads.pressure_injury.triage import Level, triage
@@ -60,7 +60,7 @@ def validate(job_input: Any) -> None:
 
 def intake(ctx: StageContext) -> dict[str, Any]:
     """Check the photo, turn it upright, strip its metadata, measure its quality."""
-    from vigia.workloads.pressure_injury import image
+    from vigia.workloads.pressure_injury import image  # noqa: PLC0415 -- NumPy and Pillow (the pressure-injury extra): only when a case runs
 
     files = ctx.require_files()
     original = BlobRef.from_input(ctx.input["file"])
@@ -91,7 +91,7 @@ def detect(ctx: StageContext) -> dict[str, Any]:
             "confidence": None,
             "detections": [],
         }
-    from vigia.workloads.pressure_injury import detection, image
+    from vigia.workloads.pressure_injury import detection, image  # noqa: PLC0415 -- NumPy and Pillow (the pressure-injury extra): only when a case runs
 
     ctx.progress(0.1, "loading the model")
     try:
@@ -118,7 +118,7 @@ def detect(ctx: StageContext) -> dict[str, Any]:
 @functools.lru_cache(maxsize=4)
 def _detector(path: Path, modified: float) -> Any:
     """One loaded model per process and file version (``modified`` makes a new file load)."""
-    from vigia.workloads.pressure_injury.detection import YoloOnnxDetector
+    from vigia.workloads.pressure_injury.detection import YoloOnnxDetector  # noqa: PLC0415 -- NumPy and Pillow (the pressure-injury extra): only when a case runs
 
     return YoloOnnxDetector(path)
 

@@ -44,8 +44,8 @@ def cases() -> list[SampleCase]:
 def draw(kind: str, *, seed: int, size: tuple[int, int] = (640, 480)) -> Any:
     """A synthetic skin-and-lesion picture: skin tone with texture and shading, and a lesion
     of the given ``kind`` (erythema, ulcer, slough, eschar), or blurred/dark variants."""
-    import numpy as np
-    from PIL import Image, ImageFilter
+    import numpy as np  # noqa: PLC0415 -- NumPy and Pillow (the pressure-injury extra): only when samples are drawn
+    from PIL import Image, ImageFilter  # noqa: PLC0415 -- NumPy and Pillow (the pressure-injury extra): only when samples are drawn
 
     rng = np.random.default_rng(seed)
     width, height = size
@@ -79,7 +79,7 @@ def draw(kind: str, *, seed: int, size: tuple[int, int] = (640, 480)) -> Any:
 def _with_gps(image: Any) -> bytes:
     """The picture as a JPEG carrying the EXIF a phone would write: GPS, device, date,
     and an orientation (rotated 90°), so that intake's stripping and turning show."""
-    from PIL import Image
+    from PIL import Image  # noqa: PLC0415 -- NumPy and Pillow (the pressure-injury extra): only when samples are drawn
 
     exif = Image.Exif()
     exif[0x010F] = "ExamplePhone Inc."  # Make

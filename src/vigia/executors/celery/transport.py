@@ -15,7 +15,7 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 
 #: What `make_celery` names as Celery's `broker_transport` for redis:// broker URLs.
-TRANSPORT = "vigia.executors.broker:Transport"
+TRANSPORT = "vigia.executors.celery.transport:Transport"
 
 
 class Channel(kombu_redis.Channel):

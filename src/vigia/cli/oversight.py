@@ -1,32 +1,48 @@
 """`vigia reviews`, `vigia dlq`, `vigia audit` and `vigia monitor`: the commands of the
-people who watch over the jobs. Registered on the `vigia` command by `vigia.cli`."""
+people who watch over the jobs."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import getpass
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from vigia import terminal
+from vigia.api.schemas import DeadPageModel, DeadStatisticsModel, ReviewPageModel, dead_model, review_model
 from vigia.app import Vigia
-from vigia.cli_support import ApiKeyOption, DataDir, Url, client_of, console, errors, fail, run, settings_of
+from vigia.audit import export_lines, verify
+from vigia.cli import render
+from vigia.cli.support import (
+    ApiKeyOption,
+    AsJson,
+    DataDir,
+    Limit,
+    Url,
+    client_of,
+    console,
+    either,
+    epoch,
+    errors,
+    fail,
+    iso_query,
+    local_actor,
+    locally,
+    settings_of,
+)
 from vigia.client import Client
 from vigia.escalation import ReviewStatus
 from vigia.exceptions import VigiaError
-from vigia.store.base import DeadFilter, DeadJob, ReviewFilter
+from vigia.store.base import DeadFilter, ReviewFilter
 
-reviews_app = typer.Typer(help="Human-review items: list, acknowledge, resolve.", invoke_without_command=True)
+reviews_app = typer.Typer(help="Human-review items: list, acknowledge, resolve.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The dead-letter queue: list, stats, retry, purge.", no_args_is_help=True)
-audit_app = typer.Typer(help="The audit log: verify its hash chain, export it.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log: verify its hash chain, export it, prune it.", no_args_is_help=True)
 
 #: `vigia monitor`'s exit statuses: usable as a probe.
 EXIT_BY_HEALTH = {"ok": 0, "warning": 1, "critical": 2}
@@ -39,21 +55,6 @@ Since = Annotated[
     dt.datetime | None, typer.Option(help="Only jobs that died at or after this time (UTC unless given).")
 ]
 Until = Annotated[dt.datetime | None, typer.Option(help="Only jobs that died before this time.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-
-def local_actor() -> str:
-    """Who acts from this machine's command line, for the audit log."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
-def _epoch(moment: dt.datetime | None) -> float | None:
-    if moment is None:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def _dead_filter(
@@ -64,110 +65,52 @@ def _dead_filter(
     until: dt.datetime | None,
 ) -> DeadFilter:
     return DeadFilter(
-        pipeline=pipeline, stage=stage, error_type=error_type, died_after=_epoch(since), died_before=_epoch(until)
+        pipeline=pipeline, stage=stage, error_type=error_type, died_after=epoch(since), died_before=epoch(until)
     )
 
 
 def _remote_filters(where: DeadFilter) -> dict[str, Any]:
-    def iso(moment: float | None) -> str | None:
-        return None if moment is None else dt.datetime.fromtimestamp(moment, dt.UTC).isoformat()
-
     return {
         "pipeline": where.pipeline,
         "stage": where.stage,
         "error_type": where.error_type,
-        "died_after": iso(where.died_after),
-        "died_before": iso(where.died_before),
+        "died_after": iso_query(where.died_after),
+        "died_before": iso_query(where.died_before),
     }
-
-
-def _either(
-    data_dir: Path | None,
-    url: str | None,
-    api_key: str | None,
-    remote: Callable[[Client], Any],
-    local: Callable[[Vigia], Any],
-) -> Any:
-    """``remote`` with a client of the server the user named, else ``local`` on the store;
-    either way Vigía's errors end the command with one line."""
-    client = client_of(settings_of(data_dir, url=url, api_key=api_key))
-    if client is None:
-        return _locally(data_dir, local)
-    with client:
-        try:
-            return remote(client)
-        except VigiaError as error:
-            raise fail(error.message) from None
-
-
-def _locally(data_dir: Path | None, work: Callable[[Vigia], Any]) -> Any:
-    """Run ``work`` on the local store (the app is not started: no workers)."""
-    settings = settings_of(data_dir)
-
-    async def main() -> Any:
-        vigia = Vigia.from_settings(settings)
-        try:
-            return await work(vigia)
-        finally:
-            vigia.close()
-
-    return run(main)
 
 
 # --- reviews --------------------------------------------------------------------------------
 
 
-def _reviews_table(items: list[dict[str, Any]]) -> Table:
-    table = Table(show_edge=False)
-    for column in ("id", "status", "severity", "role", "job", "stage", "reason", "created"):
-        table.add_column(column)
-    for item in items:
-        table.add_row(
-            item["id"],
-            item["status"],
-            item["severity"],
-            item["role"],
-            item["job_id"],
-            item.get("stage") or "-",
-            item["reason"],
-            terminal.when(item["created_at"]),
-        )
-    return table
-
-
-@reviews_app.callback()
-def reviews(
-    context: typer.Context,
+@reviews_app.command("list")
+def reviews_list(
     status: Annotated[list[ReviewStatus] | None, typer.Option(help="Only these statuses (repeatable).")] = None,
     role: Annotated[str | None, typer.Option(help="Only items for this role.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=200)] = 50,
+    limit: Limit = 50,
     as_json: AsJson = False,
     url: Url = None,
     api_key: ApiKeyOption = None,
     data_dir: DataDir = None,
 ) -> None:
-    """List human-review items (newest first; open and acknowledged ones by default)."""
-    if context.invoked_subcommand is not None:
-        return
+    """List human-review items, newest first.
+
+    Open and acknowledged ones unless --status says otherwise."""
     statuses = tuple(status or (ReviewStatus.OPEN, ReviewStatus.ACKNOWLEDGED))
 
-    async def listed(vigia: Vigia) -> list[dict[str, Any]]:
+    async def listed(vigia: Vigia) -> dict[str, Any]:
         found = await vigia.list_reviews(ReviewFilter(statuses=statuses, role=role), limit=limit)
-        return [review.to_dict() for review in found]
+        return ReviewPageModel(reviews=[review_model(item) for item in found], next_cursor=None).model_dump(mode="json")
 
-    items = _either(
-        data_dir,
-        url,
-        api_key,
-        lambda client: client.reviews(status=[s.value for s in statuses], role=role, limit=limit)["reviews"],
-        listed,
-    )
+    def remote(client: Client) -> dict[str, Any]:
+        return client.reviews(status=[s.value for s in statuses], role=role, limit=limit)
+
+    page = either(settings_of(data_dir, url=url, api_key=api_key), remote, listed)
     if as_json:
-        console.print_json(terminal.as_json(items))
-    elif not items:
+        console.print_json(render.as_json(page))
+    elif not page["reviews"]:
         console.print("no review items")
     else:
-        console.print(_reviews_table(items))
+        console.print(render.reviews_table(page))
 
 
 def _act_on_review(
@@ -176,10 +119,10 @@ def _act_on_review(
     action = "acknowledge" if status is ReviewStatus.ACKNOWLEDGED else "resolve"
 
     async def act(vigia: Vigia) -> dict[str, Any]:
-        return (await vigia.review(review_id, status, local_actor(), note=note)).to_dict()
+        return review_model(await vigia.review(review_id, status, local_actor(), note=note)).model_dump(mode="json")
 
-    result: dict[str, Any] = _either(data_dir, url, api_key, lambda client: client.review(review_id, action, note), act)
-    return result
+    settings = settings_of(data_dir, url=url, api_key=api_key)
+    return either(settings, lambda client: client.review(review_id, action, note), act)
 
 
 @reviews_app.command("ack")
@@ -210,20 +153,6 @@ def reviews_resolve(
 # --- the dead-letter queue ------------------------------------------------------------------
 
 
-def _dead_dict(dead: DeadJob) -> dict[str, Any]:
-    return {
-        "job": {
-            "id": dead.job.id,
-            "pipeline": dead.job.pipeline,
-            "finished_at": terminal.iso(dead.job.finished_at),
-        },
-        "failed_stage": dead.stage,
-        "attempts": dead.attempts,
-        "error_type": dead.error_type,
-        "error_message": dead.error_message,
-    }
-
-
 @dlq_app.command("list")
 def dlq_list(
     pipeline: Pipeline = None,
@@ -231,41 +160,31 @@ def dlq_list(
     error_type: ErrorType = None,
     since: Since = None,
     until: Until = None,
-    limit: Annotated[int, typer.Option(min=1, max=200)] = 50,
+    limit: Limit = 50,
     as_json: AsJson = False,
     url: Url = None,
     api_key: ApiKeyOption = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Dead jobs, newest first, with the stage that failed and its last error."""
+    """List dead jobs, newest first, with the stage that failed.
+
+    Each with its attempts and its last error."""
     where = _dead_filter(pipeline, stage, error_type, since, until)
 
-    async def listed(vigia: Vigia) -> list[dict[str, Any]]:
-        return [_dead_dict(dead) for dead in await vigia.list_dead(where, limit=limit)]
+    async def listed(vigia: Vigia) -> dict[str, Any]:
+        found = await vigia.list_dead(where, limit=limit)
+        return DeadPageModel(jobs=[dead_model(dead) for dead in found], next_cursor=None).model_dump(mode="json")
 
-    items = _either(
-        data_dir, url, api_key, lambda client: client.dead(**_remote_filters(where), limit=limit)["jobs"], listed
-    )
+    def remote(client: Client) -> dict[str, Any]:
+        return client.dead(**_remote_filters(where), limit=limit)
+
+    page = either(settings_of(data_dir, url=url, api_key=api_key), remote, listed)
     if as_json:
-        console.print_json(terminal.as_json(items))
-        return
-    if not items:
+        console.print_json(render.as_json(page))
+    elif not page["jobs"]:
         console.print("the dead-letter queue is empty")
-        return
-    table = Table(show_edge=False)
-    for column in ("job", "pipeline", "failed stage", "attempts", "error", "died"):
-        table.add_column(column)
-    for item in items:
-        failure = f"{item['error_type']}: {item['error_message'] or ''}"
-        table.add_row(
-            item["job"]["id"],
-            item["job"]["pipeline"],
-            item["failed_stage"] or "-",
-            str(item["attempts"]),
-            failure[:80],
-            str(item["job"]["finished_at"]),
-        )
-    console.print(table)
+    else:
+        console.print(render.dead_table(page))
 
 
 @dlq_app.command("stats")
@@ -284,18 +203,14 @@ def dlq_stats(
     where = _dead_filter(pipeline, stage, error_type, since, until)
 
     async def counted(vigia: Vigia) -> dict[str, Any]:
-        return await vigia.dlq_statistics(where)
+        return DeadStatisticsModel(**await vigia.dlq_statistics(where)).model_dump(mode="json")
 
-    stats = _either(data_dir, url, api_key, lambda client: client.dead_statistics(**_remote_filters(where)), counted)
+    settings = settings_of(data_dir, url=url, api_key=api_key)
+    stats = either(settings, lambda client: client.dead_statistics(**_remote_filters(where)), counted)
     if as_json:
-        console.print_json(terminal.as_json(stats))
-        return
-    console.print(f"dead jobs: {stats['total']}")
-    for title, key in (("by pipeline", "by_pipeline"), ("by failed stage", "by_stage"), ("by error", "by_error_type")):
-        if stats[key]:
-            console.print(f"{title}: " + ", ".join(f"{name} {count}" for name, count in stats[key].items()))
-    for bucket in stats["by_hour"]:
-        console.print(f"  {terminal.iso(bucket['hour'])}  {bucket['count']}")
+        console.print_json(render.as_json(stats))
+    else:
+        console.print(render.dead_statistics(stats))
 
 
 @dlq_app.command("retry")
@@ -312,7 +227,9 @@ def dlq_retry(
     api_key: ApiKeyOption = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Retry dead jobs: each resumes from the stage that failed, keeping earlier outputs."""
+    """Retry dead jobs from the stage that failed.
+
+    Each resumes there, keeping what earlier stages produced."""
     where = _dead_filter(pipeline, stage, error_type, since, until)
     if job_ids and where.describe():
         raise fail("give job ids or filters, not both", 2)
@@ -329,7 +246,7 @@ def dlq_retry(
             return len(job_ids)
         return await vigia.retry_dead(where, local_actor())
 
-    count = _either(data_dir, url, api_key, remote, retried)
+    count = either(settings_of(data_dir, url=url, api_key=api_key), remote, retried)
     console.print(f"retried {count} job(s)")
 
 
@@ -346,7 +263,9 @@ def dlq_purge(
     api_key: ApiKeyOption = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Delete dead jobs with their stages and events (the audit log keeps who did it)."""
+    """Delete dead jobs for good; the audit log keeps who did it.
+
+    Their stages, events and reviews go with them."""
     where = _dead_filter(pipeline, stage, error_type, since, until)
     if not everything and not where.describe():
         raise fail("name what to purge (--pipeline, --stage, --error-type, --since, --until) or pass --all", 2)
@@ -356,10 +275,8 @@ def dlq_purge(
     async def purged(vigia: Vigia) -> int:
         return await vigia.purge_dead(where, local_actor())
 
-    count = _either(
-        data_dir,
-        url,
-        api_key,
+    count = either(
+        settings_of(data_dir, url=url, api_key=api_key),
         lambda client: client.purge_dead(everything=everything, **_remote_filters(where)),
         purged,
     )
@@ -371,16 +288,15 @@ def dlq_purge(
 
 @audit_app.command("verify")
 def audit_verify(data_dir: DataDir = None) -> None:
-    """Walk the audit log's hash chain; name the first entry that does not fit it."""
-    from vigia.audit import verify
+    """Walk the hash chain; name the first entry that does not fit."""
 
     async def verified(vigia: Vigia) -> tuple[Any, Any, str | None]:
-        anchor = await asyncio.to_thread(vigia.watch_store.audit_anchor)
+        anchor = await asyncio.to_thread(vigia.oversight.audit_anchor)
         last_hash: list[str] = []
 
         def upto_head() -> Iterator[Any]:
             # Entries written while this runs lie beyond the head read first: not checked.
-            for entry in vigia.watch_store.audit_entries(after_seq=anchor.first_seq - 1):
+            for entry in vigia.oversight.audit_entries(after_seq=anchor.first_seq - 1):
                 if entry.seq > anchor.last_seq:
                     return
                 last_hash[:] = [entry.hash]
@@ -392,7 +308,7 @@ def audit_verify(data_dir: DataDir = None) -> None:
         result = await asyncio.to_thread(walk)
         return anchor, result, last_hash[0] if last_hash else None
 
-    anchor, result, last_hash = _locally(data_dir, verified)
+    anchor, result, last_hash = locally(settings_of(data_dir), verified)
     if result.ok and result.checked != anchor.last_seq - anchor.first_seq + 1:
         errors.print(
             f"[red]audit log broken:[/] the chain ends at entry {anchor.first_seq + result.checked - 1}, "
@@ -417,17 +333,17 @@ def audit_export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Write audit entries as JSON lines, with their hashes (verifiable elsewhere)."""
-    from vigia.audit import export_lines
+    """Write audit entries as JSON lines, with their hashes.
 
-    moment = _epoch(since)
+    Verifiable elsewhere, with the chain's rules."""
+    moment = epoch(since)
 
     async def exported(vigia: Vigia) -> int:
         def write() -> int:
             count = 0
             handle = output.open("w", encoding="utf-8") if output else sys.stdout
             try:
-                for line in export_lines(vigia.watch_store.audit_entries(since=moment)):
+                for line in export_lines(vigia.oversight.audit_entries(since=moment)):
                     handle.write(line + "\n")
                     count += 1
             finally:
@@ -437,20 +353,22 @@ def audit_export(
 
         return await asyncio.to_thread(write)
 
-    count = _locally(data_dir, exported)
+    count = locally(settings_of(data_dir), exported)
     if output:
         console.print(f"wrote {count} entries to {output}")
 
 
 @audit_app.command("prune")
 def audit_prune(data_dir: DataDir = None) -> None:
-    """Remove entries older than the retention (VIGIA_AUDIT_RETENTION_DAYS, 7 years by default)."""
+    """Remove entries older than the retention.
+
+    VIGIA_AUDIT_RETENTION_DAYS, 7 years by default."""
 
     async def pruned(vigia: Vigia) -> int:
         before = time.time() - vigia.settings.audit_retention_days * 86400
-        return await asyncio.to_thread(vigia.watch_store.prune_audit, before)
+        return await asyncio.to_thread(vigia.oversight.prune_audit, before)
 
-    console.print(f"removed {_locally(data_dir, pruned)} entries older than the retention")
+    console.print(f"removed {locally(settings_of(data_dir), pruned)} entries older than the retention")
 
 
 # --- monitor -------------------------------------------------------------------------------
@@ -464,11 +382,12 @@ def monitor(
     api_key: ApiKeyOption = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Queues, workers, throughput, failures and alerts. Exit status: 0 healthy, 1 warning,
-    2 critical, 3 unreachable (so `--once` serves as a probe). With --url it asks a server.
-    Without, in distributed mode it evaluates the alert rules itself and notifies new alerts
-    once per incident; in embedded mode it only reads the store (the workers, and the
-    alerting, are in `vigia serve`)."""
+    """Health, queues, workers and alerts (the exit status: health).
+
+    Exit status: 0 healthy, 1 warning, 2 critical, 3 unreachable (so `--once` serves as a
+    probe). With --url it asks a server. Without, in distributed mode it evaluates the alert
+    rules itself and notifies new alerts once per incident; in embedded mode it only reads
+    the store (the workers, and the alerting, are in `vigia serve`)."""
     settings = settings_of(data_dir, url=url, api_key=api_key)
     client = client_of(settings)
 
@@ -507,7 +426,7 @@ def monitor(
                     sys.stdout.write(json.dumps(document, default=str) + "\n")
                     sys.stdout.flush()
                 else:
-                    console.print(terminal.monitoring_summary(document))
+                    console.print(render.monitoring_summary(document))
             if once:
                 break
             time.sleep(interval)
@@ -523,4 +442,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(reviews_app, name="reviews")
     app.add_typer(dlq_app, name="dlq")
     app.add_typer(audit_app, name="audit")
-    app.command("monitor")(monitor)
+    app.command()(monitor)

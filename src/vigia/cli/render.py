@@ -1,4 +1,5 @@
-"""Rendering for the terminal: live per-stage progress bars, job tables."""
+"""Rendering for the terminal: live per-stage progress bars, and tables of the API's JSON
+shapes (`vigia.api.schemas`), whether a server or the local store produced them."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vigia.job import Event, EventType, Job, JobState, StageRun
-from vigia.keys import ApiKey
+from vigia.access import ApiKey
+from vigia.job import Event, EventType, Job, JobState
 
 STATE_STYLES = {
     "queued": "grey62",
@@ -32,9 +33,16 @@ def styled(state: str) -> str:
     return f"[{STATE_STYLES.get(state, 'white')}]{state}[/]"
 
 
-def when(moment: float | None) -> str:
+def when(moment: float | str | None) -> str:
+    """A time for people, from epoch seconds or the API's ISO 8601 text, in local time."""
     if moment is None:
         return "-"
+    if isinstance(moment, str):
+        try:
+            parsed = dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+        except ValueError:
+            return moment
+        moment = parsed.timestamp()
     return dt.datetime.fromtimestamp(moment).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -99,62 +107,33 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def jobs_table(jobs: Iterable[Job]) -> Table:
-    table = Table(show_edge=False)
-    for column in ("id", "pipeline", "state", "progress", "stage", "created"):
-        table.add_column(column)
-    for job in jobs:
-        table.add_row(
-            job.id,
-            job.pipeline,
-            styled(job.state.value),
-            f"{job.progress:.0f}%",
-            job.current_stage or "-",
-            when(job.created_at),
-        )
-    return table
-
-
-def job_detail(job: Job, runs: Iterable[StageRun]) -> Table:
-    table = Table(
-        title=f"job {job.id}  {job.pipeline} v{job.pipeline_version}  {styled(job.state.value)}  {job.progress:.0f}%"
-    )
-    for column in ("stage", "state", "queue", "attempts", "duration", "error"):
-        table.add_column(column)
-    for run in runs:
-        table.add_row(
-            run.stage,
-            styled(run.state.value),
-            run.queue,
-            str(run.attempts),
-            "-" if run.duration is None else f"{run.duration:.2f} s",
-            "" if not run.error_type else f"{run.error_type}: {_short(run.error_message or '', 80)}",
-        )
-    return table
-
-
 def as_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
-def remote_jobs_table(body: dict[str, Any]) -> Table:
+def jobs_table(page: dict[str, Any]) -> Table:
+    """A `JobPageModel`."""
     table = Table(show_edge=False)
     for column in ("id", "pipeline", "state", "progress", "stage", "created"):
         table.add_column(column, no_wrap=column == "id")
-    for job in body.get("jobs", []):
+    for job in page.get("jobs", []):
         table.add_row(
             job["id"],
             job["pipeline"],
             styled(job["state"]),
             f"{job['progress']:.0f}%",
             job.get("current_stage") or "-",
-            job["created_at"],
+            when(job["created_at"]),
         )
     return table
 
 
-def remote_job_detail(body: dict[str, Any]) -> Table:
-    table = Table(title=f"job {body['id']}  {body['pipeline']}  {styled(body['state'])}  {body['progress']:.0f}%")
+def job_detail(body: dict[str, Any]) -> Table:
+    """A `JobDetailModel`: the job and its stages."""
+    table = Table(
+        title=f"job {body['id']}  {body['pipeline']} v{body['pipeline_version']}  "
+        f"{styled(body['state'])}  {body['progress']:.0f}%"
+    )
     for column in ("stage", "state", "queue", "attempts", "duration", "error"):
         table.add_column(column)
     for run in body.get("stages", []):
@@ -167,6 +146,53 @@ def remote_job_detail(body: dict[str, Any]) -> Table:
             "" if not run.get("error_type") else f"{run['error_type']}: {_short(run.get('error_message') or '', 80)}",
         )
     return table
+
+
+def reviews_table(page: dict[str, Any]) -> Table:
+    """A `ReviewPageModel`."""
+    table = Table(show_edge=False)
+    for column in ("id", "status", "severity", "role", "job", "stage", "reason", "created"):
+        table.add_column(column)
+    for item in page.get("reviews", []):
+        table.add_row(
+            item["id"],
+            item["status"],
+            item["severity"],
+            item["role"],
+            item["job_id"],
+            item.get("stage") or "-",
+            item["reason"],
+            when(item["created_at"]),
+        )
+    return table
+
+
+def dead_table(page: dict[str, Any]) -> Table:
+    """A `DeadPageModel`."""
+    table = Table(show_edge=False)
+    for column in ("job", "pipeline", "failed stage", "attempts", "error", "died"):
+        table.add_column(column)
+    for item in page.get("jobs", []):
+        failure = f"{item['error_type']}: {item['error_message'] or ''}"
+        table.add_row(
+            item["job"]["id"],
+            item["job"]["pipeline"],
+            item["failed_stage"] or "-",
+            str(item["attempts"]),
+            failure[:80],
+            when(item["job"]["finished_at"]),
+        )
+    return table
+
+
+def dead_statistics(stats: dict[str, Any]) -> str:
+    """A `DeadStatisticsModel` as lines."""
+    lines = [f"dead jobs: {stats['total']}"]
+    for title, key in (("by pipeline", "by_pipeline"), ("by failed stage", "by_stage"), ("by error", "by_error_type")):
+        if stats[key]:
+            lines.append(f"{title}: " + ", ".join(f"{name} {count}" for name, count in stats[key].items()))
+    lines.extend(f"  {iso(bucket['hour'])}  {bucket['count']}" for bucket in stats["by_hour"])
+    return "\n".join(lines)
 
 
 def keys_table(keys: Iterable[ApiKey]) -> Table:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from vigia.access import ApiKey, IssuedKey, Role, matches, parse
 from vigia.audit import AuditDraft
 from vigia.exceptions import VigiaError
-from vigia.keys import ApiKey, IssuedKey, Role, matches, parse
+from vigia.store.database import Database
 from vigia.store.oversight import append_audit
 from vigia.store.schema import api_keys
-from vigia.store.sqlalchemy import SQLJobStore, translate_errors
 
 
 class KeyNotFound(VigiaError):
@@ -19,15 +19,14 @@ class KeyNotFound(VigiaError):
     code = "key_not_found"
 
 
-class SQLKeyStore:
-    def __init__(self, store: SQLJobStore) -> None:
-        self._store = store
-        self._engine = store.engine
+class ApiKeyStore:
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     def create(
         self, issued: IssuedKey, *, tenant: str, role: Role, name: str, now: float, actor: str = "system"
     ) -> ApiKey:
-        with self._store.writing() as connection:
+        with self._database.writing() as connection:
             connection.execute(
                 api_keys.insert().values(
                     id=issued.id,
@@ -38,7 +37,7 @@ class SQLKeyStore:
                     created_at=now,
                 )
             )
-            _audit(connection, "key.created", actor, now, tenant, issued.id, role, row_locks=not self._store.is_sqlite)
+            _audit(connection, "key.created", actor, now, tenant, issued.id, role, row_locks=self._database.row_locks)
         return ApiKey(issued.id, tenant, role, name, now, None)
 
     def authenticate(self, plaintext: str) -> ApiKey | None:
@@ -47,7 +46,7 @@ class SQLKeyStore:
         if parsed is None:
             return None
         key_id, secret = parsed
-        with translate_errors(), self._engine.connect() as connection:
+        with self._database.reading() as connection:
             row = connection.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).first()
         if row is None or row.revoked_at is not None or not matches(secret, row.secret_hash):
             return None
@@ -57,11 +56,11 @@ class SQLKeyStore:
         query = sa.select(api_keys).order_by(api_keys.c.created_at)
         if tenant is not None:
             query = query.where(api_keys.c.tenant == tenant)
-        with translate_errors(), self._engine.connect() as connection:
+        with self._database.reading() as connection:
             return [ApiKey.from_row(row._mapping) for row in connection.execute(query)]
 
     def revoke(self, key_id: str, now: float, actor: str = "system") -> ApiKey:
-        with self._store.writing() as connection:
+        with self._database.writing() as connection:
             revoked = connection.execute(
                 api_keys.update().where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=now)
             ).rowcount
@@ -76,14 +75,14 @@ class SQLKeyStore:
                     key.tenant,
                     key.id,
                     key.role,
-                    row_locks=not self._store.is_sqlite,
+                    row_locks=self._database.row_locks,
                 )
         if row is None:
             raise KeyNotFound(f"no API key {key_id!r}", key_id=key_id)
         return ApiKey.from_row(row._mapping)
 
     def count(self) -> int:
-        with translate_errors(), self._engine.connect() as connection:
+        with self._database.reading() as connection:
             return int(connection.scalar(sa.select(sa.func.count()).select_from(api_keys)) or 0)
 
 

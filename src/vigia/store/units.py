@@ -1,0 +1,353 @@
+"""One transaction of the job store: loading (and locking) jobs with their stage runs,
+inserting jobs, claiming and dispatching stage runs, and writing what a settlement decided.
+Reviews, audit entries and purges of the same transaction go through `vigia.store.oversight`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from enum import Enum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Row
+
+from vigia.audit import AuditDraft, AuditEntry
+from vigia.escalation import Review
+from vigia.exceptions import DuplicateIdempotencyKey
+from vigia.job import CLAIMABLE_STAGE_STATES, Event, Job, JobState, StageRun, StageState
+from vigia.store import bulk, oversight
+from vigia.store.base import DeadFilter, Dispatch, NewJob, Snapshot, StageWork, WriteSet
+from vigia.store.schema import batches, events, jobs, stage_runs
+
+CLAIMABLE = [state.value for state in CLAIMABLE_STAGE_STATES]
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+# Statements built once: building one costs more than running it, and a statement object
+# that is reused keeps its cache key, so SQLAlchemy finds its compiled form at once.
+#: A job's stage-run columns are read beside the job's under these names.
+_RUN_LABELS = tuple((column.name, f"run_{column.name}") for column in stage_runs.c)
+_WITH_RUNS = sa.select(jobs, *(column.label(f"run_{column.name}") for column in stage_runs.c)).join(
+    stage_runs, stage_runs.c.job_id == jobs.c.id
+)
+_JOB_WITH_RUNS = _WITH_RUNS.where(jobs.c.id == sa.bindparam("job_id"))
+_JOBS_WITH_RUNS = _WITH_RUNS.where(jobs.c.id.in_(sa.bindparam("job_ids", expanding=True))).order_by(jobs.c.id)
+# Locks the jobs, in id order (the order every unit of work locks in). Its own statement:
+# PostgreSQL re-reads a locked row that another transaction changed while it waited, but
+# not the rows joined to it, so a join would see the runs as they were before the wait.
+_LOCK_JOB = sa.select(jobs.c.id).where(jobs.c.id == sa.bindparam("job_id")).with_for_update()
+_LOCK_JOBS = (
+    sa.select(jobs.c.id)
+    .where(jobs.c.id.in_(sa.bindparam("job_ids", expanding=True)))
+    .order_by(jobs.c.id)
+    .with_for_update()
+)
+RUN_WITH_SIBLINGS = _WITH_RUNS.where(
+    jobs.c.id == sa.select(stage_runs.c.job_id).where(stage_runs.c.id == sa.bindparam("run_id")).scalar_subquery()
+)
+_UPDATES: dict[tuple[str, tuple[str, ...]], sa.Update] = {}
+
+
+def _update_statement(table: sa.Table, key: sa.Column[Any], shape: tuple[str, ...]) -> sa.Update:
+    statement = _UPDATES.get((table.name, shape))
+    if statement is None:
+        statement = _UPDATES[(table.name, shape)] = (
+            table.update().where(key == sa.bindparam("_key")).values({name: sa.bindparam(f"_{name}") for name in shape})
+        )
+    return statement
+
+
+def _load_snapshots(connection: Connection, job_ids: list[str], *, lock: bool) -> dict[str, Snapshot]:
+    """Jobs (locked first with ``lock``) and their stage runs."""
+    if len(job_ids) == 1:
+        parameters: dict[str, Any] = {"job_id": job_ids[0]}
+        lock_query, query = _LOCK_JOB, _JOB_WITH_RUNS
+    else:
+        parameters = {"job_ids": job_ids}
+        lock_query, query = _LOCK_JOBS, _JOBS_WITH_RUNS
+    if lock:
+        connection.execute(lock_query, parameters)
+    return snapshots(connection.execute(query, parameters))
+
+
+def snapshots(rows: Iterable[Row[Any]]) -> dict[str, Snapshot]:
+    """Snapshots from rows of `_WITH_RUNS`: a job's columns come again with each of its runs."""
+    found: dict[str, Job] = {}
+    runs: dict[str, dict[str, StageRun]] = defaultdict(dict)
+    for row in rows:
+        values = row._mapping
+        job = found.get(values["id"])
+        if job is None:
+            job = found[values["id"]] = Job.from_row(values)
+        run = StageRun.from_row({name: values[label] for name, label in _RUN_LABELS})
+        runs[job.id][run.stage] = run
+    return {job_id: Snapshot(job, runs[job_id]) for job_id, job in found.items()}
+
+
+class SQLUnitOfWork:
+    """One transaction; jobs it loads stay locked (PostgreSQL row locks, SQLite's write lock)."""
+
+    def __init__(self, connection: Connection, *, row_locks: bool) -> None:
+        self._connection = connection
+        self._row_locks = row_locks
+        #: PostgreSQL: many rows in one statement (see `vigia.store.bulk`).
+        self._bulk = row_locks
+
+    def load(self, job_ids: Sequence[str], *, lock: bool = True) -> dict[str, Snapshot]:
+        if not job_ids:
+            return {}
+        # One lock order everywhere: no deadlock between us.
+        return _load_snapshots(self._connection, sorted(set(job_ids)), lock=self._row_locks and lock)
+
+    def find_idempotent(self, tenant: str, key: str) -> Job | None:
+        row = self._connection.execute(
+            sa.select(jobs).where(jobs.c.tenant == tenant, jobs.c.idempotency_key == key)
+        ).first()
+        return None if row is None else Job.from_row(row._mapping)
+
+    def insert_jobs(self, new: Sequence[NewJob], new_events: Sequence[Event]) -> None:
+        if not new:
+            return
+        last_seq: dict[str, int] = {}
+        for item in new_events:
+            last_seq[item.job_id] = max(item.seq, last_seq.get(item.job_id, 0))
+        rows = [
+            {
+                "id": job.id,
+                "tenant": job.tenant,
+                "pipeline": job.pipeline,
+                "pipeline_version": job.pipeline_version,
+                "state": JobState.QUEUED.value,
+                "priority": job.priority,
+                "progress": 0.0,
+                "current_stage": None,
+                "input": job.input,
+                "input_hash": job.input_hash,
+                "idempotency_key": job.idempotency_key,
+                "result": None,
+                "error_type": None,
+                "error_message": None,
+                "created_at": job.created_at,
+                "started_at": None,
+                "finished_at": None,
+                "updated_at": job.created_at,
+                "last_seq": last_seq.get(job.id, 0),
+                "batch_id": job.batch_id,
+            }
+            for job in new
+        ]
+        try:
+            # A plain insert() with parameters is compiled once and cached; .values(...)
+            # would build and hash a new statement on every submission. A duplicate key
+            # fails the transaction, which `transact` then runs again from the start.
+            self._connection.execute(jobs.insert(), rows)
+        except sa_exc.IntegrityError as error:
+            raise DuplicateIdempotencyKey() from error
+        self._connection.execute(
+            stage_runs.insert(),
+            [
+                {
+                    "job_id": job.id,
+                    "stage": run.stage,
+                    "state": run.state.value,
+                    "queue": run.queue,
+                    "priority": job.priority,
+                    "attempts": 0,
+                    "available_at": job.created_at,
+                    "progress": 0.0,
+                }
+                for job in new
+                for run in job.runs
+            ],
+        )
+        self._insert_events(new_events)
+
+    def insert_batch(self, batch_id: str, tenant: str, pipeline: str, size: int, now: float) -> None:
+        self._connection.execute(
+            batches.insert().values(id=batch_id, tenant=tenant, pipeline=pipeline, size=size, created_at=now)
+        )
+
+    def claim(self, queue: str, limit: int, owner: str, lease_until: float, now: float) -> list[StageRun]:
+        if limit <= 0:
+            return []
+        # One query per claimable state, each read in index order, then merged: a single
+        # query over both states would sort the whole backlog of the queue.
+        order = (stage_runs.c.priority.desc(), stage_runs.c.available_at, stage_runs.c.id)
+        per_state = [
+            sa.select(stage_runs.c.id, stage_runs.c.job_id, *order[:2])
+            .where(stage_runs.c.queue == queue, stage_runs.c.state == state, stage_runs.c.available_at <= now)
+            .order_by(*order)
+            .limit(limit)
+            for state in CLAIMABLE
+        ]
+        rows = [row for query in per_state for row in self._connection.execute(query)]
+        candidates = sorted(rows, key=lambda row: (-row.priority, row.available_at, row.id))[:limit]
+        if not candidates:
+            return []
+        run_ids = [row.id for row in candidates]
+        if self._row_locks:
+            # Lock the jobs first (the order every unit of work uses), skipping jobs another
+            # transaction is deciding on right now: their stages are claimed next time.
+            locked = set(
+                self._connection.scalars(
+                    sa.select(jobs.c.id)
+                    .where(jobs.c.id.in_({row.job_id for row in candidates}))
+                    .order_by(jobs.c.id)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            run_ids = [row.id for row in candidates if row.job_id in locked]
+        # On SQLite this transaction has held the write lock since the SELECT above, so the
+        # candidates are still claimable; checking their state again would only lead the
+        # planner to scan the state index instead of looking rows up by id.
+        claimed = self._mark_running(run_ids, owner, lease_until, now, recheck_state=self._row_locks)
+        position = {run_id: index for index, run_id in enumerate(run_ids)}
+        return sorted(claimed, key=lambda run: position[run.id])
+
+    def _mark_running(
+        self, run_ids: list[int], owner: str, lease_until: float, now: float, *, recheck_state: bool
+    ) -> list[StageRun]:
+        if not run_ids:
+            return []
+        condition: sa.ColumnElement[bool] = stage_runs.c.id.in_(run_ids)
+        if recheck_state:
+            condition = sa.and_(condition, stage_runs.c.state.in_(CLAIMABLE))
+        rows = self._connection.execute(
+            stage_runs.update()
+            .where(condition)
+            .values(
+                state=StageState.RUNNING.value,
+                attempts=stage_runs.c.attempts + 1,
+                lease_owner=owner,
+                lease_until=lease_until,
+                started_at=now,
+                finished_at=None,
+                duration=None,
+                progress=0.0,
+            )
+            .returning(*stage_runs.c)
+        )
+        return [StageRun.from_row(row._mapping) for row in rows]
+
+    def take_for_dispatch(
+        self, now: float, limit: int, *, resend_before: float, resend_queues: Sequence[str]
+    ) -> list[Dispatch]:
+        """Ready stage runs not sent yet (or, in ``resend_queues``, sent before
+        ``resend_before`` and never taken), marked as sent now."""
+        not_sent: sa.ColumnElement[bool] = stage_runs.c.dispatched_at.is_(None)
+        if resend_queues:
+            not_sent = sa.or_(
+                not_sent,
+                sa.and_(stage_runs.c.dispatched_at < resend_before, stage_runs.c.queue.in_(list(resend_queues))),
+            )
+        query = (
+            sa.select(
+                stage_runs.c.id,
+                stage_runs.c.queue,
+                stage_runs.c.stage,
+                stage_runs.c.job_id,
+                stage_runs.c.attempts,
+                jobs.c.pipeline,
+                jobs.c.input,
+            )
+            .join(jobs, jobs.c.id == stage_runs.c.job_id)
+            .where(stage_runs.c.state.in_(CLAIMABLE), stage_runs.c.available_at <= now, not_sent)
+            .order_by(stage_runs.c.priority.desc(), stage_runs.c.available_at, stage_runs.c.id)
+            .limit(limit)
+        )
+        if self._row_locks:
+            query = query.with_for_update(of=stage_runs, skip_locked=True)
+        taken = [
+            Dispatch(row.id, row.queue, row.pipeline, row.stage, StageWork(row.job_id, row.attempts, row.input, None))
+            for row in self._connection.execute(query)
+        ]
+        if taken:
+            self._connection.execute(
+                stage_runs.update()
+                .where(stage_runs.c.id.in_([item.run_id for item in taken]))
+                .values(dispatched_at=now)
+            )
+        return taken
+
+    def insert_review(self, review: Review) -> None:
+        oversight.insert_review(self._connection, review)
+
+    def lock_review(self, review_id: str) -> Review | None:
+        return oversight.lock_review(self._connection, review_id, row_locks=self._row_locks)
+
+    def update_review(self, review: Review) -> None:
+        oversight.update_review(self._connection, review)
+
+    def append_audit(self, drafts: Sequence[AuditDraft]) -> list[AuditEntry]:
+        return oversight.append_audit(self._connection, drafts, row_locks=self._row_locks)
+
+    def delete_dead_jobs(self, where: DeadFilter, limit: int) -> list[str]:
+        return oversight.delete_dead_jobs(self._connection, where, limit)
+
+    def expired_leases(self, now: float, limit: int) -> list[StageRun]:
+        rows = self._connection.execute(
+            sa.select(stage_runs)
+            .where(stage_runs.c.state == StageState.RUNNING.value, stage_runs.c.lease_until < now)
+            .order_by(stage_runs.c.lease_until)
+            .limit(limit)
+        )
+        return [StageRun.from_row(row._mapping) for row in rows]
+
+    def write(self, changes: WriteSet) -> None:
+        self._update_many(jobs, jobs.c.id, changes.jobs)
+        runs = {
+            # A run that becomes ready again (a retry, a hand-back) has not been sent since.
+            run_id: {**values, "dispatched_at": None}
+            if values.get("state") in CLAIMABLE and "dispatched_at" not in values
+            else values
+            for run_id, values in changes.runs.items()
+        }
+        self._update_many(stage_runs, stage_runs.c.id, runs)
+        self._insert_events(changes.events)
+
+    def _update_many(self, table: sa.Table, key: sa.Column[Any], changes: Mapping[Any, Mapping[str, Any]]) -> None:
+        # Rows changing the same columns share a statement: one per shape.
+        by_shape: dict[tuple[str, ...], list[tuple[Any, Mapping[str, Any]]]] = defaultdict(list)
+        for row_id, values in changes.items():
+            by_shape[tuple(sorted(values))].append((row_id, values))
+        for shape, rows in by_shape.items():
+            if self._bulk:
+                bulk.update_rows(
+                    self._connection, table, key, shape, [{key.name: row_id, **values} for row_id, values in rows]
+                )
+            else:  # one executemany
+                self._connection.execute(
+                    _update_statement(table, key, shape),
+                    [
+                        {"_key": row_id, **{f"_{name}": _plain(values[name]) for name in shape}}
+                        for row_id, values in rows
+                    ],
+                )
+
+    def _insert_events(self, new_events: Sequence[Event]) -> None:
+        rows = [
+            {
+                "job_id": item.job_id,
+                "seq": item.seq,
+                "type": item.type.value,
+                "state": item.state.value,
+                "stage": item.stage,
+                "progress": item.progress,
+                "message": item.message,
+                "created_at": item.created_at,
+                "stage_progress": item.stage_progress,
+            }
+            for item in new_events
+        ]
+        if not rows:
+            return
+        if self._bulk:
+            bulk.insert_rows(self._connection, events, rows)
+        else:
+            self._connection.execute(events.insert(), rows)
