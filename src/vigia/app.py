@@ -47,6 +47,7 @@ class Vigia:
         self.coordinator = parts.coordinator
         self.oversight = parts.oversight
         self.keys = parts.keys
+        self.documents = parts.documents
         self.bus = parts.bus
         self.blobs = parts.blobs
         self.executor: Executor | None = None

@@ -59,6 +59,9 @@ class BlobStore(Protocol):
 
     def put_bytes(self, data: bytes, media_type: str, filename: str | None = None) -> BlobRef: ...
 
+    def delete(self, sha256: str) -> bool:
+        """Remove the blob with this content hash (and any replacement marker); whether it was there."""
+
     def replace(self, ref: BlobRef, data: bytes, media_type: str) -> BlobRef:
         """Store ``data`` in place of the blob ``ref`` names and delete the original (a photo
         stripped of its metadata replaces the upload). Reading ``ref`` afterwards gives the
@@ -109,6 +112,16 @@ class LocalBlobStore:
         with contextlib.suppress(FileNotFoundError):
             self.path(ref).unlink()
         return new
+
+    def delete(self, sha256: str) -> bool:
+        ref = BlobRef(sha256, 0, "application/octet-stream")
+        with contextlib.suppress(FileNotFoundError):
+            self._marker(ref).unlink()
+        try:
+            self.path(ref).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def _marker(self, ref: BlobRef) -> Path:
         return self.path(ref).with_name(ref.sha256 + ".replaced")

@@ -118,6 +118,20 @@ class Client:
             params["all"] = "true"
         return int(self._call("DELETE", "/dlq", params=params).json()["count"])
 
+    def documents(self, **filters: Any) -> dict[str, Any]:
+        params = {name: value for name, value in filters.items() if value is not None}
+        return dict(self._call("GET", "/documents", params=params).json())
+
+    def document(self, document_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/documents/{document_id}").json())
+
+    def search_documents(self, query: str, **filters: Any) -> dict[str, Any]:
+        params = {"q": query, **{name: value for name, value in filters.items() if value is not None}}
+        return dict(self._call("GET", "/documents/search", params=params).json())
+
+    def delete_document(self, document_id: str) -> None:
+        self._call("DELETE", f"/documents/{document_id}")
+
     def monitoring_status(self) -> dict[str, Any]:
         return dict(self._call("GET", "/monitoring/status").json())
 

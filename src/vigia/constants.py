@@ -61,3 +61,8 @@ DEFAULT_ALERT_ROLE = "operations"
 #: unless asked for by name.
 NOTIFY_PIPELINE = "vigia.notify"
 NOTIFICATIONS_QUEUE = "notifications"
+#: The document workload: most pages a document may have (VIGIA_DOC_MAX_PAGES), the time
+#: limit of OCR on one page in seconds, and the size of a search chunk in characters.
+DEFAULT_DOC_MAX_PAGES = 2000
+DEFAULT_DOC_OCR_TIMEOUT = 120.0
+DEFAULT_DOC_CHUNK_SIZE = 1000

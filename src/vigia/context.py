@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vigia.audit import check_details
 from vigia.blobs import BlobStore
@@ -13,6 +13,9 @@ from vigia.config import Settings
 from vigia.escalation import EscalationRequest, NotificationRequest, Urgency
 from vigia.exceptions import ConfigurationError, InvalidInput, StageCancelled
 from vigia.pipeline import Severity
+
+if TYPE_CHECKING:  # the store brings SQLAlchemy: a stage's module need not load it
+    from vigia.store.database import Database
 
 ProgressCallback = Callable[[float, str | None], None]
 #: Progress messages are short status lines, not documents.
@@ -34,6 +37,7 @@ class StageContext:
         "_cancelled",
         "_report",
         "attempt",
+        "database",
         "decisions",
         "escalations",
         "files",
@@ -43,6 +47,7 @@ class StageContext:
         "outputs",
         "settings",
         "stage",
+        "tenant",
     )
 
     def __init__(
@@ -56,6 +61,8 @@ class StageContext:
         report: ProgressCallback | None = None,
         files: BlobStore | None = None,
         settings: Settings | None = None,
+        tenant: str | None = None,
+        database: Database | None = None,
     ) -> None:
         self.job_id = job_id
         self.stage = stage
@@ -66,11 +73,21 @@ class StageContext:
         #: The installation's blob storage (the job's files), and its settings.
         self.files = files
         self.settings = settings
+        #: Whose job this is: a workload's own tables (documents) are kept per tenant.
+        self.tenant = tenant
+        #: The installation's database, for workloads with stores of their own (`vigia.store`).
+        self.database = database
         self._cancelled = threading.Event()
         #: What the stage asked for with `escalate` and recorded with `audit`, in order.
         self.escalations: list[EscalationRequest] = []
         self.decisions: list[tuple[str, dict[str, Any]]] = []
         self.notifications: list[NotificationRequest] = []
+
+    def require_database(self) -> Database:
+        """The database, for stages that keep records of their own (documents)."""
+        if self.database is None:
+            raise ConfigurationError("this stage keeps records in the database, but none was given to it")
+        return self.database
 
     def require_files(self) -> BlobStore:
         """The blob storage, for stages that read the job's files."""

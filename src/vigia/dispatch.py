@@ -80,4 +80,5 @@ def first_stage_work(registry: Registry, item: Dispatch) -> Dispatch:
 def with_work(pipeline: Pipeline, job: Job, runs: Mapping[str, StageRun], item: Dispatch) -> Dispatch:
     """A run a settlement made ready, with what its worker needs (all in the settlement's hands)."""
     run = runs[item.stage]
-    return replace(item, work=StageWork(job.id, run.attempts, job.input, upstream_outputs(pipeline, runs, item.stage)))
+    outputs = upstream_outputs(pipeline, runs, item.stage)
+    return replace(item, work=StageWork(job.id, run.attempts, job.input, outputs, job.tenant))

@@ -56,6 +56,12 @@ class ReviewNotFound(VigiaError):
     code = "review_not_found"
 
 
+class DocumentNotFound(VigiaError):
+    """No such document."""
+
+    code = "document_not_found"
+
+
 class IdempotencyConflict(VigiaError):
     """The idempotency key was already used with a different input."""
 

@@ -15,6 +15,9 @@ from vigia.exceptions import PipelineDefinitionError
 from vigia.retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from vigia.config import Settings
     from vigia.context import StageContext
 
 StageFunction: TypeAlias = Callable[["StageContext"], Any]
@@ -146,6 +149,9 @@ class Pipeline:
     validate_input: Callable[[Any], None] | None = None
     #: Media types of the file a job may carry (sniffed from content); none: no file.
     accepts: tuple[str, ...] = ()
+    #: The file's check at submission, once it is stored: ``check_file(path, media_type,
+    #: settings)`` raises `InvalidInput` (a 422) or `PayloadTooLarge` (a 413) to refuse it.
+    check_file: Callable[[Path, str, Settings], None] | None = None
     #: Rules on stage outputs that send a job to human review.
     escalations: Sequence[EscalationRule] = ()
     #: The input field holding the patient identifier: the audit log records its keyed hash.

@@ -104,7 +104,7 @@ class Settlement:
                 runs[stage].queue,
                 job.pipeline,
                 stage,
-                StageWork(job.id, runs[stage].attempts, job.input, None),
+                StageWork(job.id, runs[stage].attempts, job.input, None, job.tenant),
             )
             for stage in transition.ready
         )

@@ -38,6 +38,7 @@ from vigia.pipeline import Pipeline
 from vigia.registry import Registry
 from vigia.store.api_keys import ApiKeyStore
 from vigia.store.database import Database
+from vigia.store.documents import DocumentStore
 from vigia.store.jobs import SQLJobStore
 from vigia.store.oversight import OversightStore
 from vigia.watch import Watch
@@ -121,6 +122,7 @@ class Parts:
     coordinator: Coordinator
     oversight: OversightStore
     keys: ApiKeyStore
+    documents: DocumentStore
     bus: EventBus
     blobs: BlobStore
 
@@ -139,6 +141,7 @@ def build(settings: Settings, pipelines: Iterable[Pipeline] = (), *, upgrade: bo
         coordinator=Coordinator(store, registry, safeguards=safeguards),
         oversight=OversightStore(database),
         keys=ApiKeyStore(database),
+        documents=DocumentStore(database),
         bus=event_bus_for(settings),
         blobs=blobs_for(settings),
     )
@@ -171,6 +174,7 @@ def executor_for(parts: Parts, *, writes: ThreadPoolExecutor) -> Executor:
         writes=writes,
         files=parts.blobs,
         settings=settings,
+        database=parts.database,
     )
 
 

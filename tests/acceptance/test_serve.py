@@ -354,7 +354,9 @@ def test_cli_status_and_jobs_show_the_job(server: Server, finished_job: dict[str
     for stage in DEMO_STAGES:
         assert re.search(rf"│ {stage}\s+│ succeeded", status.stdout), describe(status)
 
-    jobs = run_vigia("jobs", "list", "--url", server.url, "--data-dir", server.data_dir, "--json", cwd=server.log.parent)
+    jobs = run_vigia(
+        "jobs", "list", "--url", server.url, "--data-dir", server.data_dir, "--json", cwd=server.log.parent
+    )
     assert jobs.returncode == 0, describe(jobs)
     listed = {job["id"]: job for job in json.loads(jobs.stdout)["jobs"]}
     assert listed[job_id]["state"] == "succeeded"

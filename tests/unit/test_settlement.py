@@ -112,7 +112,7 @@ def test_dispatched_runs_are_marked_sent_and_carry_their_upstream_outputs() -> N
     assert settlement.writes.runs[ready.run_id]["dispatched_at"] == NOW
     job = settlement.jobs[state.job.id]
     with_work = dispatch.with_work(pipeline, job, settlement.runs[job.id], ready)
-    assert with_work.work == StageWork(job.id, 0, {"n": 2}, {"first": {"done": 2}})
+    assert with_work.work == StageWork(job.id, 0, {"n": 2}, {"first": {"done": 2}}, "t")
 
 
 def test_a_planned_claim_needs_the_outputs_and_a_known_stage() -> None:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from vigia import __version__
-from vigia.api import batches, dlq, errors, jobs, monitoring, notifications, pipelines, reviews, streams
+from vigia.api import batches, dlq, documents, errors, jobs, monitoring, notifications, pipelines, reviews, streams
 from vigia.api.auth import KeyCache
 from vigia.api.limits import BodySizeLimit
 from vigia.api.schemas import API_PREFIX
@@ -43,7 +43,7 @@ def create_app(vigia: Vigia, *, workers: bool = True) -> FastAPI:
     # up by clients following long jobs (they resume from their last event elsewhere).
     app.state.stopping = asyncio.Event()
     errors.install(app)
-    for module in (jobs, batches, pipelines, streams, reviews, dlq, notifications, monitoring):
+    for module in (jobs, batches, pipelines, streams, reviews, dlq, notifications, monitoring, documents):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimit, multipart_limit=vigia.settings.max_upload_bytes + 64 * 1024)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
@@ -154,6 +155,8 @@ async def _multipart_input(request: Request, pipeline: Pipeline, vigia: Vigia) -
         ref = await vigia.blobs.put(
             chunks(), accepts=pipeline.accepts, max_bytes=vigia.settings.max_upload_bytes, filename=upload.filename
         )
+        if pipeline.check_file is not None:
+            await asyncio.to_thread(pipeline.check_file, vigia.blobs.path(ref), ref.media_type, vigia.settings)
         return {**job_input, "file": ref.to_input()}, priority
     finally:
         await form.close()

@@ -11,6 +11,7 @@ from vigia.escalation import Review, ReviewStatus
 from vigia.job import Event, Job, StageRun, StageState
 from vigia.pipeline import Pipeline
 from vigia.store.base import Batch, DeadJob
+from vigia.store.documents import DocumentRow, PageRow
 
 API_PREFIX = "/api/v1"
 
@@ -345,4 +346,112 @@ def batch_model(batch: Batch, job_ids: list[str]) -> BatchModel:
         progress=batch.progress,
         created_at=iso(batch.created_at) or "",
         job_ids=job_ids,
+    )
+
+
+# --- documents -----------------------------------------------------------------------------
+
+
+class DocumentModel(BaseModel):
+    id: str
+    title: str | None
+    document_type: str | None
+    language: str | None
+    date: str | None = Field(description="Date of issue, ISO 8601, as read from the text.")
+    page_count: int
+    status: str = Field(description="indexing, indexed, or degraded (keyword search still finds it).")
+    filename: str | None
+    media_type: str
+    size: int
+    sha256: str
+    job_id: str | None
+    created_at: str
+    updated_at: str
+    links: dict[str, str]
+
+
+class DocumentPageModel(BaseModel):
+    documents: list[DocumentModel]
+    next_cursor: str | None
+
+
+class PageModel(BaseModel):
+    number: int
+    method: str = Field(description="text_layer, ocr, empty or failed.")
+    ocr_confidence: float | None = Field(description="Mean confidence of the words read, 0–100 (OCR'd pages).")
+    reason: str | None = Field(description="Why the text layer was not used, or why OCR failed.")
+    text: str
+
+
+class DocumentDetailModel(DocumentModel):
+    metadata: dict[str, Any] | None = Field(description="Each field with its source: offsets, page, the words.")
+    methods: dict[str, int]
+    degraded: list[str]
+    embedding_model: str | None
+    chunks: int
+    chunks_embedded: int
+    pages: list[PageModel]
+
+
+class SearchResultModel(BaseModel):
+    document_id: str
+    page: int
+    chunk_id: int
+    score: float = Field(description="Reciprocal rank fusion of the two rankings.")
+    keyword_score: float | None
+    vector_score: float | None = Field(description="Cosine similarity to the query.")
+    snippet: str = Field(description="HTML-escaped, the query's words marked <mark>…</mark>.")
+
+
+class SearchModel(BaseModel):
+    results: list[SearchResultModel]
+    vector_search: str = Field(description="ok, or why only keyword ranking was used.")
+
+
+def document_links(document_id: str) -> dict[str, str]:
+    base = f"{API_PREFIX}/documents/{document_id}"
+    return {"self": base, "file": f"{base}/file"}
+
+
+def document_model(row: DocumentRow) -> DocumentModel:
+    return DocumentModel(
+        id=row.id,
+        title=row.title,
+        document_type=row.doc_type,
+        language=row.language,
+        date=row.doc_date,
+        page_count=row.page_count,
+        status=row.status,
+        filename=row.filename,
+        media_type=row.media_type,
+        size=row.size,
+        sha256=row.sha256,
+        job_id=row.job_id,
+        created_at=iso(row.created_at) or "",
+        updated_at=iso(row.updated_at) or "",
+        links=document_links(row.id),
+    )
+
+
+def document_detail_model(row: DocumentRow, pages: list[PageRow], counts: tuple[int, int]) -> DocumentDetailModel:
+    details = dict(row.details or {})
+    total, embedded = counts
+    return DocumentDetailModel(
+        **document_model(row).model_dump(),
+        metadata=details.get("metadata"),
+        methods=details.get("methods") or {},
+        degraded=details.get("degraded") or [],
+        embedding_model=details.get("embedding_model"),
+        chunks=total,
+        chunks_embedded=embedded,
+        pages=[
+            PageModel(
+                number=page.number,
+                method=page.method,
+                ocr_confidence=page.ocr_confidence,
+                reason=page.reason,
+                text=page.text,
+            )
+            for page in pages
+        ],
     )

@@ -3,6 +3,7 @@
     running    demo, serve, worker, submit
     jobs       status, jobs list, pipelines
     oversight  reviews, dlq, audit, monitor
+    documents  docs: add, list, show, search, delete, reindex
     admin      db, keys
 
 Each command works on a server (`--url`) or on the local store, and gets the API's JSON
@@ -16,7 +17,7 @@ import sys
 
 import typer
 
-from vigia.cli import admin, jobs, oversight, running
+from vigia.cli import admin, documents, jobs, oversight, running
 from vigia.cli.support import errors
 from vigia.config import Settings
 from vigia.exceptions import VigiaError
@@ -31,6 +32,7 @@ app = typer.Typer(
 running.register(app)
 jobs.register(app)
 oversight.register(app)
+documents.register(app)
 admin.register(app)
 
 

@@ -4,7 +4,9 @@ shapes (`vigia.api.schemas`), whether a server or the local store produced them.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
+import re
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -94,7 +96,7 @@ def _update_stage(bars: Progress, bar: TaskID, event: Event) -> None:
         bars.start_task(bar)
     text = styled(status)
     if event.message and event.type is not EventType.STAGE_SUCCEEDED:
-        text += f" [dim]{_short(event.message)}[/]"
+        text += f" [dim]{short(event.message)}[/]"
     fields: dict[str, Any] = {"status": text}
     if event.stage_progress is not None:
         fields["completed"] = event.stage_progress
@@ -103,7 +105,7 @@ def _update_stage(bars: Progress, bar: TaskID, event: Event) -> None:
     bars.update(bar, **fields)
 
 
-def _short(text: str, limit: int = 60) -> str:
+def short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -143,7 +145,7 @@ def job_detail(body: dict[str, Any]) -> Table:
             run["queue"],
             str(run["attempts"]),
             "-" if run.get("duration") is None else f"{run['duration']:.2f} s",
-            "" if not run.get("error_type") else f"{run['error_type']}: {_short(run.get('error_message') or '', 80)}",
+            "" if not run.get("error_type") else f"{run['error_type']}: {short(run.get('error_message') or '', 80)}",
         )
     return table
 
@@ -262,3 +264,43 @@ def case_summary(name: str, job: Job, reviews: Iterable[Any]) -> Table:
     if result and not result.get("escalated"):
         table.add_row("notified", "medical_team (routine)")
     return table
+
+
+def document_detail(body: dict[str, Any]) -> Table:
+    """A `DocumentDetailModel`: its metadata, each field with the words it came from, and
+    how each page was read."""
+    table = Table(title=f"document {body['id']}  {styled(body['status'])}", show_header=False, title_justify="left")
+    table.add_column(style="dim")
+    table.add_column()
+    found = body.get("metadata") or {}
+
+    def sourced(item: Any) -> str:
+        if not isinstance(item, dict):
+            return "-"
+        source = item.get("source") or {}
+        where = f" [dim](page {source['page']}: {short(source.get('text') or '', 50)!r})[/]" if source else ""
+        return f"{item.get('value')}{where}"
+
+    table.add_row("title", sourced(found.get("title")))
+    table.add_row("type", sourced(found.get("document_type")))
+    table.add_row("date", sourced(found.get("date")))
+    table.add_row("language", str(body.get("language") or "-"))
+    for reference in found.get("references") or []:
+        table.add_row("reference", sourced(reference))
+    keywords = ", ".join(str(item.get("value")) for item in found.get("keywords") or [])
+    table.add_row("keywords", keywords or "-")
+    table.add_row("file", f"{body.get('filename') or '-'} ({body['media_type']}, {body['size']:,} bytes)")
+    table.add_row("chunks", f"{body['chunks']} ({body['chunks_embedded']} embedded)")
+    if body.get("degraded"):
+        table.add_row("degraded", ", ".join(body["degraded"]))
+    for page in body.get("pages", []):
+        confidence = "" if page.get("ocr_confidence") is None else f", confidence {page['ocr_confidence']:.0f}"
+        reason = f" [dim]({page['reason']})[/]" if page.get("reason") else ""
+        table.add_row(f"page {page['number']}", f"{page['method']}{confidence}{reason}")
+    return table
+
+
+def marked(snippet: str) -> str:
+    """A search snippet (HTML-escaped, query words in <mark>) for the terminal."""
+    escaped = snippet.replace("[", r"\[")
+    return html.unescape(re.sub(r"<mark>(.*?)</mark>", r"[bold yellow]\1[/]", escaped))

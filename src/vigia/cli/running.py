@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vigia import constants, wiring
+from vigia import constants, media, wiring
 from vigia.access import Role, issue
 from vigia.api.schemas import job_detail_model
 from vigia.app import Vigia
@@ -24,6 +24,7 @@ from vigia.client import Client
 from vigia.exceptions import VigiaError
 from vigia.job import Event, JobState
 from vigia.store.base import ReviewFilter
+from vigia.store.documents import DocumentFilter
 from vigia.workloads import demo as text_demo
 from vigia.workloads.pressure_injury import pipeline as pressure_injury
 from vigia.workloads.pressure_injury import samples
@@ -70,14 +71,71 @@ def demo(
     text: Annotated[bool, typer.Option("--text", help="Run the small text-statistics pipeline instead.")] = False,
     pace: Annotated[float, typer.Option(help="--text: seconds per progress step.")] = 0.08,
     flaky: Annotated[bool, typer.Option(help="--text: make one stage fail its first attempt.")] = True,
+    documents: Annotated[
+        bool, typer.Option("--documents", help="Ingest the sample documents and search them instead.")
+    ] = False,
 ) -> None:
     """Run the sample cases end to end in this process, then exit.
 
     The pressure-injury workload's sample cases with live progress, then each case's triage
-    and escalations (`--text`: the small text-statistics pipeline instead)."""
+    and escalations; `--documents`: the sample documents ingested, then searched; `--text`:
+    the small text-statistics pipeline."""
     if text:
         raise typer.Exit(run(lambda: _text_demo(data_dir, pace, flaky)))
+    if documents:
+        raise typer.Exit(run(lambda: _documents_demo(data_dir)))
     raise typer.Exit(run(lambda: _pressure_injury_demo(data_dir)))
+
+
+#: What `vigia demo --documents` asks of the sample documents once they are in.
+DEMO_QUERIES = (
+    "mantenimiento de los locales escolares",
+    "¿cuántos profesores se van a contratar?",
+    "patient discharged after pneumonia",
+    "expired antibiotics in the pharmacy",
+)
+
+
+async def _documents_demo(data_dir: Path | None) -> int:
+    from vigia.workloads import documents  # noqa: PLC0415 -- its samples, only for this demo
+    from vigia.workloads.documents.embeddings import embedder  # noqa: PLC0415 -- PyTorch: the documents extra
+    from vigia.workloads.documents.search import Searcher  # noqa: PLC0415 -- NumPy: the documents extra
+
+    vigia = Vigia.from_settings(settings_of(data_dir))
+    pipeline = vigia.registry.get(documents.NAME)
+    failed = 0
+    async with vigia:
+        console.print(f"sample documents (store: {vigia.settings.database_url})")
+        for path in documents.samples():
+            data = path.read_bytes()
+            media_type = media.sniff(data[: media.SNIFF_BYTES]) or "application/octet-stream"
+            ref = vigia.blobs.put_bytes(data, media_type, path.name)
+            job = await vigia.submit(documents.NAME, {"file": ref.to_input()})
+            console.print(f"\n[bold]{path.name}[/]: job {job.id}")
+            await render.follow_progress(
+                console, documents.NAME, pipeline.execution_order, job.state.value, vigia.events(job.id)
+            )
+            done = await vigia.get_job(job.id)
+            if done.state not in (JobState.SUCCEEDED, JobState.DEGRADED):
+                failed += 1
+                continue
+            result = done.result or {}
+            console.print(
+                f"  → {result.get('document_type') or 'document'}: {result.get('title') or '-'} "
+                f"({result.get('language')}, {result.get('page_count')} page(s), {result.get('methods')}"
+                + (f", OCR confidence {result['ocr_confidence']}" if result.get("ocr_confidence") else "")
+                + (", [yellow]duplicate[/]" if result.get("duplicate") else "")
+                + ")"
+            )
+        searcher = Searcher(vigia.documents, lambda: embedder(vigia.settings.doc_embedding_model))
+        for query in DEMO_QUERIES:
+            console.print(f"\n[bold]search:[/] {query}")
+            where = DocumentFilter(constants.DEFAULT_TENANT)
+            for rank, hit in enumerate(await asyncio.to_thread(searcher.search, where, query, k=2), start=1):
+                document = await asyncio.to_thread(vigia.documents.get, hit.document_id, None)
+                console.print(f"  {rank}. {document.filename} (page {hit.page}, score {hit.score:.4f})")
+                console.print("     " + render.marked(hit.snippet))
+    return 1 if failed else 0
 
 
 async def _text_demo(data_dir: Path | None, pace: float, flaky: bool) -> int:
@@ -252,10 +310,7 @@ def submit(
         console.print(job["id"])
         if not follow:
             return 0
-        stages = [stage["name"] for stage in (await asyncio.to_thread(client.pipeline, pipeline))["stages"]]
-        events = _events_of(client.events(job["id"]))
-        final = await render.follow_progress(console, pipeline, stages, job["state"], events)
-        return _report(final, await asyncio.to_thread(client.result, job["id"]))
+        return await follow_job(client, pipeline, job)
 
     async def local() -> int:
         vigia = Vigia.from_settings(settings)
@@ -281,6 +336,15 @@ def submit(
         raise typer.Exit(run(local))
     with client:
         raise typer.Exit(run(lambda: remote(client)))
+
+
+async def follow_job(client: Client, pipeline: str, job: dict[str, Any]) -> int:
+    """Draw a submitted job's progress from the server's events, then its result or error;
+    the exit status (0: it succeeded, possibly degraded)."""
+    stages = [stage["name"] for stage in (await asyncio.to_thread(client.pipeline, pipeline))["stages"]]
+    events = _events_of(client.events(job["id"]))
+    final = await render.follow_progress(console, pipeline, stages, job["state"], events)
+    return _report(final, await asyncio.to_thread(client.result, job["id"]))
 
 
 def _report(final: Event | None, result: tuple[int, dict[str, Any]]) -> int:

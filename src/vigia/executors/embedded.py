@@ -31,6 +31,7 @@ from vigia.exceptions import StoreUnavailable, TransientConflict
 from vigia.job import Event, StageRun
 from vigia.orchestrator import ProgressReport, StageOutcome
 from vigia.runner import clean_text, run_attempt
+from vigia.store.database import Database
 
 log = logging.getLogger("vigia.embedded")
 
@@ -67,11 +68,13 @@ class EmbeddedExecutor:
         writes: ThreadPoolExecutor | None = None,
         files: BlobStore | None = None,
         settings: Settings | None = None,
+        database: Database | None = None,
     ) -> None:
         self.coordinator = coordinator
         #: Handed to every stage (its context's ``files`` and ``settings``).
         self.files = files
         self.settings = settings
+        self.database = database
         self.bus = bus
         self.capacity = dict(queues)
         self.lease_seconds = lease_seconds
@@ -196,6 +199,8 @@ class EmbeddedExecutor:
             report=self._reporter(run.id, run.job_id, run.stage, run.attempts),
             files=self.files,
             settings=self.settings,
+            tenant=assignment.job.tenant,
+            database=self.database,
         )
         self._busy[run.queue] += 1
         task = asyncio.create_task(self._execute(assignment, context), name=f"vigia-stage-{run.id}")

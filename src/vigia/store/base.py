@@ -138,6 +138,8 @@ class StageWork:
     input: Any
     #: Outputs of the stages it depends on (None: not known to the sender).
     outputs: Mapping[str, Any] | None
+    #: The job's tenant (None: not known to the sender).
+    tenant: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -192,3 +192,81 @@ alerts = sa.Table(
     sa.Column("firing", sa.Boolean, nullable=False),
     sa.Column("notified_at", Timestamp),
 )
+
+# --- the document workload ---------------------------------------------------------------
+
+documents = sa.Table(
+    "vigia_documents",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant", sa.String(100), nullable=False),
+    # The file's content hash: a tenant's same file is one document.
+    sa.Column("sha256", sa.String(64), nullable=False),
+    # The job that ingested it (kept when the job is purged: no foreign key).
+    sa.Column("job_id", sa.String(32)),
+    sa.Column("filename", sa.String(255)),
+    sa.Column("media_type", sa.String(100), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("title", sa.Text),
+    sa.Column("doc_type", sa.String(50)),
+    sa.Column("language", sa.String(8)),
+    # The date of issue, ISO 8601 (compares as text).
+    sa.Column("doc_date", sa.String(10)),
+    sa.Column("page_count", sa.Integer, nullable=False),
+    # Each field with where it came from, the extraction methods, what degraded.
+    sa.Column("details", Document),
+    # "indexed", or "degraded" (metadata or embeddings missing: keyword search still finds it).
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("tenant", "sha256", name="uq_vigia_documents_tenant_sha256"),
+    sa.Index("ix_vigia_documents_tenant_id", "tenant", "id"),
+    sa.Index("ix_vigia_documents_sha256", "sha256"),
+)
+
+document_pages = sa.Table(
+    "vigia_document_pages",
+    metadata,
+    sa.Column("document_id", sa.String(32), sa.ForeignKey("vigia_documents.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
+    # text_layer, ocr, empty or failed
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("ocr_confidence", sa.Float),
+    sa.Column("reason", sa.Text),
+    sa.Column("text", sa.Text, nullable=False),
+)
+
+document_chunks = sa.Table(
+    "vigia_document_chunks",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("document_id", sa.String(32), sa.ForeignKey("vigia_documents.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("tenant", sa.String(100), nullable=False),
+    sa.Column("ordinal", sa.Integer, nullable=False),
+    sa.Column("page_start", sa.Integer, nullable=False),
+    sa.Column("page_end", sa.Integer, nullable=False),
+    # Offsets in the document's cleaned text.
+    sa.Column("start_offset", sa.Integer, nullable=False),
+    sa.Column("end_offset", sa.Integer, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    # The text as the keyword index holds it: lower-case tokens without accents, spaced.
+    sa.Column("folded", sa.Text, nullable=False),
+    # float32 little-endian; NULL until embedded (or when embedding degraded).
+    sa.Column("embedding", sa.LargeBinary),
+    sa.Column("embedding_model", sa.String(200)),
+    # When the vector was written, in the tenant's index generations: searchers load what is newer.
+    sa.Column("embedding_seq", sa.BigInteger),
+    sa.UniqueConstraint("document_id", "ordinal", name="uq_vigia_document_chunks_ordinal"),
+    sa.Index("ix_vigia_document_chunks_tenant_seq", "tenant", "embedding_seq"),
+)
+
+# Per tenant, counters searchers compare with what they hold in memory.
+document_index = sa.Table(
+    "vigia_document_index",
+    metadata,
+    sa.Column("tenant", sa.String(100), primary_key=True),
+    # Bumped by every vector written (each gets the new value as its `embedding_seq`).
+    sa.Column("generation", sa.BigInteger, nullable=False),
+    # Bumped by every deletion: a searcher then reloads the tenant's vectors whole.
+    sa.Column("deletions", sa.BigInteger, nullable=False),
+)

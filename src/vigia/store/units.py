@@ -90,6 +90,11 @@ def snapshots(rows: Iterable[Row[Any]]) -> dict[str, Snapshot]:
     return {job_id: Snapshot(job, runs[job_id]) for job_id, job in found.items()}
 
 
+def _work_of(row: Row[Any]) -> StageWork:
+    """What a dispatched run's worker needs, as the dispatch query read it."""
+    return StageWork(row.job_id, row.attempts, row.input, None, row.tenant)
+
+
 class SQLUnitOfWork:
     """One transaction; jobs it loads stay locked (PostgreSQL row locks, SQLite's write lock)."""
 
@@ -255,6 +260,7 @@ class SQLUnitOfWork:
                 stage_runs.c.attempts,
                 jobs.c.pipeline,
                 jobs.c.input,
+                jobs.c.tenant,
             )
             .join(jobs, jobs.c.id == stage_runs.c.job_id)
             .where(stage_runs.c.state.in_(CLAIMABLE), stage_runs.c.available_at <= now, not_sent)
@@ -264,7 +270,13 @@ class SQLUnitOfWork:
         if self._row_locks:
             query = query.with_for_update(of=stage_runs, skip_locked=True)
         taken = [
-            Dispatch(row.id, row.queue, row.pipeline, row.stage, StageWork(row.job_id, row.attempts, row.input, None))
+            Dispatch(
+                row.id,
+                row.queue,
+                row.pipeline,
+                row.stage,
+                StageWork(row.job_id, row.attempts, row.input, None, row.tenant),
+            )
             for row in self._connection.execute(query)
         ]
         if taken:

@@ -76,6 +76,7 @@ def work_message(item: Dispatch) -> list[str]:
         "stage": item.stage,
         "queue": item.queue,
         "job_id": work.job_id,
+        "tenant": work.tenant,
         "attempts": work.attempts,
         "input": work.input,
         "outputs": work.outputs,
@@ -89,5 +90,7 @@ def work_message(item: Dispatch) -> list[str]:
 
 def dispatch_of(run_id: int, encoded: str) -> Dispatch:
     message = json.loads(encoded)
-    work = StageWork(message["job_id"], int(message["attempts"]), message["input"], message["outputs"])
+    work = StageWork(
+        message["job_id"], int(message["attempts"]), message["input"], message["outputs"], message.get("tenant")
+    )
     return Dispatch(run_id, message["queue"], message["pipeline"], message["stage"], work)

@@ -30,6 +30,7 @@ from vigia.job import StageRun
 from vigia.orchestrator import ProgressReport
 from vigia.registry import Registry
 from vigia.runner import run_attempt
+from vigia.store.database import Database
 
 log = logging.getLogger("vigia.celery")
 
@@ -40,6 +41,7 @@ def coordinator_of(settings: Settings, registry: Registry) -> Coordinator:
 
 
 class Parts(NamedTuple):
+    database: Database
     coordinator: Coordinator
     bus: EventBus
     handoff: Handoff
@@ -56,6 +58,7 @@ class Task(NamedTuple):
     pipeline: str
     input: Any
     outputs: Mapping[str, Any]
+    tenant: str | None
 
 
 class Runtime:
@@ -72,10 +75,12 @@ class Runtime:
     def parts(self) -> Parts:
         with self._lock:
             if self._parts is None:
-                coordinator = coordinator_of(self.settings, self.registry)
+                database = wiring.open_database(self.settings, upgrade=False)
+                coordinator = wiring.coordinator_for(self.settings, self.registry, database)
                 bus = RedisEventBus(self.settings.broker_url or "")
                 owner = worker_id("celery")
                 self._parts = Parts(
+                    database,
                     coordinator,
                     bus,
                     Handoff(redis.Redis.from_url(self.settings.broker_url or "")),
@@ -103,11 +108,12 @@ class Runtime:
                 item = dispatch_of(run_id, work)
                 claim = coordinator.planned_claim(item, owner, lease)
                 if claim is not None and item.work is not None and item.work.outputs is not None:
-                    return Task(claim, item.pipeline, item.work.input, item.work.outputs)
+                    return Task(claim, item.pipeline, item.work.input, item.work.outputs, item.work.tenant)
         assignment = coordinator.assignment_for(run_id, owner, lease)
         if assignment is None:
             return None
-        return Task(assignment.run, assignment.job.pipeline, assignment.job.input, assignment.outputs)
+        job = assignment.job
+        return Task(assignment.run, job.pipeline, job.input, assignment.outputs, job.tenant)
 
     def run_stage(self, app: Celery, run_id: int, work: str | None = None) -> str:
         parts = self.parts()
@@ -138,6 +144,8 @@ class Runtime:
             report=report,
             files=parts.files,
             settings=self.settings,
+            tenant=task.tenant,
+            database=parts.database,
         )
         held = Held(run, context, take_reports)
         parts.keeper.hold(held)
@@ -149,7 +157,7 @@ class Runtime:
         return outcome.status
 
     def _hand_over(self, app: Celery, parts: Parts, finished: Finished) -> None:
-        coordinator, bus, handoff, *_ = parts
+        coordinator, bus, handoff = parts.coordinator, parts.bus, parts.handoff
         try:
             handoff.push(finished)
         except redis.RedisError as error:

@@ -1,0 +1,482 @@
+"""The document workload's store: documents, their pages and chunks, the chunks' vectors,
+and keyword search over them (SQLite FTS5 with bm25(), PostgreSQL full-text with ts_rank_cd).
+
+Every read and write names a tenant: a document of another tenant is not found. Vectors are
+written with an increasing sequence number per tenant, and deletions are counted, so that a
+searcher holding a tenant's vectors in memory reads only what is new (see `vigia.workloads.
+documents.search`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from vigia.audit import AuditDraft
+from vigia.exceptions import DocumentNotFound
+from vigia.job import is_job_id, new_job_id
+from vigia.store import oversight
+from vigia.store.database import Database
+from vigia.store.schema import document_chunks, document_index, document_pages, documents
+
+#: Keyword candidates read per search before fusion.
+KEYWORD_CANDIDATES = 50
+#: The database's own full-text objects (migration 0005), outside `schema.metadata`: SQLite's
+#: FTS5 table (and the tables FTS5 makes for itself, named after it), PostgreSQL's column and index.
+KEYWORD_INDEX_TABLE = "vigia_document_chunks_fts"
+KEYWORD_INDEX_COLUMN = "search_vector"
+KEYWORD_INDEX_INDEX = "ix_vigia_document_chunks_search"
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRow:
+    id: str
+    tenant: str
+    sha256: str
+    job_id: str | None
+    filename: str | None
+    media_type: str
+    size: int
+    title: str | None
+    doc_type: str | None
+    language: str | None
+    doc_date: str | None
+    page_count: int
+    details: Mapping[str, Any] | None
+    status: str
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Self:
+        return cls(**{field.name: row[field.name] for field in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class PageRow:
+    number: int
+    method: str
+    ocr_confidence: float | None
+    reason: str | None
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRow:
+    id: int
+    document_id: str
+    ordinal: int
+    page_start: int
+    page_end: int
+    start_offset: int
+    end_offset: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewChunk:
+    ordinal: int
+    page_start: int
+    page_end: int
+    start_offset: int
+    end_offset: int
+    text: str
+    folded: str
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentFilter:
+    tenant: str
+    doc_type: str | None = None
+    language: str | None = None
+    #: ISO dates (the document's date of issue), inclusive.
+    date_from: str | None = None
+    date_to: str | None = None
+    job_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VectorRows:
+    """Vectors of a tenant written after some sequence number, with what filters need."""
+
+    chunk_ids: list[int]
+    vectors: list[bytes]
+    seqs: list[int]
+    document_ids: list[str]
+    doc_types: list[str | None]
+    languages: list[str | None]
+    doc_dates: list[str | None]
+    job_ids: list[str | None]
+
+
+class DocumentStore:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self.dialect = database.engine.dialect.name
+
+    # --- writing --------------------------------------------------------------------------
+
+    def find(self, tenant: str, sha256: str) -> DocumentRow | None:
+        with self._database.reading() as connection:
+            row = connection.execute(
+                sa.select(documents).where(documents.c.tenant == tenant, documents.c.sha256 == sha256)
+            ).first()
+        return None if row is None else DocumentRow.from_row(row._mapping)
+
+    def save(
+        self,
+        *,
+        tenant: str,
+        sha256: str,
+        job_id: str | None,
+        filename: str | None,
+        media_type: str,
+        size: int,
+        fields: Mapping[str, Any],
+        details: Mapping[str, Any],
+        pages: Sequence[PageRow],
+        chunks: Sequence[NewChunk],
+        status: str,
+    ) -> str:
+        """Write a document with its pages and chunks (replacing those of an earlier save of
+        the same file by this tenant: saving is idempotent); its id."""
+
+        def work(connection: Connection) -> str:
+            now = time.time()
+            existing = connection.execute(
+                sa.select(documents.c.id).where(documents.c.tenant == tenant, documents.c.sha256 == sha256)
+            ).scalar()
+            values = {
+                "job_id": job_id,
+                "filename": filename,
+                "media_type": media_type,
+                "size": size,
+                "title": fields.get("title"),
+                "doc_type": fields.get("doc_type"),
+                "language": fields.get("language"),
+                "doc_date": fields.get("doc_date"),
+                "page_count": len(pages),
+                "details": dict(details),
+                "status": status,
+                "updated_at": now,
+            }
+            if existing is None:
+                document_id = new_job_id(now)
+                connection.execute(
+                    documents.insert().values(id=document_id, tenant=tenant, sha256=sha256, created_at=now, **values)
+                )
+            else:
+                document_id = str(existing)
+                connection.execute(documents.update().where(documents.c.id == document_id).values(**values))
+                connection.execute(document_pages.delete().where(document_pages.c.document_id == document_id))
+                removed = connection.execute(
+                    document_chunks.delete().where(document_chunks.c.document_id == document_id)
+                ).rowcount
+                if removed:
+                    self._bump(connection, tenant, deletions=1)
+            if pages:
+                connection.execute(
+                    document_pages.insert(),
+                    [{"document_id": document_id, **dataclasses.asdict(page)} for page in pages],
+                )
+            if chunks:
+                connection.execute(
+                    document_chunks.insert(),
+                    [{"document_id": document_id, "tenant": tenant, **dataclasses.asdict(chunk)} for chunk in chunks],
+                )
+            return document_id
+
+        return self._database.transact(work)
+
+    def set_embeddings(self, document_id: str, vectors: Mapping[int, bytes], model: str) -> int:
+        """Write the vectors of a document's chunks (by ordinal); how many were written."""
+
+        def work(connection: Connection) -> int:
+            tenant = connection.execute(sa.select(documents.c.tenant).where(documents.c.id == document_id)).scalar()
+            if tenant is None:
+                raise DocumentNotFound(f"no document {document_id!r}", document_id=document_id)
+            generation = self._bump(connection, str(tenant), generation=1)
+            if not vectors:
+                return 0
+            statement = (
+                document_chunks.update()
+                .where(
+                    document_chunks.c.document_id == sa.bindparam("_document"),
+                    document_chunks.c.ordinal == sa.bindparam("_ordinal"),
+                )
+                .values(embedding=sa.bindparam("_embedding"), embedding_model=model, embedding_seq=generation)
+            )
+            connection.execute(
+                statement,
+                [
+                    {"_document": document_id, "_ordinal": ordinal, "_embedding": vector}
+                    for ordinal, vector in vectors.items()
+                ],
+            )
+            return len(vectors)
+
+        return self._database.transact(work)
+
+    def finish(self, document_id: str, *, status: str, details: Mapping[str, Any]) -> None:
+        with self._database.writing() as connection:
+            connection.execute(
+                documents.update()
+                .where(documents.c.id == document_id)
+                .values(status=status, details=dict(details), updated_at=time.time())
+            )
+
+    def delete(self, document_id: str, tenant: str, actor: str) -> DocumentRow:
+        """Delete a document with its pages, chunks and vectors, audited; the row it was."""
+
+        def work(connection: Connection) -> DocumentRow:
+            row = connection.execute(
+                sa.select(documents).where(documents.c.id == document_id, documents.c.tenant == tenant)
+            ).first()
+            if row is None:
+                raise DocumentNotFound(f"no document {document_id!r}", document_id=document_id)
+            # Children first: SQLite enforces the foreign keys without cascading unless told.
+            connection.execute(document_chunks.delete().where(document_chunks.c.document_id == document_id))
+            connection.execute(document_pages.delete().where(document_pages.c.document_id == document_id))
+            connection.execute(documents.delete().where(documents.c.id == document_id))
+            self._bump(connection, tenant, deletions=1)
+            details = {"document_id": document_id, "sha256": row.sha256, "pages": row.page_count}
+            oversight.append_audit(
+                connection,
+                [AuditDraft("document.deleted", actor, time.time(), tenant, row.job_id, None, details)],
+                row_locks=self._database.row_locks,
+            )
+            return DocumentRow.from_row(row._mapping)
+
+        return self._database.transact(work)
+
+    def references(self, sha256: str) -> int:
+        """How many documents (of any tenant) are of this file."""
+        with self._database.reading() as connection:
+            return int(connection.scalar(sa.select(sa.func.count()).where(documents.c.sha256 == sha256)) or 0)
+
+    def _bump(self, connection: Connection, tenant: str, *, generation: int = 0, deletions: int = 0) -> int:
+        """Add to the tenant's counters (creating them); the new generation."""
+        query = sa.select(document_index).where(document_index.c.tenant == tenant)
+        if self._database.row_locks:
+            query = query.with_for_update()
+        row = connection.execute(query).first()
+        if row is None:
+            try:
+                with connection.begin_nested():
+                    connection.execute(
+                        document_index.insert().values(tenant=tenant, generation=generation, deletions=deletions)
+                    )
+                return generation
+            except sa.exc.IntegrityError:  # another transaction made it meanwhile
+                row = connection.execute(query).one()
+        connection.execute(
+            document_index.update()
+            .where(document_index.c.tenant == tenant)
+            .values(generation=row.generation + generation, deletions=row.deletions + deletions)
+        )
+        return int(row.generation + generation)
+
+    # --- reading --------------------------------------------------------------------------
+
+    def get(self, document_id: str, tenant: str | None) -> DocumentRow:
+        if not is_job_id(document_id):
+            raise DocumentNotFound(f"no document {document_id[:40]!r}", document_id=document_id[:40])
+        query = sa.select(documents).where(documents.c.id == document_id)
+        if tenant is not None:
+            query = query.where(documents.c.tenant == tenant)
+        with self._database.reading() as connection:
+            row = connection.execute(query).first()
+        if row is None:
+            raise DocumentNotFound(f"no document {document_id!r}", document_id=document_id)
+        return DocumentRow.from_row(row._mapping)
+
+    def pages(self, document_id: str) -> list[PageRow]:
+        with self._database.reading() as connection:
+            rows = connection.execute(
+                sa.select(document_pages)
+                .where(document_pages.c.document_id == document_id)
+                .order_by(document_pages.c.number)
+            )
+            return [PageRow(row.number, row.method, row.ocr_confidence, row.reason, row.text) for row in rows]
+
+    def chunk_counts(self, document_id: str) -> tuple[int, int]:
+        """(chunks, chunks with a vector)."""
+        with self._database.reading() as connection:
+            total, embedded = connection.execute(
+                sa.select(sa.func.count(), sa.func.count(document_chunks.c.embedding)).where(
+                    document_chunks.c.document_id == document_id
+                )
+            ).one()
+        return int(total), int(embedded)
+
+    def chunks(self, document_id: str) -> list[ChunkRow]:
+        with self._database.reading() as connection:
+            rows = connection.execute(
+                sa.select(*_CHUNK_COLUMNS)
+                .where(document_chunks.c.document_id == document_id)
+                .order_by(document_chunks.c.ordinal)
+            )
+            return [ChunkRow(*row) for row in rows]
+
+    def chunks_by_id(self, chunk_ids: Iterable[int]) -> dict[int, ChunkRow]:
+        wanted = sorted(set(chunk_ids))
+        if not wanted:
+            return {}
+        with self._database.reading() as connection:
+            rows = connection.execute(sa.select(*_CHUNK_COLUMNS).where(document_chunks.c.id.in_(wanted)))
+            return {row.id: ChunkRow(*row) for row in rows}
+
+    def list_documents(self, where: DocumentFilter, *, limit: int = 50, cursor: str | None = None) -> list[DocumentRow]:
+        query = _filtered(sa.select(documents), where)
+        if cursor:
+            query = query.where(documents.c.id < cursor)
+        with self._database.reading() as connection:
+            rows = connection.execute(query.order_by(documents.c.id.desc()).limit(limit))
+            return [DocumentRow.from_row(row._mapping) for row in rows]
+
+    def keyword_search(
+        self, where: DocumentFilter, terms: Sequence[Sequence[str]], limit: int = KEYWORD_CANDIDATES
+    ) -> list[tuple[int, float]]:
+        """Chunk ids and scores (higher is better) of chunks matching any of ``terms`` (each
+        a phrase of folded tokens, letters and digits only), best first."""
+        phrases = [[token for token in phrase if token.isalnum()] for phrase in terms]
+        phrases = [phrase for phrase in phrases if phrase]
+        if not phrases:
+            return []
+        if self.dialect == "sqlite":
+            return self._keyword_sqlite(where, phrases, limit)
+        return self._keyword_postgres(where, phrases, limit)
+
+    def _keyword_sqlite(self, where: DocumentFilter, phrases: list[list[str]], limit: int) -> list[tuple[int, float]]:
+        match = " OR ".join('"' + " ".join(phrase) + '"' for phrase in phrases)
+        joins, conditions, parameters = _filter_sql(where)
+        sql = (
+            "SELECT c.id, -bm25(vigia_document_chunks_fts) AS score FROM vigia_document_chunks_fts "
+            "JOIN vigia_document_chunks c ON c.id = vigia_document_chunks_fts.rowid"
+            f"{joins} WHERE vigia_document_chunks_fts MATCH :match AND {conditions} "
+            "ORDER BY bm25(vigia_document_chunks_fts) LIMIT :limit"
+        )
+        with self._database.reading() as connection:
+            rows = connection.execute(sa.text(sql), {**parameters, "match": match, "limit": limit})
+            return [(int(chunk_id), float(score)) for chunk_id, score in rows]
+
+    def _keyword_postgres(self, where: DocumentFilter, phrases: list[list[str]], limit: int) -> list[tuple[int, float]]:
+        query = " | ".join("(" + " <-> ".join(phrase) + ")" for phrase in phrases)
+        joins, conditions, parameters = _filter_sql(where)
+        sql = (
+            "SELECT c.id, ts_rank_cd(c.search_vector, q) AS score "
+            "FROM vigia_document_chunks c CROSS JOIN to_tsquery('simple', :query) q"
+            f"{joins} WHERE c.search_vector @@ q AND {conditions} ORDER BY score DESC, c.id LIMIT :limit"
+        )
+        with self._database.reading() as connection:
+            rows = connection.execute(sa.text(sql), {**parameters, "query": query, "limit": limit})
+            return [(int(chunk_id), float(score)) for chunk_id, score in rows]
+
+    def index_state(self, tenant: str) -> tuple[int, int]:
+        """(generation, deletions) of a tenant's vectors."""
+        with self._database.reading() as connection:
+            row = connection.execute(
+                sa.select(document_index.c.generation, document_index.c.deletions).where(
+                    document_index.c.tenant == tenant
+                )
+            ).first()
+        return (int(row.generation), int(row.deletions)) if row is not None else (0, 0)
+
+    def vectors_after(self, tenant: str, seq: int) -> VectorRows:
+        """The tenant's vectors written after ``seq``, with their documents' attributes."""
+        query = (
+            sa.select(
+                document_chunks.c.id,
+                document_chunks.c.embedding,
+                document_chunks.c.embedding_seq,
+                documents.c.id,
+                documents.c.doc_type,
+                documents.c.language,
+                documents.c.doc_date,
+                documents.c.job_id,
+            )
+            .join(documents, documents.c.id == document_chunks.c.document_id)
+            .where(document_chunks.c.tenant == tenant, document_chunks.c.embedding_seq > seq)
+        )
+        found = VectorRows([], [], [], [], [], [], [], [])
+        with self._database.reading() as connection:
+            for row in connection.execute(query):
+                found.chunk_ids.append(int(row[0]))
+                found.vectors.append(bytes(row[1]))
+                found.seqs.append(int(row[2]))
+                found.document_ids.append(row[3])
+                found.doc_types.append(row[4])
+                found.languages.append(row[5])
+                found.doc_dates.append(row[6])
+                found.job_ids.append(row[7])
+        return found
+
+    def stale_documents(self, model: str, limit: int = 100) -> list[str]:
+        """Documents with a chunk whose vector is missing or was made by another model."""
+        query = (
+            sa.select(document_chunks.c.document_id)
+            .where(
+                sa.or_(
+                    document_chunks.c.embedding.is_(None),
+                    document_chunks.c.embedding_model != model,
+                    document_chunks.c.embedding_model.is_(None),
+                )
+            )
+            .group_by(document_chunks.c.document_id)
+            .order_by(document_chunks.c.document_id)
+            .limit(limit)
+        )
+        with self._database.reading() as connection:
+            return list(connection.scalars(query))
+
+
+_CHUNK_COLUMNS = (
+    document_chunks.c.id,
+    document_chunks.c.document_id,
+    document_chunks.c.ordinal,
+    document_chunks.c.page_start,
+    document_chunks.c.page_end,
+    document_chunks.c.start_offset,
+    document_chunks.c.end_offset,
+    document_chunks.c.text,
+)
+
+
+def _filtered(query: sa.Select[Any], where: DocumentFilter) -> sa.Select[Any]:
+    query = query.where(documents.c.tenant == where.tenant)
+    if where.doc_type is not None:
+        query = query.where(documents.c.doc_type == where.doc_type)
+    if where.language is not None:
+        query = query.where(documents.c.language == where.language)
+    if where.date_from is not None:
+        query = query.where(documents.c.doc_date >= where.date_from)
+    if where.date_to is not None:
+        query = query.where(documents.c.doc_date <= where.date_to)
+    if where.job_id is not None:
+        query = query.where(documents.c.job_id == where.job_id)
+    return query
+
+
+def _filter_sql(where: DocumentFilter) -> tuple[str, str, dict[str, Any]]:
+    """The join and conditions of a keyword query (raw SQL: the full-text parts are)."""
+    conditions = ["c.tenant = :tenant"]
+    parameters: dict[str, Any] = {"tenant": where.tenant}
+    for column, value, operator in (
+        ("doc_type", where.doc_type, "="),
+        ("language", where.language, "="),
+        ("doc_date", where.date_from, ">="),
+        ("doc_date", where.date_to, "<="),
+        ("job_id", where.job_id, "="),
+    ):
+        if value is not None:
+            name = f"f_{column}_{len(parameters)}"
+            conditions.append(f"d.{column} {operator} :{name}")
+            parameters[name] = value
+    joins = " JOIN vigia_documents d ON d.id = c.document_id" if len(conditions) > 1 else ""
+    return joins, " AND ".join(conditions), parameters

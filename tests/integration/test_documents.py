@@ -1,0 +1,310 @@
+"""The document workload end to end in embedded mode: real PDFs and images made here, real
+Tesseract, the real embedding model, through the HTTP API, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import document_corpus as corpus
+from tests.harness import API, TERMINAL, Harness, assert_error, harness
+from vigia.workloads.documents import extraction, ocr
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def cer(truth: str, read: str) -> float:
+    """Character error rate, whitespace-insensitive (lines may wrap differently)."""
+    expected, got = " ".join(truth.split()), " ".join(read.split())
+    matcher = difflib.SequenceMatcher(None, expected, got, autojunk=False)
+    errors = sum(max(i2 - i1, j2 - j1) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal")
+    return errors / max(len(expected), 1)
+
+
+@pytest.fixture(scope="module")
+def docs() -> list[corpus.Doc]:
+    if not ocr.available_models() >= {"spa", "eng"}:
+        pytest.fail("Tesseract with the spa and eng models is needed (Debian: tesseract-ocr-spa, tesseract-ocr-eng)")
+    return corpus.corpus(8, seed=3)
+
+
+@pytest.fixture(scope="module")
+def files(docs: list[corpus.Doc], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    directory = tmp_path_factory.mktemp("documents")
+    spanish, english = docs[0], docs[1]
+    made = {
+        "digital_es.pdf": corpus.text_pdf(spanish),
+        "digital_en.pdf": corpus.text_pdf(english),
+        "scanned_es.pdf": corpus.image_pdf([corpus.page_image(lines) for lines in spanish.pages]),
+        "hidden_layer.pdf": corpus.image_pdf(
+            [corpus.page_image(english.pages[0])], invisible_text=["garbled hidden words from another OCR"]
+        ),
+        "mixed.pdf": corpus.mixed_pdf(docs[2]),  # two pages
+        "degraded_es.png": corpus.png(
+            corpus.degrade(corpus.page_image(spanish.pages[0]), angle=3.0, blur=1.0, noise=30, seed=1)
+        ),
+        "photo_en.jpg": corpus.jpeg(corpus.photographed(corpus.page_image(english.pages[0]), seed=2)),
+        "encrypted.pdf": corpus.encrypted_pdf(corpus.text_pdf(spanish)),
+        "empty.pdf": corpus.empty_pdf(),
+        "corrupt.pdf": b"%PDF-1.7\n" + b"\x00garbage" * 200,
+        "notpng.png": b"\x89PNG\r\n\x1a\n" + b"not an image at all" * 10,
+    }
+    paths = {}
+    for name, data in made.items():
+        paths[name] = directory / name
+        paths[name].write_bytes(data)
+    return paths
+
+
+def read(path: Path, media_type: str, *, language: str | None = None, timeout: float = 120) -> extraction.Extraction:
+    return extraction.Reader(workers=2, timeout=timeout).read(path, media_type, language=language)
+
+
+# --- extraction -------------------------------------------------------------------------------
+
+
+def test_a_born_digital_pdf_is_read_from_its_text_layer_exactly(docs: list[corpus.Doc], files: dict[str, Path]) -> None:
+    found = read(files["digital_es.pdf"], "application/pdf")
+    assert [page.method for page in found.pages] == ["text_layer"] * len(docs[0].pages)
+    assert found.language == "es"
+    for number, page in enumerate(found.pages, start=1):
+        lines = [line.strip() for line in page.text.splitlines()]
+        truth = docs[0].pages[number - 1]
+        # Every line drawn, exactly, in order (the running header and footer around them).
+        start = lines.index(truth[0])
+        assert lines[start : start + len(truth)] == truth
+
+
+def test_a_scanned_pdf_is_ocrd_in_its_language_with_a_confidence(
+    docs: list[corpus.Doc], files: dict[str, Path]
+) -> None:
+    found = read(files["scanned_es.pdf"], "application/pdf")
+    assert found.language == "es"
+    assert found.language_source == "ocr"
+    for number, page in enumerate(found.pages, start=1):
+        assert page.method == "ocr"
+        assert page.ocr_confidence is not None and page.ocr_confidence > 80
+        assert page.reason == "no text layer"
+        assert cer(docs[0].page_text(number), page.text) < 0.01
+
+
+def test_a_scan_under_an_invisible_text_layer_is_ocrd_again(docs: list[corpus.Doc], files: dict[str, Path]) -> None:
+    [page] = read(files["hidden_layer.pdf"], "application/pdf").pages
+    assert page.method == "ocr"
+    assert "invisible" in (page.reason or "")
+    assert "garbled hidden words" not in page.text
+    assert cer(docs[1].page_text(1), page.text) < 0.02
+
+
+def test_a_mixed_pdf_uses_the_text_layer_where_good_and_ocr_elsewhere(files: dict[str, Path]) -> None:
+    found = read(files["mixed.pdf"], "application/pdf")
+    assert [page.method for page in found.pages][:2] == ["text_layer", "ocr"]
+    assert found.pages[0].ocr_confidence is None
+    assert found.pages[1].ocr_confidence is not None
+
+
+def test_a_degraded_scan_reads_better_prepared_than_raw(docs: list[corpus.Doc], files: dict[str, Path]) -> None:
+    from PIL import Image  # noqa: PLC0415 -- with the extra
+
+    truth = docs[0].page_text(1)
+    [page] = read(files["degraded_es.png"], "image/png", language="es").pages
+    with Image.open(files["degraded_es.png"]) as raw:
+        plain = ocr.tesseract(raw.convert("L"), "spa", timeout=120)
+    ours, theirs = cer(truth, page.text), cer(truth, plain.text)
+    assert ours < theirs, (ours, theirs)
+    assert any("deskewed" in step for step in page.steps), page.steps
+
+
+def test_a_phone_photo_of_a_page_is_read(docs: list[corpus.Doc], files: dict[str, Path]) -> None:
+    found = read(files["photo_en.jpg"], "image/jpeg")
+    assert found.language == "en"
+    assert cer(docs[1].page_text(1), found.pages[0].text) < 0.05
+
+
+def test_a_page_that_takes_too_long_fails_alone_with_its_reason(files: dict[str, Path]) -> None:
+    found = read(files["scanned_es.pdf"], "application/pdf", language="es", timeout=0.05)
+    assert {page.method for page in found.pages} == {"failed"}
+    assert "did not finish the page within 0.05 s" in (found.pages[0].reason or "")
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("encrypted.pdf", "encrypted"), ("empty.pdf", "no pages"), ("corrupt.pdf", "damaged or not a PDF")],
+)
+def test_pdfs_that_cannot_be_read_are_refused_with_why(files: dict[str, Path], name: str, problem: str) -> None:
+    with pytest.raises(extraction.DocumentRefused, match=problem):
+        extraction.check_pdf(files[name], max_pages=100)
+
+
+def test_a_pdf_over_the_page_limit_is_too_large(files: dict[str, Path]) -> None:
+    with pytest.raises(extraction.PayloadTooLarge, match="at most 1 are accepted"):
+        extraction.check_pdf(files["mixed.pdf"], max_pages=1)
+
+
+# --- the pipeline through the API -------------------------------------------------------------
+
+
+@pytest.fixture
+def documents_api(store_url: str, tmp_path: Path) -> Iterator[Harness]:
+    with harness(store_url, tmp_path, max_upload_bytes=20 * 1024 * 1024, doc_max_pages=5) as running:
+        yield running
+
+
+def upload(api: Harness, path: Path, who: str = "submitter", **fields: Any) -> Any:
+    with path.open("rb") as handle:
+        return api.client.post(
+            f"{API}/pipelines/document_ingest/jobs",
+            files={"file": (path.name, handle, "application/octet-stream")},
+            data={"input": json.dumps(fields)} if fields else {},
+            headers=api.headers(who),
+        )
+
+
+def ingest(api: Harness, path: Path, who: str = "submitter", **fields: Any) -> dict[str, Any]:
+    response = upload(api, path, who, **fields)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    deadline = time.monotonic() + 300
+    while (job := api.job(job_id, who))["state"] not in TERMINAL:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+    assert job["state"] in ("succeeded", "degraded"), job
+    result = api.client.get(f"{API}/jobs/{job['id']}/result", headers=api.headers(who))
+    assert result.status_code == 200, result.text
+    return dict(result.json()["result"])
+
+
+def search(api: Harness, query: str, who: str = "submitter", **filters: Any) -> list[dict[str, Any]]:
+    response = api.client.get(f"{API}/documents/search", params={"q": query, **filters}, headers=api.headers(who))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["vector_search"] == "ok", body
+    return list(body["results"])
+
+
+def test_documents_are_ingested_found_by_meaning_and_by_number_deduplicated_and_deleted(
+    documents_api: Harness, docs: list[corpus.Doc], files: dict[str, Path]
+) -> None:
+    api = documents_api
+    spanish = ingest(api, files["digital_es.pdf"])
+    english = ingest(api, files["digital_en.pdf"])
+    assert spanish["status"] == "indexed" and spanish["degraded"] == []
+    assert spanish["methods"] == {"text_layer": len(docs[0].pages)}
+    assert spanish["language"] == "es" and english["language"] == "en"
+
+    detail = api.client.get(f"{API}/documents/{spanish['document_id']}", headers=api.headers()).json()
+    assert detail["document_type"] == docs[0].kind or detail["document_type"].startswith(docs[0].kind)
+    assert detail["date"] == docs[0].date
+    assert detail["chunks"] >= 1 and detail["chunks_embedded"] == detail["chunks"]
+    assert [page["method"] for page in detail["pages"]] == ["text_layer"] * len(docs[0].pages)
+    reference = detail["metadata"]["references"][0]
+    assert reference["number"] == docs[0].references[0]
+    assert reference["source"]["page"] == 1
+
+    # By meaning, in Spanish, and by the exact reference number.
+    question, _ = docs[0].questions[0]
+    assert search(api, question)[0]["document_id"] == spanish["document_id"]
+    by_number = search(api, docs[0].references[0])
+    assert by_number[0]["document_id"] == spanish["document_id"]
+    assert by_number[0]["keyword_score"] is not None
+    assert "<mark>" in by_number[0]["snippet"]
+    english_question, _ = docs[1].questions[0]
+    assert search(api, english_question)[0]["document_id"] == english["document_id"]
+    assert search(api, english_question, lang="es")[0]["document_id"] == spanish["document_id"]
+
+    # The same file again is the same document.
+    again = ingest(api, files["digital_es.pdf"])
+    assert again == {**again, "document_id": spanish["document_id"], "duplicate": True}
+    listed = api.client.get(f"{API}/documents", headers=api.headers()).json()["documents"]
+    assert sorted(item["id"] for item in listed) == sorted([spanish["document_id"], english["document_id"]])
+
+    file = api.client.get(f"{API}/documents/{spanish['document_id']}/file", headers=api.headers())
+    assert file.status_code == 200 and file.content == files["digital_es.pdf"].read_bytes()
+
+    # Deleting is for admins; it takes the chunks, the vectors and the file.
+    assert_error(api.client.delete(f"{API}/documents/{spanish['document_id']}", headers=api.headers()), 403)
+    deleted = api.client.delete(f"{API}/documents/{spanish['document_id']}", headers=api.headers("admin"))
+    assert deleted.status_code == 204, deleted.text
+    assert_error(api.client.get(f"{API}/documents/{spanish['document_id']}", headers=api.headers()), 404)
+    assert all(result["document_id"] != spanish["document_id"] for result in search(api, docs[0].references[0]))
+    assert api.client.get(f"{API}/documents/{spanish['document_id']}/file", headers=api.headers()).status_code == 404
+    audited = [entry.action for entry in api.vigia.oversight.audit_entries()]
+    assert "document.deleted" in audited
+
+
+def test_another_tenant_sees_and_finds_none_of_the_documents(
+    documents_api: Harness, docs: list[corpus.Doc], files: dict[str, Path]
+) -> None:
+    api = documents_api
+    mine = ingest(api, files["digital_en.pdf"])
+    other = api.client.get(f"{API}/documents/{mine['document_id']}", headers=api.headers("other"))
+    assert_error(other, 404, "document_not_found")
+    assert api.client.get(f"{API}/documents", headers=api.headers("other")).json()["documents"] == []
+    assert search(api, docs[1].references[0], who="other") == []
+    # The other tenant's own copy of the same file is its own document.
+    theirs = ingest(api, files["digital_en.pdf"], who="other")
+    assert theirs["duplicate"] is False and theirs["document_id"] != mine["document_id"]
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "mention"),
+    [
+        ("encrypted.pdf", 422, "encrypted"),
+        ("empty.pdf", 422, "no pages"),
+        ("corrupt.pdf", 422, "damaged"),
+        ("notpng.png", 422, "cannot be read"),
+        ("mixed.pdf", 200, ""),
+    ],
+)
+def test_files_that_cannot_be_ingested_are_refused_at_submission(
+    documents_api: Harness, files: dict[str, Path], name: str, status: int, mention: str
+) -> None:
+    response = upload(documents_api, files[name])
+    if status == 200:
+        assert response.status_code == 202, response.text
+        return
+    error = assert_error(response, status)
+    assert mention in error["message"]
+
+
+def test_a_document_over_the_page_limit_is_413_and_bad_inputs_are_422(
+    sqlite_url: str, tmp_path: Path, files: dict[str, Path]
+) -> None:
+    with harness(sqlite_url, tmp_path, max_upload_bytes=20 * 1024 * 1024, doc_max_pages=1) as api:
+        assert_error(upload(api, files["mixed.pdf"]), 413)
+        assert "language" in assert_error(upload(api, files["digital_es.pdf"], language="fr"), 422)["message"]
+        assert_error(upload(api, files["digital_es.pdf"], colour="blue"), 422)
+        jobs = api.client.get(f"{API}/jobs", headers=api.headers()).json()["jobs"]
+        assert jobs == []  # nothing was stored
+
+
+def test_a_document_whose_embeddings_fail_is_degraded_and_found_by_keywords(
+    sqlite_url: str, tmp_path: Path, docs: list[corpus.Doc], files: dict[str, Path]
+) -> None:
+    """The configured embedding model is a directory with no model in it: the embedding
+    stage fails (non-critical), the document is saved degraded, keyword search finds it."""
+    broken = tmp_path / "no-model"
+    broken.mkdir()
+    with harness(sqlite_url, tmp_path, max_upload_bytes=20 * 1024 * 1024, doc_embedding_model=broken) as api:
+        result = ingest(api, files["digital_es.pdf"])
+        assert result["status"] == "degraded"
+        assert result["degraded"] == ["embed"]
+        runs = {run["stage"]: run for run in api.job(result_job(api, result))["stages"]}
+        assert runs["embed"]["state"] == "failed"
+        assert "no-model" in (runs["embed"]["error_message"] or "")
+        response = api.client.get(f"{API}/documents/search", params={"q": docs[0].references[0]}, headers=api.headers())
+        body = response.json()
+        assert body["vector_search"].startswith("the embedding model is not available")
+        assert body["results"] and body["results"][0]["document_id"] == result["document_id"]
+        assert body["results"][0]["vector_score"] is None
+
+
+def result_job(api: Harness, result: dict[str, Any]) -> str:
+    detail = api.client.get(f"{API}/documents/{result['document_id']}", headers=api.headers()).json()
+    return str(detail["job_id"])
