@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed-dev
 
-.PHONY: install demo serve worker test test-unit lint format bench clean
+.PHONY: install demo serve worker test test-unit lint format bench bench-documents clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/api.py
 	$(BIN)/python benchmarks/distributed.py
 	$(BIN)/python benchmarks/escalation.py
+
+# OCR and retrieval quality, throughput against the bare libraries, search latency (long).
+bench-documents: $(STAMP)
+	$(BIN)/python benchmarks/documents.py --postgres
 
 clean:
 	rm -rf $(VENV) .vigia .pytest_cache .mypy_cache .ruff_cache

@@ -355,8 +355,8 @@ def write_samples(directory: Path) -> list[str]:
         "oficio-born-digital.pdf": text_pdf(docs[0]),
         "discharge-summary-born-digital.pdf": text_pdf(docs[5]),
         "memorando-scanned.pdf": image_pdf([page_image(lines, dpi=150) for lines in docs[2].pages]),
-        "lab-report-degraded-scan.png": png(
-            degrade(page_image(docs[1].pages[0], dpi=150), angle=2.5, blur=0.8, noise=25, seed=3)
+        "lab-report-degraded-scan.jpg": jpeg(
+            degrade(page_image(docs[1].pages[0], dpi=150), angle=2.5, blur=0.8, noise=25, seed=3), 60
         ),
         "informe-phone-photo.jpg": jpeg(photographed(page_image(docs[4].pages[0], dpi=170), seed=5), 75),
     }

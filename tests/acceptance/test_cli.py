@@ -211,6 +211,7 @@ HELP = {
         "dlq",
         "audit",
         "monitor",
+        "docs",
     ],
     ("serve",): ["--host", "--port", "--concurrency", "--no-workers", "--data-dir"],
     ("submit",): ["--input", "--follow", "--idempotency-key", "--priority", "--url", "--api-key", "--data-dir"],
@@ -224,7 +225,7 @@ HELP = {
     ("keys", "revoke"): ["--data-dir"],
     ("db",): ["upgrade"],
     ("db", "upgrade"): ["--data-dir"],
-    ("demo",): ["--text", "--pace", "--flaky", "--data-dir"],
+    ("demo",): ["--text", "--documents", "--pace", "--flaky", "--data-dir"],
     ("worker",): ["--queues", "--concurrency", "--data-dir"],
     ("reviews",): ["list", "ack", "resolve"],
     ("reviews", "list"): ["--status", "--role", "--limit", "--json", "--url"],
@@ -240,6 +241,13 @@ HELP = {
     ("audit", "export"): ["--since", "--output", "--data-dir"],
     ("audit", "prune"): ["--data-dir"],
     ("monitor",): ["--once", "--json", "--interval", "--url", "--data-dir"],
+    ("docs",): ["add", "list", "show", "search", "delete", "reindex"],
+    ("docs", "add"): ["--language", "--follow", "--url", "--api-key", "--data-dir"],
+    ("docs", "list"): ["--type", "--lang", "--limit", "--json", "--url"],
+    ("docs", "show"): ["--pages", "--json", "--url"],
+    ("docs", "search"): ["-k", "--type", "--lang", "--json", "--url"],
+    ("docs", "delete"): ["--yes", "--url"],
+    ("docs", "reindex"): ["--data-dir"],
 }
 
 

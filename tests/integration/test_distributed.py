@@ -22,6 +22,7 @@ import psycopg
 import pytest
 import redis
 
+from tests import document_corpus
 from tests.conftest import service_missing
 from tests.harness import TestClient
 from tests.onnx_models import STAGE_4, constant_detector, yolov5_rows
@@ -34,9 +35,12 @@ from vigia.executors.celery import HOUSEKEEPING_DIED_EXIT_CODE, HOUSEKEEPING_PRO
 from vigia.registry import Registry
 from vigia.store.base import ReviewFilter
 from vigia.store.database import Database
+from vigia.store.documents import DocumentFilter
 from vigia.store.jobs import SQLJobStore
 from vigia.store.oversight import OversightStore
 from vigia.workloads.demo import pipeline as demo
+from vigia.workloads.documents.embeddings import embedder
+from vigia.workloads.documents.search import Searcher
 from vigia.workloads.pressure_injury import samples
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -568,3 +572,29 @@ def test_worker_refuses_to_start_without_its_services_or_with_an_old_schema(
     assert no_broker.returncode == 1, no_broker.stderr
     assert "broker" in no_broker.stderr and "cannot be reached" in no_broker.stderr, no_broker.stderr
     assert "Traceback" not in outdated.stderr + no_store.stderr + no_broker.stderr
+
+
+def test_a_document_is_ingested_by_worker_processes_on_their_own_queues(cluster: Cluster) -> None:
+    """The document workload on Celery: extraction on a `documents` worker, embeddings on an
+    `embeddings` worker, the job's file in the shared blob directory, search from the API side."""
+
+    cluster.start_worker("--queues", "documents,notifications,default", "--concurrency", "1")
+    cluster.start_worker("--queues", "embeddings", "--concurrency", "1")
+    doc = document_corpus.corpus(2, seed=5)[0]
+    data = document_corpus.text_pdf(doc)
+
+    async def scenario(vigia: Vigia) -> tuple[Any, list[str], list[Any]]:
+        ref = vigia.blobs.put_bytes(data, "application/pdf", "oficio.pdf")
+        job = await vigia.submit("document_ingest", {"file": ref.to_input()})
+        done = await vigia.wait(job.id, timeout=200)
+        queues = {run.stage: run.queue for run in vigia.store.get_runs(job.id)}
+        searcher = Searcher(vigia.documents, embedder)
+        found = await asyncio.to_thread(searcher.search, DocumentFilter("default"), doc.references[0], k=3)
+        return done, [queues["extract"], queues["embed"]], found
+
+    done, queues, found = run_api(cluster, scenario)  # type: ignore[misc]
+    assert done.state is JobState.SUCCEEDED, (done.error_message, cluster.logs())
+    assert done.result["status"] == "indexed"
+    assert queues == ["documents", "embeddings"]
+    assert found and found[0].document_id == done.result["document_id"]
+    assert found[0].vector_score is not None

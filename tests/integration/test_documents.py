@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import difflib
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tests import document_corpus as corpus
 from tests.harness import API, TERMINAL, Harness, assert_error, harness
-from vigia.workloads.documents import extraction, ocr
+from vigia.workloads.documents import embeddings, extraction, ocr
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -308,3 +311,28 @@ def test_a_document_whose_embeddings_fail_is_degraded_and_found_by_keywords(
 def result_job(api: Harness, result: dict[str, Any]) -> str:
     detail = api.client.get(f"{API}/documents/{result['document_id']}", headers=api.headers()).json()
     return str(detail["job_id"])
+
+
+def test_reindex_re_embeds_what_another_model_made(sqlite_url: str, tmp_path: Path, files: dict[str, Path]) -> None:
+    """Vectors recorded as made by an older model are made again by `vigia docs reindex`."""
+    with harness(sqlite_url, tmp_path, max_upload_bytes=20 * 1024 * 1024) as api:
+        result = ingest(api, files["digital_en.pdf"])
+        engine = api.vigia.database.engine
+        with engine.begin() as connection:  # as an older installation would have left them
+            connection.execute(sa.text("UPDATE vigia_document_chunks SET embedding_model = 'old-model'"))
+        env = {"VIGIA_DATABASE_URL": sqlite_url, "VIGIA_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
+        command = [sys.executable, "-m", "vigia.cli", "docs", "reindex"]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        assert "re-embedded 1 document(s)" in done.stdout
+        with engine.connect() as connection:
+            models = set(
+                connection.execute(sa.text("SELECT DISTINCT embedding_model FROM vigia_document_chunks")).scalars()
+            )
+        assert models == {embeddings_identity()}
+        found = search(api, "intravenous antibiotics", lang="en")
+        assert found[0]["document_id"] == result["document_id"]
+
+
+def embeddings_identity() -> str:
+    return embeddings.embedder().identity

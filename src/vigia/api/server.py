@@ -10,7 +10,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
-from vigia.api import request_stop
+from vigia.api.application import request_stop
 
 
 class Server(uvicorn.Server):

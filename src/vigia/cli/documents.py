@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -74,7 +75,7 @@ def docs_add(
                     continue
                 console.print(f"{path.name}: job {job['id']}")
                 if follow:
-                    failed += run(lambda job=job: follow_job(client, PIPELINE, job))
+                    failed += run(functools.partial(follow_job, client, PIPELINE, job))
         raise typer.Exit(1 if failed else 0)
 
     async def local(vigia: Vigia) -> int:

@@ -343,18 +343,25 @@ class DocumentStore:
     def keyword_search(
         self, where: DocumentFilter, terms: Sequence[Sequence[str]], limit: int = KEYWORD_CANDIDATES
     ) -> list[tuple[int, float]]:
-        """Chunk ids and scores (higher is better) of chunks matching any of ``terms`` (each
-        a phrase of folded tokens, letters and digits only), best first."""
+        """Chunk ids and scores (higher is better) of chunks matching ``terms`` (each a phrase
+        of folded tokens, letters and digits only), best first: those holding every phrase
+        first, then, when they are fewer than ``limit``, those holding any."""
         phrases = [[token for token in phrase if token.isalnum()] for phrase in terms]
         phrases = [phrase for phrase in phrases if phrase]
         if not phrases:
             return []
-        if self.dialect == "sqlite":
-            return self._keyword_sqlite(where, phrases, limit)
-        return self._keyword_postgres(where, phrases, limit)
+        search = self._keyword_sqlite if self.dialect == "sqlite" else self._keyword_postgres
+        found = search(where, phrases, limit, every=True)
+        if len(found) < limit and len(phrases) > 1:
+            # Fewer chunks hold every phrase than asked for: the others, ranked after them.
+            seen = {chunk_id for chunk_id, _ in found}
+            found += [item for item in search(where, phrases, limit, every=False) if item[0] not in seen]
+        return found[:limit]
 
-    def _keyword_sqlite(self, where: DocumentFilter, phrases: list[list[str]], limit: int) -> list[tuple[int, float]]:
-        match = " OR ".join('"' + " ".join(phrase) + '"' for phrase in phrases)
+    def _keyword_sqlite(
+        self, where: DocumentFilter, phrases: list[list[str]], limit: int, *, every: bool
+    ) -> list[tuple[int, float]]:
+        match = (" AND " if every else " OR ").join('"' + " ".join(phrase) + '"' for phrase in phrases)
         joins, conditions, parameters = _filter_sql(where)
         sql = (
             "SELECT c.id, -bm25(vigia_document_chunks_fts) AS score FROM vigia_document_chunks_fts "
@@ -366,8 +373,10 @@ class DocumentStore:
             rows = connection.execute(sa.text(sql), {**parameters, "match": match, "limit": limit})
             return [(int(chunk_id), float(score)) for chunk_id, score in rows]
 
-    def _keyword_postgres(self, where: DocumentFilter, phrases: list[list[str]], limit: int) -> list[tuple[int, float]]:
-        query = " | ".join("(" + " <-> ".join(phrase) + ")" for phrase in phrases)
+    def _keyword_postgres(
+        self, where: DocumentFilter, phrases: list[list[str]], limit: int, *, every: bool
+    ) -> list[tuple[int, float]]:
+        query = (" & " if every else " | ").join("(" + " <-> ".join(phrase) + ")" for phrase in phrases)
         joins, conditions, parameters = _filter_sql(where)
         sql = (
             "SELECT c.id, ts_rank_cd(c.search_vector, q) AS score "

@@ -59,10 +59,12 @@ class Embedder:
                 progress(min(start + batch_size, len(texts)), len(texts))
         if not rows:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        return np.vstack(rows)
+        stacked: Vectors = np.vstack(rows)
+        return stacked
 
     def encode_one(self, text: str) -> Vectors:
-        return self.encode([text])[0]
+        row: Vectors = self.encode([text])[0]
+        return row
 
 
 def _weights_hash(directory: Path) -> str:

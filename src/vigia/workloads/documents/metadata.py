@@ -347,9 +347,9 @@ def keywords(clean: CleanText, limit: int = MAX_KEYWORDS) -> list[dict[str, Any]
     frequency: Counter[str] = Counter()
     degree: Counter[str] = Counter()
     for _, _, words in phrases:
-        for word in words:
-            frequency[word] += 1
-            degree[word] += len(words)
+        for content in words:
+            frequency[content] += 1
+            degree[content] += len(words)
     scores: dict[tuple[str, ...], float] = {}
     first: dict[tuple[str, ...], tuple[int, int]] = {}
     counts: Counter[tuple[str, ...]] = Counter()

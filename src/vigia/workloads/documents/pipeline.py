@@ -255,12 +255,11 @@ def embed(ctx: StageContext) -> dict[str, Any]:
     for start in range(0, len(chunks), EMBED_WRITE_BATCH):
         ctx.raise_if_cancelled()
         batch = chunks[start : start + EMBED_WRITE_BATCH]
-        vectors = model.encode(
-            [item.text for item in batch],
-            progress=lambda done, total, before=start: ctx.progress(
-                (before + done) / max(len(chunks), 1), f"embedded {before + done}/{len(chunks)} chunks"
-            ),
-        )
+
+        def progress(done: int, total: int, before: int = start) -> None:
+            ctx.progress((before + done) / max(len(chunks), 1), f"embedded {before + done}/{len(chunks)} chunks")
+
+        vectors = model.encode([item.text for item in batch], progress=progress)
         written += store_.set_embeddings(
             saved["document_id"],
             {item.ordinal: embeddings.to_bytes(vector) for item, vector in zip(batch, vectors, strict=True)},

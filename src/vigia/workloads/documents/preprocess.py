@@ -9,13 +9,15 @@ blur 1.0, rotated 3°), plain Tesseract read 20 % of the characters wrong, this 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-Gray = NDArray[np.uint8]
+#: A grey page, uint8 (OpenCV's functions are typed loosely: kept loose here too).
+Gray = NDArray[Any]
 
 #: Below this width (pixels) a page is enlarged: Tesseract reads letters 20–30 px high best.
 MIN_WIDTH = 1600

@@ -23,7 +23,10 @@ from numpy.typing import NDArray
 from vigia.store.documents import DocumentFilter, DocumentStore, VectorRows
 from vigia.workloads.documents.cleaning import TOKEN, fold
 from vigia.workloads.documents.embeddings import DIMENSION, Embedder
+from vigia.workloads.documents.metadata import STOPWORDS
 
+#: Words left out of keyword queries (folded, as the index holds them).
+FUNCTION_WORDS = frozenset(fold(word) for word in STOPWORDS)
 #: Reciprocal rank fusion's constant: results ranked r get 1 / (RRF_K + r).
 RRF_K = 60
 VECTOR_CANDIDATES = 50
@@ -33,8 +36,12 @@ SNIPPET = 240
 
 def query_terms(query: str) -> list[list[str]]:
     """A query as phrases of tokens: each word of the query one phrase (a reference number
-    such as "123-2025-UGEL.09" is one phrase of its parts, matched in order)."""
-    return [tokens for word in fold(query).split() if (tokens := TOKEN.findall(word))]
+    such as "123-2025-UGEL.09" is one phrase of its parts, matched in order). Function words
+    ("de", "the", "con") are left out, unless the query has nothing else: they are in every
+    chunk, and would make every chunk a keyword match."""
+    phrases = [tokens for word in fold(query).split() if (tokens := TOKEN.findall(word))]
+    content = [phrase for phrase in phrases if len(phrase) > 1 or phrase[0] not in FUNCTION_WORDS]
+    return content or phrases
 
 
 @dataclass(frozen=True, slots=True)

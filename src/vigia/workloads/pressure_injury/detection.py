@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 
 from vigia.workloads.pressure_injury.guidelines import Category
@@ -54,7 +55,7 @@ class Detection:
 class Detector(Protocol):
     name: str
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def detect(self, image: NDArray[Any]) -> list[Detection]:
         """Injuries in an RGB photo (height × width × 3, uint8), most confident first."""
         ...
 
@@ -65,7 +66,7 @@ class Letterbox:
     pad_x: float
     pad_y: float
 
-    def to_photo(self, boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    def to_photo(self, boxes: NDArray[Any], width: int, height: int) -> NDArray[Any]:
         """Boxes (x1, y1, x2, y2) in model input pixels, back in the photo's, clipped."""
         restored = boxes.copy()
         restored[:, [0, 2]] = (restored[:, [0, 2]] - self.pad_x) / self.scale
@@ -75,7 +76,7 @@ class Letterbox:
         return restored
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+def letterbox(image: NDArray[Any], size: tuple[int, int]) -> tuple[NDArray[Any], Letterbox]:
     """The photo scaled to fit ``size`` (height, width) without distortion, centred on grey."""
     target_h, target_w = size
     height, width = image.shape[:2]
@@ -88,7 +89,9 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Let
     return canvas, Letterbox(scale, float(pad_x), float(pad_y))
 
 
-def decode(output: np.ndarray, class_count: int, confidence: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode(
+    output: NDArray[Any], class_count: int, confidence: float
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]:
     """Boxes (x1, y1, x2, y2), scores and class indices above ``confidence``, from one of:
     YOLOv5 ``[1, N, 5 + C]`` (centre, size, objectness, class scores), YOLOv8 ``[1, 4 + C, N]``
     (centre, size, class scores, channels first), or end-to-end ``[1, N, 6]`` (corners,
@@ -121,7 +124,7 @@ def decode(output: np.ndarray, class_count: int, confidence: float) -> tuple[np.
     return boxes[keep], scores[keep], classes[keep]
 
 
-def _corners(centre_size: np.ndarray) -> np.ndarray:
+def _corners(centre_size: NDArray[Any]) -> NDArray[Any]:
     x, y, w, h = centre_size.T
     return np.stack([x - w / 2, y - h / 2, x + w / 2, y + h / 2], axis=1)
 
@@ -134,7 +137,7 @@ def _shape_problem(shape: Sequence[int], class_count: int) -> str:
     )
 
 
-def non_maximum_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
+def non_maximum_suppression(boxes: NDArray[Any], scores: NDArray[Any], iou_threshold: float) -> list[int]:
     """Indices of the boxes kept, most confident first: each box suppresses the less
     confident ones that overlap it by more than ``iou_threshold`` (intersection over union)."""
     order = list(np.argsort(-scores, kind="stable"))
@@ -193,7 +196,7 @@ class YoloOnnxDetector:
         self._input = inputs[0].name
         self.size = (_dimension(shape[2]), _dimension(shape[3]))
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def detect(self, image: NDArray[Any]) -> list[Detection]:
         height, width = image.shape[:2]
         boxed, placement = letterbox(image, self.size)
         tensor = (boxed.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]

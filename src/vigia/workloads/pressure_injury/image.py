@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vigia.exceptions import Permanent
@@ -68,7 +69,7 @@ class CleanPhoto:
 
     data: bytes
     media_type: str
-    pixels: np.ndarray  # height × width × 3, uint8, RGB
+    pixels: NDArray[Any]  # height × width × 3, uint8, RGB
 
 
 def clean(data: bytes) -> CleanPhoto:
@@ -120,7 +121,7 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     return Image.fromarray((values * (255.0 / top)).clip(0, 255).astype(np.uint8), "L")
 
 
-def quality(pixels: np.ndarray) -> Quality:
+def quality(pixels: NDArray[Any]) -> Quality:
     """Sharpness (variance of the Laplacian), exposure and resolution, with the problems
     that make the photo unfit for assessment."""
     height, width = pixels.shape[:2]
