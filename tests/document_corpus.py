@@ -66,6 +66,17 @@ SUBJECTS_ES = [
     ("renovación del convenio de transporte escolar", "las rutas de los buses para zonas rurales"),
     ("inventario de equipos de cómputo del área administrativa", "las computadoras que requieren reparación"),
 ]
+#: The same subjects asked about in other words (a reader's question, not the text's).
+PARAPHRASES_ES = [
+    "¿quién arregla el techo y los baños del colegio?",
+    "faltan maestros en las escuelas",
+    "libros y útiles para los alumnos",
+    "cómo atender a alguien que se desmaya",
+    "goteras en el hospital donde nacen los bebés",
+    "vacunas para los ancianos contra la gripe",
+    "movilidad de los niños que viven en el campo",
+    "ordenadores de la oficina que no funcionan",
+]
 SUBJECTS_EN = [
     ("annual review of the pharmacy stock", "the expired antibiotics found in the storeroom"),
     ("referral for cardiology assessment", "the patient's exertional chest pain and palpitations"),
@@ -75,6 +86,16 @@ SUBJECTS_EN = [
     ("complete blood count and metabolic panel results", "the low haemoglobin and raised creatinine values"),
     ("maintenance of the oxygen supply system", "the pressure alarms in the intensive care unit"),
     ("request for additional wheelchairs for the outpatient clinic", "the long waits at the orthopaedics entrance"),
+]
+PARAPHRASES_EN = [
+    "out of date medicines kept in the store",
+    "heart doctor appointment for a man short of breath when walking",
+    "lung infection treated in hospital, sent home",
+    "who keeps the surgery rooms clean",
+    "nurses not washing their hands",
+    "anaemia and kidney function in the blood test",
+    "alarms going off on the oxygen in intensive care",
+    "patients waiting for a wheelchair at the clinic",
 ]
 FILLER_ES = [
     "En atención al documento de la referencia, se informa que el área competente ha revisado la solicitud.",
@@ -146,7 +167,11 @@ def spanish(index: int, rng: random.Random, pages: int = 1) -> Doc:
         title=subject,
         date=f"{year}-{month:02d}-{day:02d}",
         references=[reference],
-        questions=[(f"¿Qué documento trata sobre {detail}?", 1), (reference, 1)],
+        questions=[
+            (f"¿Qué documento trata sobre {detail}?", 1),
+            (reference, 1),
+            (PARAPHRASES_ES[index % len(PARAPHRASES_ES)], 1),
+        ],
     )
 
 
@@ -183,7 +208,11 @@ def english(index: int, rng: random.Random, pages: int = 1) -> Doc:
         title=subject,
         date=f"{year}-{month:02d}-{day:02d}",
         references=[reference],
-        questions=[(f"Which document is about {detail}?", 1), (reference, 1)],
+        questions=[
+            (f"Which document is about {detail}?", 1),
+            (reference, 1),
+            (PARAPHRASES_EN[index % len(PARAPHRASES_EN)], 1),
+        ],
     )
 
 

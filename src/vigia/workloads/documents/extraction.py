@@ -29,7 +29,7 @@ import pypdfium2.raw as pdfium_raw
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from vigia.exceptions import InvalidInput, PayloadTooLarge, Permanent
-from vigia.workloads.documents import language as languages
+from vigia.workloads import language as languages
 from vigia.workloads.documents import ocr
 
 PDF = "application/pdf"

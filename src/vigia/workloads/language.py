@@ -1,7 +1,7 @@
-"""Which language a text is in, Spanish or English: the two this workload's OCR models and
-metadata tables know. A detector library (lingua, Apache-2.0, its n-gram models restricted
-here to these two, preloaded: 0.9 s and ~140 MB once per process) rather than word lists:
-it decides well on a single sentence, and says how sure it is."""
+"""Which language a text is in, Spanish or English: the two the workloads read (their OCR
+models, metadata tables and clinical rules). A detector library (lingua, Apache-2.0, its
+n-gram models restricted to the two, preloaded: 0.9 s and ~140 MB once per process) rather
+than word lists: it decides well on a single sentence, and says how sure it is."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ def _detector() -> Any:
 
 
 def detect(text: str) -> Detected | None:
-    """The language of ``text``, or None when it has too few letters to tell."""
+    """The language of ``text`` between Spanish and English, or None when it has too few
+    letters to tell."""
     if sum(char.isalpha() for char in text) < MIN_LETTERS:
         return None
     values = _detector().compute_language_confidence_values(text[:20_000])
