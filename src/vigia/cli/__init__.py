@@ -4,6 +4,7 @@
     jobs       status, jobs list, pipelines
     oversight  reviews, dlq, audit, monitor
     documents  docs: add, list, show, search, delete, reindex
+    coding     coding: report, show
     admin      db, keys
 
 Each command works on a server (`--url`) or on the local store, and gets the API's JSON
@@ -17,7 +18,7 @@ import sys
 
 import typer
 
-from vigia.cli import admin, documents, jobs, oversight, running
+from vigia.cli import admin, coding, documents, jobs, oversight, running
 from vigia.cli.support import errors
 from vigia.config import Settings
 from vigia.exceptions import VigiaError
@@ -33,6 +34,7 @@ running.register(app)
 jobs.register(app)
 oversight.register(app)
 documents.register(app)
+coding.register(app)
 admin.register(app)
 
 

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -74,16 +74,20 @@ def demo(
     documents: Annotated[
         bool, typer.Option("--documents", help="Ingest the sample documents and search them instead.")
     ] = False,
+    coding: Annotated[bool, typer.Option("--coding", help="Code the sample clinical notes instead.")] = False,
 ) -> None:
     """Run the sample cases end to end in this process, then exit.
 
     The pressure-injury workload's sample cases with live progress, then each case's triage
-    and escalations; `--documents`: the sample documents ingested, then searched; `--text`:
-    the small text-statistics pipeline."""
+    and escalations; `--documents`: the sample documents ingested, then searched; `--coding`:
+    the sample clinical notes coded, with their billed codes checked; `--text`: the small
+    text-statistics pipeline."""
     if text:
         raise typer.Exit(run(lambda: _text_demo(data_dir, pace, flaky)))
     if documents:
         raise typer.Exit(run(lambda: _documents_demo(data_dir)))
+    if coding:
+        raise typer.Exit(run(lambda: _coding_demo(data_dir)))
     raise typer.Exit(run(lambda: _pressure_injury_demo(data_dir)))
 
 
@@ -135,6 +139,32 @@ async def _documents_demo(data_dir: Path | None) -> int:
                 document = await asyncio.to_thread(vigia.documents.get, hit.document_id, None)
                 console.print(f"  {rank}. {document.filename} (page {hit.page}, score {hit.score:.4f})")
                 console.print("     " + render.marked(hit.snippet))
+    return 1 if failed else 0
+
+
+async def _coding_demo(data_dir: Path | None) -> int:
+    from vigia.cli.coding import readable  # noqa: PLC0415 -- a sibling command's renderer
+    from vigia.workloads import coding  # noqa: PLC0415 -- its samples, only for this demo
+
+    vigia = Vigia.from_settings(settings_of(data_dir))
+    pipeline = vigia.registry.get(coding.NAME)
+    billed = json.loads((coding.samples()[0].parent / "billed.json").read_text(encoding="utf-8"))
+    failed = 0
+    async with vigia:
+        console.print(f"sample clinical notes (store: {vigia.settings.database_url})")
+        for path in coding.samples():
+            codes = billed.get(path.name, [])
+            job = await vigia.submit(coding.NAME, {"text": path.read_text(encoding="utf-8"), "billed_codes": codes})
+            console.print(f"\n[bold]{path.name}[/] (billed: {', '.join(codes) or 'nothing'}): job {job.id}")
+            await render.follow_progress(
+                console, coding.NAME, pipeline.execution_order, job.state.value, vigia.events(job.id)
+            )
+            done = await vigia.get_job(job.id)
+            if done.state not in (JobState.SUCCEEDED, JobState.DEGRADED):
+                failed += 1
+                errors.print(f"[red]job {done.state.value}:[/] {done.error_message}")
+                continue
+            console.print(readable(done.result or {}))
     return 1 if failed else 0
 
 
@@ -338,19 +368,24 @@ def submit(
         raise typer.Exit(run(lambda: remote(client)))
 
 
-async def follow_job(client: Client, pipeline: str, job: dict[str, Any]) -> int:
-    """Draw a submitted job's progress from the server's events, then its result or error;
-    the exit status (0: it succeeded, possibly degraded)."""
+async def follow_job(
+    client: Client, pipeline: str, job: dict[str, Any], show: Callable[[Any], None] | None = None
+) -> int:
+    """Draw a submitted job's progress from the server's events, then its result (as JSON,
+    or as ``show`` prints it) or its error; the exit status (0: it succeeded, possibly degraded)."""
     stages = [stage["name"] for stage in (await asyncio.to_thread(client.pipeline, pipeline))["stages"]]
     events = _events_of(client.events(job["id"]))
     final = await render.follow_progress(console, pipeline, stages, job["state"], events)
-    return _report(final, await asyncio.to_thread(client.result, job["id"]))
+    return _report(final, await asyncio.to_thread(client.result, job["id"]), show)
 
 
-def _report(final: Event | None, result: tuple[int, dict[str, Any]]) -> int:
+def _report(final: Event | None, result: tuple[int, dict[str, Any]], show: Callable[[Any], None] | None = None) -> int:
     _, body = result
     if _finished_well(final):
-        console.print(render.as_json(body.get("result")))
+        if show is None:
+            console.print(render.as_json(body.get("result")))
+        else:
+            show(body.get("result"))
         return 0
     error = body.get("error", {})
     errors.print(f"[red]job {final.state.value if final else 'unknown'}:[/] {error.get('message') or final}")

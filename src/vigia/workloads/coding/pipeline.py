@@ -214,7 +214,7 @@ def icd10(ctx: StageContext) -> dict[str, Any]:
                 "confidence": code.confidence,
                 "concept": code.concept,
                 "basis": code.basis,
-                "evidence": [evidence(mention) for mention in code.mentions],
+                "evidence": [evidence(mention) for mention in sorted(code.mentions, key=_diagnoses_first)],
             }
             for code in inference.codes
         ],
@@ -234,6 +234,14 @@ def icd10(ctx: StageContext) -> dict[str, Any]:
         ],
         "ranked": inference.ranked,
     }
+
+
+#: Where a note states its diagnoses: evidence from there is shown first.
+DIAGNOSTIC_SECTIONS = ("diagnoses", "assessment_and_plan", "assessment", "wound_assessment")
+
+
+def _diagnoses_first(mention: Any) -> tuple[bool, int]:
+    return mention.section not in DIAGNOSTIC_SECTIONS, mention.start
 
 
 def snomed(ctx: StageContext) -> dict[str, Any]:

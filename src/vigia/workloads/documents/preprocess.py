@@ -56,30 +56,39 @@ def even_lighting(gray: Gray) -> Gray:
     """Divide by the page's background (a wide closing of it): shadows and a phone's
     uneven light become white paper."""
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (31, 31))
-    small = cv2.resize(gray, (max(1, gray.shape[1] // 4), max(1, gray.shape[0] // 4)), interpolation=cv2.INTER_AREA)
-    background = cv2.resize(cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel), (gray.shape[1], gray.shape[0]))
+    background = cv2.resize(cv2.morphologyEx(_shrunk(gray, 4), cv2.MORPH_CLOSE, kernel), (gray.shape[1], gray.shape[0]))
     return cv2.divide(gray, np.maximum(background, 1), scale=255)
 
 
 def skew_angle(binary: Gray) -> float:
     """The rotation that makes text lines horizontal: the angle whose row profile of ink is
-    sharpest (projection profile), searched coarse then fine, at a quarter of the size."""
-    small = cv2.resize(
-        binary, (max(1, binary.shape[1] // 4), max(1, binary.shape[0] // 4)), interpolation=cv2.INTER_AREA
-    )
-    ink = (255 - small).astype(np.float32)
-    if ink.sum() < 255 * 50:  # nearly blank
+    sharpest (projection profile), searched in whole degrees at an eighth of the size, then
+    in tenths at a quarter (the same angles as searching both at a quarter, on every page
+    of the quality benchmark, in two thirds of the time)."""
+    quarter = 255 - _shrunk(binary, 4)
+    if int(quarter.sum(dtype=np.int64)) < 255 * 50:  # nearly blank
         return 0.0
+    coarse = _sharpest(_shrunk(quarter, 2), np.arange(-MAX_SKEW, MAX_SKEW + 0.01, 1.0))
+    return _sharpest(quarter, np.arange(coarse - 1.0, coarse + 1.01, 0.1))
+
+
+def _shrunk(gray: Gray, factor: int) -> Gray:
+    size = (max(1, gray.shape[1] // factor), max(1, gray.shape[0] // factor))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+
+
+def _sharpest(ink: Gray, angles: Any) -> float:
+    """Of ``angles``, the one that turns ``ink`` (ink bright on black) into the sharpest
+    row profile."""
     height, width = ink.shape
     centre = (width / 2, height / 2)
 
     def sharpness(angle: float) -> float:
         rotated = cv2.warpAffine(ink, cv2.getRotationMatrix2D(centre, angle, 1.0), (width, height))
-        rows = rotated.sum(axis=1)
+        rows = rotated.sum(axis=1, dtype=np.float64)
         return float(np.sum(np.diff(rows) ** 2))
 
-    best = max(np.arange(-MAX_SKEW, MAX_SKEW + 0.01, 1.0), key=sharpness)
-    return float(max(np.arange(best - 1.0, best + 1.01, 0.1), key=sharpness))
+    return float(max(angles, key=sharpness))
 
 
 def rotate(gray: Gray, angle: float) -> Gray:
@@ -113,4 +122,5 @@ def prepare(image: Image.Image) -> Prepared:
         binary = binarise(rotate(gray, angle))
         steps.append(f"deskewed {angle:+.1f}°")
     steps.append("binarised (Otsu)")
-    return Prepared(Image.fromarray(binary), steps, angle, noise)
+    # One bit a pixel: Tesseract then skips thresholding a page that is black and white already.
+    return Prepared(Image.fromarray(binary).convert("1", dither=Image.Dither.NONE), steps, angle, noise)
