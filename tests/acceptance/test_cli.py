@@ -212,6 +212,7 @@ HELP = {
         "audit",
         "monitor",
         "docs",
+        "coding",
     ],
     ("serve",): ["--host", "--port", "--concurrency", "--no-workers", "--data-dir"],
     ("submit",): ["--input", "--follow", "--idempotency-key", "--priority", "--url", "--api-key", "--data-dir"],
@@ -225,7 +226,7 @@ HELP = {
     ("keys", "revoke"): ["--data-dir"],
     ("db",): ["upgrade"],
     ("db", "upgrade"): ["--data-dir"],
-    ("demo",): ["--text", "--documents", "--pace", "--flaky", "--data-dir"],
+    ("demo",): ["--text", "--documents", "--coding", "--pace", "--flaky", "--data-dir"],
     ("worker",): ["--queues", "--concurrency", "--data-dir"],
     ("reviews",): ["list", "ack", "resolve"],
     ("reviews", "list"): ["--status", "--role", "--limit", "--json", "--url"],
@@ -248,6 +249,9 @@ HELP = {
     ("docs", "search"): ["-k", "--type", "--lang", "--json", "--url"],
     ("docs", "delete"): ["--yes", "--url"],
     ("docs", "reindex"): ["--data-dir"],
+    ("coding",): ["report", "show"],
+    ("coding", "report"): ["--billed", "--language", "--follow", "--json", "--url", "--api-key", "--data-dir"],
+    ("coding", "show"): ["--json", "--url", "--api-key", "--data-dir"],
 }
 
 

@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Group
-from rich.table import Table
 
 from vigia.app import Vigia
 from vigia.cli import render
@@ -147,73 +145,7 @@ def coding_show(
 
 
 def show(report: dict[str, Any], as_json: bool = False) -> None:
-    console.print(render.as_json(report) if as_json else readable(report))
-
-
-def _evidence(items: list[dict[str, Any]]) -> str:
-    """The first piece of evidence: its words, where they stand, what was said of them."""
-    if not items:
-        return ""
-    first = items[0]
-    context = f" [dim]({', '.join(first['context'])})[/]" if first.get("context") else ""
-    more = f" [dim]+{len(items) - 1}[/]" if len(items) > 1 else ""
-    return f"“{render.short(first['text'], 36)}” @{first['start']}{context}{more}"
-
-
-def _table(title: str, *columns: str) -> Table:
-    table = Table(title=title, show_edge=False, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
-
-
-def _codes(report: dict[str, Any]) -> Table:
-    codes = _table("codes the note supports", "code", "description", "conf.", "evidence")
-    for item in report.get("codes", []):
-        codes.add_row(
-            f"[bold]{item['code']}[/]",
-            render.short(item["description"], 56),
-            f"{item['confidence']:.2f}",
-            _evidence(item["evidence"]),
-        )
-    return codes
-
-
-def _billed(analysis: dict[str, Any]) -> Table:
-    billed = _table("billed codes", "finding", "code", "reason", "suggested")
-    for code in analysis.get("supported", []):
-        billed.add_row("[green]supported[/]", code, "", "")
-    for kind, style in (("unsupported", "red"), ("more_specific", "yellow"), ("missing", "cyan")):
-        for item in analysis.get(kind, []):
-            billed.add_row(
-                f"[{style}]{kind.replace('_', ' ')}[/]", item["code"], item["reason"], item.get("suggested") or ""
-            )
-    return billed
-
-
-def readable(report: dict[str, Any]) -> Group:
-    """The report as tables: codes, exclusions, the billed-code analysis, queries."""
-    phi = ", ".join(f"{kind} {count}" for kind, count in sorted(report.get("phi_counts", {}).items())) or "none"
-    parts: list[Any] = [
-        f"[bold]language[/] {report.get('language')} ({report.get('language_source')})   [bold]PHI redacted[/] {phi}"
-    ]
-    parts += [f"[yellow]degraded:[/] {item['stage']}: {item['reason']}" for item in report.get("degraded", [])]
-    parts.append(_codes(report) if report.get("codes") else "[dim]no codes[/]")
-    if report.get("excluded"):
-        excluded = _table("not coded", "code", "reason", "evidence")
-        for item in report["excluded"]:
-            excluded.add_row(item["code"], item["reason"], _evidence(item["evidence"]))
-        parts.append(excluded)
-    analysis = report.get("coding_analysis") or {}
-    if analysis.get("billed"):
-        parts.append(_billed(analysis))
-    if analysis.get("not_analysed"):
-        parts.append(f"[yellow]billed codes not analysed:[/] {analysis['not_analysed']}")
-    parts += [
-        f"[magenta]query:[/] {query['issue']}  {_evidence(query.get('evidence', []))}"
-        for query in report.get("quality", [])
-    ]
-    return Group(*parts)
+    console.print(render.as_json(report) if as_json else render.coding_report(report))
 
 
 def register(app: typer.Typer) -> None:

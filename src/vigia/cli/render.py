@@ -10,7 +10,7 @@ import re
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -304,3 +304,69 @@ def marked(snippet: str) -> str:
     """A search snippet (HTML-escaped, query words in <mark>) for the terminal."""
     escaped = snippet.replace("[", r"\[")
     return html.unescape(re.sub(r"<mark>(.*?)</mark>", r"[bold yellow]\1[/]", escaped))
+
+
+def _evidence(items: list[dict[str, Any]]) -> str:
+    """The first piece of evidence: its words, where they stand, what was said of them."""
+    if not items:
+        return ""
+    first = items[0]
+    context = f" [dim]({', '.join(first['context'])})[/]" if first.get("context") else ""
+    more = f" [dim]+{len(items) - 1}[/]" if len(items) > 1 else ""
+    return f"“{short(first['text'], 36)}” @{first['start']}{context}{more}"
+
+
+def _titled_table(title: str, *columns: str) -> Table:
+    table = Table(title=title, show_edge=False, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _codes(report: dict[str, Any]) -> Table:
+    codes = _titled_table("codes the note supports", "code", "description", "conf.", "evidence")
+    for item in report.get("codes", []):
+        codes.add_row(
+            f"[bold]{item['code']}[/]",
+            short(item["description"], 56),
+            f"{item['confidence']:.2f}",
+            _evidence(item["evidence"]),
+        )
+    return codes
+
+
+def _billed(analysis: dict[str, Any]) -> Table:
+    billed = _titled_table("billed codes", "finding", "code", "reason", "suggested")
+    for code in analysis.get("supported", []):
+        billed.add_row("[green]supported[/]", code, "", "")
+    for kind, style in (("unsupported", "red"), ("more_specific", "yellow"), ("missing", "cyan")):
+        for item in analysis.get(kind, []):
+            billed.add_row(
+                f"[{style}]{kind.replace('_', ' ')}[/]", item["code"], item["reason"], item.get("suggested") or ""
+            )
+    return billed
+
+
+def coding_report(report: dict[str, Any]) -> Group:
+    """The report as tables: codes, exclusions, the billed-code analysis, queries."""
+    phi = ", ".join(f"{kind} {count}" for kind, count in sorted(report.get("phi_counts", {}).items())) or "none"
+    parts: list[Any] = [
+        f"[bold]language[/] {report.get('language')} ({report.get('language_source')})   [bold]PHI redacted[/] {phi}"
+    ]
+    parts += [f"[yellow]degraded:[/] {item['stage']}: {item['reason']}" for item in report.get("degraded", [])]
+    parts.append(_codes(report) if report.get("codes") else "[dim]no codes[/]")
+    if report.get("excluded"):
+        excluded = _titled_table("not coded", "code", "reason", "evidence")
+        for item in report["excluded"]:
+            excluded.add_row(item["code"], item["reason"], _evidence(item["evidence"]))
+        parts.append(excluded)
+    analysis = report.get("coding_analysis") or {}
+    if analysis.get("billed"):
+        parts.append(_billed(analysis))
+    if analysis.get("not_analysed"):
+        parts.append(f"[yellow]billed codes not analysed:[/] {analysis['not_analysed']}")
+    parts += [
+        f"[magenta]query:[/] {query['issue']}  {_evidence(query.get('evidence', []))}"
+        for query in report.get("quality", [])
+    ]
+    return Group(*parts)

@@ -143,7 +143,6 @@ async def _documents_demo(data_dir: Path | None) -> int:
 
 
 async def _coding_demo(data_dir: Path | None) -> int:
-    from vigia.cli.coding import readable  # noqa: PLC0415 -- a sibling command's renderer
     from vigia.workloads import coding  # noqa: PLC0415 -- its samples, only for this demo
 
     vigia = Vigia.from_settings(settings_of(data_dir))
@@ -164,7 +163,7 @@ async def _coding_demo(data_dir: Path | None) -> int:
                 failed += 1
                 errors.print(f"[red]job {done.state.value}:[/] {done.error_message}")
                 continue
-            console.print(readable(done.result or {}))
+            console.print(render.coding_report(done.result or {}))
     return 1 if failed else 0
 
 
