@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,6 +125,8 @@ _FAMILY_HEADING = re.compile(
     r"|antecedentes heredo-familiares)\b",
     re.I,
 )
+#: A negation that says the condition was looked for and excluded, not merely absent.
+_RULED_OUT = re.compile(r"\b(?:ruled? out|r/o'?d|excluded|descartad[oa]s?|se descart[aó]|descart[aó])\b")
 #: Where a clause ends (its condition's context ends with it).
 _CLAUSE_END = re.compile(r"[;,.]|\s(?:and|but|y|pero|with|con)\s")
 
@@ -160,11 +163,15 @@ class Mention:
     family: bool = False
     historical: bool = False
     hypothetical: bool = False
+    #: Negated because it was looked for and excluded ("PE ruled out", "se descarta ITU").
+    ruled_out: bool = False
 
     @property
     def context(self) -> list[str]:
         return [
-            name for name in ("negated", "uncertain", "family", "historical", "hypothetical") if getattr(self, name)
+            name
+            for name in ("negated", "ruled_out", "uncertain", "family", "historical", "hypothetical")
+            if getattr(self, name)
         ]
 
     def to_record(self) -> dict[str, Any]:
@@ -220,6 +227,9 @@ def pipeline(language: str) -> Any:
     from loguru import logger  # noqa: PLC0415 -- medspaCy's logger, silenced before it speaks
 
     logger.remove()
+    # medspaCy's matchers hold phrase rules only: spaCy would warn on every note that their
+    # token matcher is empty.
+    warnings.filterwarnings("ignore", message=r".*\[W036\]", category=UserWarning)
     import medspacy  # noqa: PLC0415 -- spaCy and medspaCy: 12 s, only where notes are read
     import spacy  # noqa: PLC0415 -- as above
     from medspacy.context import ConTextRule  # noqa: PLC0415 -- as above
@@ -278,6 +288,7 @@ def filter_note(text: str, language: str) -> Filtered:
         sentence = entity.sent
         after = _after(kept[entity.end_char : sentence.end_char], language)
         section = entity._.section_category
+        negated = bool(entity._.is_negated) or after == "negated"
         found.mentions.append(
             Mention(
                 concept=entity.label_,
@@ -287,7 +298,8 @@ def filter_note(text: str, language: str) -> Filtered:
                 sentence_start=sentence.start_char,
                 sentence_end=sentence.end_char,
                 section=section,
-                negated=bool(entity._.is_negated) or after == "negated",
+                negated=negated,
+                ruled_out=negated and bool(_RULED_OUT.search(strip_accents(sentence.text).casefold())),
                 uncertain=bool(entity._.is_uncertain) or after == "uncertain",
                 family=bool(entity._.is_family) or _under_family_heading(kept, entity.start_char),
                 historical=bool(entity._.is_historical),

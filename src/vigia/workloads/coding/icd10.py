@@ -108,6 +108,7 @@ class Inference:
 
 
 EXCLUSION_REASONS = {
+    "ruled_out": "ruled out: looked for and excluded",
     "negated": "negated: documented as absent",
     "uncertain": "uncertain or to be ruled out: not coded as confirmed (outpatient guideline IV.H)",
     "family": "family history: a relative's condition, not the patient's",
@@ -119,7 +120,7 @@ EXCLUSION_REASONS = {
 def _status(mention: Mention) -> str | None:
     """Why a mention is not asserted (None: it is)."""
     concept = BY_KEY[mention.concept]
-    for flag in ("family", "negated", "hypothetical", "uncertain"):
+    for flag in ("family", "ruled_out", "negated", "hypothetical", "uncertain"):
         if getattr(mention, flag):
             return flag
     if mention.historical and not concept.chronic:
@@ -359,9 +360,10 @@ def _circulatory(found: _Found, add: Add, result: Inference) -> set[str]:
         code, basis = _heart_failure_code(found, result)
         add(code, "heart_failure", found.mentions("heart_failure"), basis)
         handled.add("heart_failure")
-    if found.has("hypertension"):
+    heart_disease = found.has("hypertensive_heart_disease")
+    if found.has("hypertension") or heart_disease:
         late_ckd = ckd in ("N18.5", "N18.6")
-        links = found.mentions("hypertension")
+        links = found.mentions("hypertension", "hypertensive_heart_disease")
         if found.has("heart_failure") and ckd is not None:
             code = "I13.2" if late_ckd else "I13.0"
             why = "hypertension with heart failure and chronic kidney disease (the 'with' convention)"
@@ -369,12 +371,17 @@ def _circulatory(found: _Found, add: Add, result: Inference) -> set[str]:
         elif found.has("heart_failure"):
             add("I11.0", "hypertension", [*links, *found.mentions("heart_failure")],
                 ["hypertension with heart failure (the 'with' convention)"])  # fmt: skip
+        elif ckd is not None and heart_disease:
+            add("I13.11" if late_ckd else "I13.10", "hypertension", [*links, *found.mentions("ckd")],
+                ["hypertensive heart disease with chronic kidney disease, no heart failure documented"])  # fmt: skip
         elif ckd is not None:
             add("I12.0" if late_ckd else "I12.9", "hypertension", [*links, *found.mentions("ckd")],
                 ["hypertension with chronic kidney disease (the 'with' convention)"])  # fmt: skip
+        elif heart_disease:
+            add("I11.9", "hypertension", links, ["hypertensive heart disease, no heart failure documented"])
         else:
             add("I10", "hypertension", links)
-        handled.add("hypertension")
+        handled.update(("hypertension", "hypertensive_heart_disease"))
     if ckd == "N18.6" and re.search(
         r"\b(?:dialysis|dialisis|hemodialisis|hemodialysis)\b", folded(found.sentences("ckd"))
     ):
@@ -382,12 +389,40 @@ def _circulatory(found: _Found, add: Add, result: Inference) -> set[str]:
     return handled
 
 
+#: What separates the descriptions of several wounds in one sentence.
+_WOUND_SEPARATOR = re.compile(r";|,|\s(?:and|y|e)\s")
+
+
+def _wound_clauses(text: str, mentions: Sequence[Mention]) -> dict[Mention, str]:
+    """The words that describe each pressure-ulcer mention: its sentence, or where one
+    sentence lists several ("stage 3 on the sacrum; unstageable on the left heel"), the part
+    from the separator before it to the separator before the next one."""
+    ordered = sorted(mentions, key=lambda mention: mention.start)
+    leads = {}
+    for index, mention in enumerate(ordered):
+        previous = ordered[index - 1] if index else None
+        floor = mention.sentence_start
+        if previous is not None and previous.sentence_start == mention.sentence_start:
+            floor = previous.end
+        separators = list(_WOUND_SEPARATOR.finditer(text, floor, mention.start))
+        leads[mention] = separators[-1].start() if separators and floor != mention.sentence_start else floor
+    clauses = {}
+    for index, mention in enumerate(ordered):
+        following = ordered[index + 1] if index + 1 < len(ordered) else None
+        end = mention.sentence_end
+        if following is not None and following.sentence_start == mention.sentence_start:
+            end = leads[following]
+        clauses[mention] = text[leads[mention] : end]
+    return clauses
+
+
 def _pressure_ulcers(found: _Found, add: Add, result: Inference) -> set[str]:
     if not found.has("pressure_ulcer"):
         return set()
     groups: dict[tuple[str | None, str | None], tuple[list[Mention], str | None]] = {}
+    clauses = _wound_clauses(found.text, found.mentions("pressure_ulcer"))
     for mention in found.mentions("pressure_ulcer"):
-        sentence = _sentence(found.text, mention)
+        sentence = clauses[mention]
         site, side, stage = ulcer_site(sentence), laterality(sentence), ulcer_stage(sentence)
         mentions, best = groups.get((site, side), ([], None))
         order = {None: 0, "unstageable": 1, "deep tissue": 1, "1": 2, "2": 3, "3": 4, "4": 5}

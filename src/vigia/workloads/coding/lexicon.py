@@ -63,8 +63,11 @@ CONCEPTS: tuple[Concept, ...] = (
     _c("severe_malnutrition", "E43", "severe malnutrition|severe protein calorie malnutrition",
        "desnutrición severa|desnutrición grave"),
     # --- circulatory ------------------------------------------------------------------------
-    _c("hypertension", "I10", "hypertension|high blood pressure|elevated blood pressure",
+    # "Elevated blood pressure" without the diagnosis is R03.0, not hypertension.
+    _c("hypertension", "I10", "hypertension|high blood pressure",
        "hipertensión arterial|hipertensión|hipertenso|hipertensa|presión alta", "HTN|HTA|HBP", chronic=True),
+    _c("hypertensive_heart_disease", "I11.9", "hypertensive heart disease|hypertensive cardiomyopathy",
+       "cardiopatía hipertensiva|cardiopatia hipertensiva", "HHD", chronic=True),
     _c("heart_failure", "I50.9",
        "heart failure|congestive heart failure|cardiac failure|hfref|hfpef|"
        "heart failure with reduced ejection fraction|"

@@ -146,7 +146,7 @@ PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
             r"\b(?:MRN|M\.R\.N\.|HC|H\.C\.|NHC|N\.H\.C\.|historia cl[ií]nica|hist\.? cl[ií]n\.?|ficha|expediente|exp\."
             r"|medical record(?: number)?|record(?: number| no\.?| #)?|account(?: number| no\.?| #)?|acct\.?"
             r"|visit(?: number| no\.?| #| id)?|encounter(?: number| no\.?| #| id)?|episodio|episode|admisi[oó]n|FIN|CSN"
-            r"|cama|bed|habitaci[oó]n|room|N[°º] de (?:historia|ficha|cuenta|atenci[oó]n))"
+            r"|N[°º] de (?:historia|ficha|cuenta|atenci[oó]n))"
             r"\s*(?:N[°ºo.]*\s*|#\s*|:\s*|-\s*)*(?P<phi>[A-Z]{0,4}-?\d(?:[\w\-/.]*[A-Z0-9])?)(?![\w-])",
             re.I,
         ),
@@ -173,7 +173,9 @@ PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
         "date_numeric",
         0.95,
         re.compile(
-            r"(?<![\d/.-])(?:\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)?\d{2}|(?:19|20)\d{2}[/.-]\d{1,2}[/.-]\d{1,2})(?![\d/.-])"
+            # a sentence's full stop may follow it ("DOB: 07/22/1957.")
+            r"(?<![\d/.-])(?:\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)?\d{2}|(?:19|20)\d{2}[/.-]\d{1,2}[/.-]\d{1,2})"
+            r"(?![\d/-]|\.\d)"
         ),
     ),
     (
@@ -181,13 +183,13 @@ PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
         "date_words",
         0.95,
         re.compile(
-            rf"\b(?:\d{{1,2}}(?:\.?[ºo°]|st|nd|rd|th)?\s*(?:de\s+)?{_MONTH}(?:\s*(?:de|del|,)?\s*(?:19|20)\d{{2}})?"
+            rf"\b(?:\d{{1,2}}(?:\.?[ºo°]|st|nd|rd|th)?(?:\s*|[-/.])(?:de\s+)?{_MONTH}(?:(?:\s*(?:de|del|,)?\s*|[-/.])(?:19|20)?\d{{2}}(?!\d))?"
             rf"|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s*(?:19|20)\d{{2}})?"
             rf"|{_MONTH}\s*(?:de\s+|del\s+|,\s*)?(?:19|20)\d{{2}})\b",
             re.I,
         ),
     ),
-    ("DATE", "date_month_year", 0.9, re.compile(r"(?<![\d/.-])(?:0?[1-9]|1[0-2])/(?:19|20)\d{2}(?![\d/.-])")),
+    ("DATE", "date_month_year", 0.9, re.compile(r"(?<![\d/.-])(?:0?[1-9]|1[0-2])/(?:19|20)\d{2}(?![\d/-]|\.\d)")),
     (
         "AGE",
         "age_over_89",
@@ -209,7 +211,7 @@ PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
             r"\s+[\wÁÉÍÓÚÑáéíóúñ.'’ ]{2,40}?\s*(?:N[°ºo.]*\s*)?\d{1,5}[A-Z]?(?:\s*[-,]?\s*(?:Dpto\.?|Depto\.?|Int\.?"
             r"|Piso|Of\.?|Apt\.?)\s*\w+)?"
             # and the district or city after it, to the line's end (Safe Harbor: any place below a state)
-            r"(?:,[ \t]*[A-ZÁÉÍÓÚÑ][\wÁÉÍÓÚÑáéíóúñ.'’ -]{2,50}(?=[ \t]*(?:$|[,;(])))?",
+            r"(?:,[ \t]*[A-ZÁÉÍÓÚÑ][\wÁÉÍÓÚÑáéíóúñ.'’ -]{1,49}[\wÁÉÍÓÚÑáéíóúñ](?=[ \t]*(?:$|[,;(]|\.(?:\s|$))))?",
             re.M,
         ),
     ),
@@ -227,7 +229,8 @@ PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
 )
 
 _PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){1,4}(?![\w/])"
+    # a country code may precede a one-digit mobile or trunk prefix: +56 9 8765 4321, +52 1 55 ...
+    r"(?<![\w+])(?:\+\d{1,3}[\s.-]?(?:\d[\s.-])?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){1,4}(?![\w/])"
     r"|(?<![\w+])\+\d{8,14}\b|(?<![\w/.-])\d{9,10}(?![\w/.-])"
 )
 _PHONE_CUE = re.compile(
@@ -332,7 +335,13 @@ def _names_found(text: str) -> Iterator[Span]:
 
         while words and not_name(words[-1][2]):
             words.pop()
-        while words and not_name(words[0][2]):
+        # A first name that is also a month or a heading word ("Dr. Julio Salazar", "Rosa")
+        # stays when a name follows it.
+        while (
+            words
+            and not_name(words[0][2])
+            and not (len(words) > 1 and words[0][2].casefold() in known_first and words[0][2][:1].isupper())
+        ):
             words.pop(0)
         if words:
             end = words[-1][1] - (len(words[-1][2]) - len(words[-1][2].rstrip(".,;:")))
@@ -342,7 +351,7 @@ def _names_found(text: str) -> Iterator[Span]:
     label = re.compile(rf"\b(?i:{LABELS})\s*(?:\([^)]*\))?\s*[:\-–]\s*(?P<run>{NAME_RUN})")
     for match in label.finditer(text):
         yield from emit(match.start("run"), match.group("run"), "name_label", 0.95)
-    spoken = re.compile(rf"\b(?i:{LABELS})\s+(?P<run>{NAME_RUN})")
+    spoken = re.compile(rf"\b(?i:{LABELS})(?:\s+|\s*[(,]\s*)(?P<run>{NAME_RUN})")
     for match in spoken.finditer(text):
         if match.group("run").split()[0].casefold() in known_first | known_last:
             yield from emit(match.start("run"), match.group("run"), "name_label", 0.85)

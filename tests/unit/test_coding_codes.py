@@ -1,0 +1,231 @@
+"""From a note's words to ICD-10-CM codes, English and Spanish, with the real medspaCy
+pipelines and the real code set: context (negated, ruled out, uncertain, family) never coded,
+combination codes of the "with" convention, pressure ulcers by site and stage, integral
+symptoms, documentation queries, and the billed codes checked against what the note says."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from vigia.workloads.coding import analysis, context, icd10, phi
+from vigia.workloads.coding.codeset import billable
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def infer(text: str, language: str) -> icd10.Inference:
+    """What the pipeline's stages do with a note: redact, filter, infer."""
+    redacted = phi.redact(text)
+    filtered = context.filter_note(redacted.text, language)
+    return icd10.infer(redacted.text, filtered.mentions)
+
+
+def codes(found: icd10.Inference) -> set[str]:
+    return {code.code for code in found.codes}
+
+
+def excluded(found: icd10.Inference) -> dict[str, str]:
+    """Excluded code -> the first word of its reason."""
+    return {item.code: item.reason.split(":")[0] for item in found.excluded}
+
+
+# --- context: never coded -------------------------------------------------------------------
+
+CONTEXT = {
+    "en negated": ("en", "Denies chest pain. No pneumonia on chest x-ray.", {"R07.9": "negated", "J18.9": "negated"}),
+    "en ruled out": (
+        "en",
+        "Assessment: pulmonary embolism ruled out by CTA. Myocardial infarction was excluded.",
+        {"I26.99": "ruled out", "I21.9": "ruled out"},
+    ),
+    "en uncertain": ("en", "Assessment: possible pneumonia. Rule out urinary tract infection.", {"J18.9": "uncertain"}),
+    "en family, in a sentence and under a heading": (
+        "en",
+        "Father had a myocardial infarction at 52.\n\nFamily history:\nType 2 diabetes and hypertension in mother.\n",
+        {"I21.9": "family", "E11.9": "family", "I10": "family"},
+    ),
+    "es negado": ("es", "Niega dolor torácico. Sin signos de neumonía.", {"R07.9": "negated", "J18.9": "negated"}),
+    "es descartado": (
+        "es",
+        "Impresión diagnóstica: se descarta neumonía. Tromboembolismo pulmonar descartado por angiotomografía.",
+        {"J18.9": "ruled out", "I26.99": "ruled out"},
+    ),
+    "es a descartar": ("es", "Impresión diagnóstica: infección urinaria a descartar.", {"N39.0": "uncertain"}),
+    "es familiar, en la frase y bajo el título": (
+        "es",
+        "Madre con diabetes mellitus tipo 2.\n\nAntecedentes familiares:\nPadre hipertenso, infarto agudo de miocardio.\n",
+        {"E11.9": "family", "I10": "family", "I21.9": "family"},
+    ),
+}
+
+
+@pytest.mark.parametrize(("language", "text", "expected"), CONTEXT.values(), ids=CONTEXT.keys())
+def test_negated_ruled_out_uncertain_and_family_conditions_are_never_coded(
+    language: str, text: str, expected: dict[str, str]
+) -> None:
+    found = infer(text, language)
+    assert not codes(found) & set(expected), [(code.code, code.mentions[0].text) for code in found.codes]
+    reasons = excluded(found)
+    for code, reason in expected.items():
+        assert reasons.get(code, "").startswith(reason), f"{code}: {reasons}"
+    for item in found.excluded:  # each exclusion says where its words are
+        assert text[item.mention.start : item.mention.end] == item.mention.text
+
+
+def test_a_condition_asserted_beside_its_negation_is_coded_once() -> None:
+    found = infer(
+        "Assessment and Plan:\n1. Community-acquired pneumonia, right lower lobe.\n"
+        "2. No evidence of sepsis. Denies chest pain.\n",
+        "en",
+    )
+    assert codes(found) == {"J18.9"}
+    assert {"A41.9", "R07.9"} <= set(excluded(found))
+
+
+# --- combination codes, specificity, integral symptoms ----------------------------------------
+
+COMBINATIONS = {
+    "en diabetes with ckd and hypertension": (
+        "en",
+        "Assessment: type 2 diabetes mellitus with diabetic chronic kidney disease, CKD stage 3b. Hypertension.",
+        {"E11.22", "N18.32", "I12.9"},
+    ),
+    "en hypertension, heart failure and ckd": (
+        "en",
+        "Assessment: hypertension. Chronic diastolic heart failure. CKD stage 4.",
+        {"I13.0", "I50.32", "N18.4"},
+    ),
+    "en hypertensive heart disease with systolic failure": (
+        "en",
+        "Assessment: hypertensive heart disease with chronic systolic heart failure.",
+        {"I11.0", "I50.22"},
+    ),
+    "en pneumonia without its symptoms": ("en", "Community-acquired pneumonia with cough and fever.", {"J18.9"}),
+    "es dm2 con nefropatía, erc 4, hta": (
+        "es",
+        "DM2 con nefropatía diabética, ERC estadio 4, HTA.",
+        {"E11.22", "N18.4", "I12.9"},
+    ),
+    "es cardiopatía hipertensiva con insuficiencia": (
+        "es",
+        "Cardiopatía hipertensiva con insuficiencia cardíaca crónica.",
+        {"I11.0", "I50.9"},
+    ),
+    "es neumonía sin sus síntomas": ("es", "Neumonía adquirida en la comunidad con tos y fiebre.", {"J18.9"}),
+}
+
+
+@pytest.mark.parametrize(("language", "text", "expected"), COMBINATIONS.values(), ids=COMBINATIONS.keys())
+def test_combination_codes_follow_the_with_convention_and_integral_symptoms_are_not_coded(
+    language: str, text: str, expected: set[str]
+) -> None:
+    found = infer(text, language)
+    assert codes(found) == expected
+    assert all(billable(code) for code in codes(found))
+    for code in found.codes:
+        assert 0 < code.confidence <= 1
+        assert code.mentions, code
+        for mention in code.mentions:
+            assert text[mention.start : mention.end] == mention.text
+
+
+PRESSURE_ULCERS = {
+    "en stage 3 sacrum": ("en", "Stage 3 pressure injury of the sacrum.", "L89.153"),
+    "en unstageable left heel": ("en", "Unstageable pressure injury of the left heel.", "L89.620"),
+    "en deep tissue injury right heel": ("en", "Deep tissue pressure injury of the right heel.", "L89.616"),
+    "en stage 2 right hip": ("en", "Stage 2 pressure ulcer of the right hip.", "L89.212"),
+    "en coccyx, stage not documented": ("en", "Pressure injury on the coccyx, stage not documented.", "L89.159"),
+    "es categoría 4 sacro": ("es", "LPP categoría 4 en región sacra.", "L89.154"),
+    "es no estadificable talón izquierdo": ("es", "Úlcera por presión no estadificable en talón izquierdo.", "L89.620"),
+    "es tejido profundo talón derecho": ("es", "Lesión de tejido profundo por presión en talón derecho.", "L89.616"),
+    "es estadio II trocánter izquierdo": ("es", "Úlcera por presión estadio II en trocánter izquierdo.", "L89.222"),
+}
+
+
+@pytest.mark.parametrize(("language", "text", "expected"), PRESSURE_ULCERS.values(), ids=PRESSURE_ULCERS.keys())
+def test_pressure_ulcers_are_coded_by_site_side_and_stage(language: str, text: str, expected: str) -> None:
+    assert codes(infer(text, language)) == {expected}
+
+
+def test_several_pressure_ulcers_each_get_their_code() -> None:
+    found = infer(
+        "Wound assessment: stage 3 pressure injury of the sacrum; unstageable pressure injury of the left heel;"
+        " deep tissue injury of the right heel.",
+        "en",
+    )
+    assert {"L89.153", "L89.620", "L89.616"} <= codes(found)
+
+
+# --- documentation queries --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "concepts"),
+    [
+        ("en", "Pressure injury on the sacrum. Diabetes, on metformin. Chronic kidney disease.",
+         {"pressure_ulcer", "diabetes", "ckd"}),
+        ("es", "Lesión por presión en sacro. Diabetes en tratamiento con metformina. Enfermedad renal crónica.",
+         {"pressure_ulcer", "diabetes", "ckd"}),
+    ],
+    ids=["en", "es"],
+)  # fmt: skip
+def test_what_a_coder_would_query_is_listed_with_the_text_that_prompted_it(
+    language: str, text: str, concepts: set[str]
+) -> None:
+    found = infer(text, language)
+    assert {query.concept for query in found.queries} >= concepts
+    for query in found.queries:
+        assert text[query.mention.start : query.mention.end] == query.mention.text
+
+
+# --- billed codes ----------------------------------------------------------------------------
+
+
+def report_codes(found: icd10.Inference) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The codes and exclusions as the ICD-10 stage reports them (JSON), what the analysis reads."""
+    asserted = [
+        {"code": code.code, "description": code.description, "evidence": [{"text": m.text} for m in code.mentions]}
+        for code in found.codes
+    ]
+    excluded_ = [
+        {"code": item.code, "reason": item.reason, "evidence": [{"text": item.mention.text}]} for item in found.excluded
+    ]
+    return asserted, excluded_
+
+
+NOTE = (
+    "Assessment and Plan:\n"
+    "1. Type 2 diabetes mellitus with diabetic CKD stage 3a.\n"
+    "2. Stage 3 pressure injury of the sacrum.\n"
+    "3. Acute myocardial infarction ruled out (troponins negative x2).\n"
+    "4. Father with COPD.\n"
+)
+
+
+def test_billed_codes_the_note_does_not_support_are_found_with_their_reason() -> None:
+    asserted, excluded_ = report_codes(infer(NOTE, "en"))
+    found = analysis.analyse(["e11.9", "L89.152", "I21.9", "J44.9", "N18.31", "I50.9", "E11"], asserted, excluded_)
+    unsupported = {item["code"]: item for item in found["unsupported"]}
+    assert set(unsupported) == {"L89.152", "I21.9", "J44.9", "I50.9", "E11"}
+    assert unsupported["I21.9"]["reason"].startswith("ruled out")
+    assert unsupported["J44.9"]["reason"].startswith("family")
+    assert "stage" in unsupported["L89.152"]["reason"] and unsupported["L89.152"]["suggested"] == "L89.153"
+    assert unsupported["I50.9"]["reason"] == "not documented in the note"
+    assert unsupported["E11"]["reason"].startswith("not billable")
+    assert [item["code"] for item in found["more_specific"]] == ["E11.9"]
+    assert found["more_specific"][0]["suggested"] == "E11.22"
+    assert found["supported"] == ["N18.31"]
+    for item in [*found["unsupported"], *found["more_specific"]]:
+        if item["code"] not in ("I50.9",):
+            assert item["evidence"], item
+
+
+def test_codes_the_note_supports_but_the_bill_lacks_are_missing() -> None:
+    asserted, excluded_ = report_codes(infer(NOTE, "en"))
+    found = analysis.analyse(["E11.22"], asserted, excluded_)
+    assert found["supported"] == ["E11.22"]
+    assert {item["code"] for item in found["missing"]} == {"N18.31", "L89.153"}
+    assert found["unsupported"] == [] and found["more_specific"] == []
+    assert all(item["evidence"] for item in found["missing"])
