@@ -55,7 +55,8 @@ CONTEXT = {
     "es a descartar": ("es", "Impresión diagnóstica: infección urinaria a descartar.", {"N39.0": "uncertain"}),
     "es familiar, en la frase y bajo el título": (
         "es",
-        "Madre con diabetes mellitus tipo 2.\n\nAntecedentes familiares:\nPadre hipertenso, infarto agudo de miocardio.\n",
+        "Madre con diabetes mellitus tipo 2.\n\n"
+        "Antecedentes familiares:\nPadre hipertenso, infarto agudo de miocardio.\n",
         {"E11.9": "family", "I10": "family", "I21.9": "family"},
     ),
 }

@@ -62,7 +62,9 @@ CASES = {
     "es dates in every form": (
         "Ingreso: {{DATE|21 de abril de 2025}}; control el {{DATE|3-ene-2026}} y el {{DATE|14/03/2025}}."
     ),
-    "es record numbers": "HC: {{RECORD_NUMBER|458921}}  NHC {{RECORD_NUMBER|2025-001234}}  Ficha: {{RECORD_NUMBER|77120}}",
+    "es record numbers": (
+        "HC: {{RECORD_NUMBER|458921}}  NHC {{RECORD_NUMBER|2025-001234}}  Ficha: {{RECORD_NUMBER|77120}}"
+    ),
     "es phones": (
         "Teléfono: {{PHONE|+51 987 654 321}}; celular {{PHONE|987 123 456}}; Chile {{PHONE|+56 9 8765 4321}};"
         " Madrid {{PHONE|91 234 56 78}}; México {{PHONE|(55) 1234-5678}}."
