@@ -22,7 +22,7 @@ from typing import Any
 from vigia.config import Settings
 from vigia.context import StageContext
 from vigia.exceptions import InvalidInput, Permanent, Skip
-from vigia.pipeline import Pipeline, Severity, Stage
+from vigia.pipeline import EscalationRule, Pipeline, Severity, Stage
 from vigia.workloads.coding import phi
 from vigia.workloads.coding.codeset import CODE_FORMAT, known_code, normalise_code
 
@@ -334,11 +334,26 @@ def report(ctx: StageContext) -> dict[str, Any]:
     }
 
 
+def _billing_at_risk(found: Any) -> bool:
+    return bool(found.get("unsupported"))
+
+
+#: A claim with codes the note does not support goes to a coder before it is sent.
+BILLING_REVIEW = EscalationRule(
+    "coding_analysis",
+    _billing_at_risk,
+    "billed codes the note does not support: a coder must review the claim",
+    severity=Severity.MEDIUM,
+    role="coding",
+    urgency="normal",
+)
+
 pipeline = Pipeline(
     NAME,
     version="1",
     description="Codes a clinical note: PHI redacted, ICD-10-CM codes with evidence, billed codes checked.",
     validate_input=validate,
+    escalations=(BILLING_REVIEW,),
     stages=[
         Stage("intake", intake, queue=QUEUE, weight=10, timeout=60, severity=Severity.HIGH),
         Stage("phi", detect_phi, queue=QUEUE, weight=20, timeout=120, severity=Severity.HIGH),
