@@ -105,7 +105,9 @@ _WORD = r"(?:[A-ZÁÉÍÓÚÑÜ][a-záéíóúñüàèìòù'’]+(?:-[A-ZÁÉÍ
 _PARTICLE = r"(?:de|del|de la|de los|la|y|van|von|da|do|dos|das|di|le|mc|o')"
 #: One to four name words, particles and initials ("John A. Smith") allowed between them.
 #: Words of one name are one space apart: more spaces or a tab separate a form's columns.
-NAME_RUN = rf"{_WORD}(?: (?:{_PARTICLE} |[A-Z]\. )?{_WORD}){{0,3}}"
+NAME_RUN = rf"(?:[A-Z]\. ?)?{_WORD}(?: (?:{_PARTICLE} |[A-Z]\. )?{_WORD}){{0,3}}"
+#: "SURNAME, Given" and "Surname, Given M." as forms and lists write them.
+SURNAME_FIRST = rf"{NAME_RUN},[ \t]+{_WORD}(?: {_WORD})?(?: [A-Z]\.)?"
 LABELS = (
     r"paciente|patient|pt|nombre(?:s)?(?: y apellidos)?|name|apellidos?|surname|madre|padre|mother|father"
     r"|esposo|esposa|hijo|hija|son|daughter|wife|husband|spouse|hermano|hermana|brother|sister"
@@ -115,12 +117,25 @@ LABELS = (
     r"|referring physician|referido por|referred by|derivado por|pcp|primary care|enfermera|enfermero|nurse"
     r"|firmado por|firma|signed by|electronically signed by|atendido por|seen by|dictated by|resident|residente"
     r"|interno|fellow|cirujano|surgeon|anestesiólogo|anesthesiologist"
+    r"|apellidos y nombres|nombres y apellidos|nieto|nieta|sobrino|sobrina|grandson|granddaughter|niece|nephew"
+    r"|hcp|hcpoa|health care proxy|poa|apoderado|apoderada|elaboró|elaborado por|realizado por|redactado por"
+    r"|written by|prepared by|reviewed by|revisado por|valorado por|evaluado por|evaluated by|author"
 )
+#: What may stand between a label and the name: another label ("Daughter/HCPOA:") and a
+#: role's abbreviation ("Elaboró: R2 MU").
+_LABEL_TAIL = r"(?:/\w{1,12})?"
+_ROLE_CODES = r"(?:(?:[A-Z]{1,4}\d?|R\d)\s+){0,2}"
 
 _MONTHS_ES = "enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre|noviembre|diciembre"
 _MONTHS_EN = "january|february|march|april|may|june|july|august|september|october|november|december"
 _MONTHS_SHORT = "ene|feb|mar|abr|may|jun|jul|ago|sep|sept|set|oct|nov|dic|jan|apr|aug|dec"
 _MONTH = rf"(?:{_MONTHS_ES}|{_MONTHS_EN}|{_MONTHS_SHORT})\.?"
+
+#: Comma-separated places after a street: districts, postcodes, cities, to where the address
+#: ends (a line's end, a wide gap before the next field, a full stop or a semicolon).
+_PLACE_WORD = r"(?:[A-ZÁÉÍÓÚÑ0-9][\wÁÉÍÓÚÑáéíóúñº°.'’-]*|de|del|la|las|los|y)"
+_PLACE = rf"{_PLACE_WORD}(?: {_PLACE_WORD}){{0,5}}"
+_PLACES = rf"(?:,[ \t]*(?-i:{_PLACE})){{0,5}}(?=[ \t]{{2,}}|[ \t]*(?:$|[,;(]|\.(?:\s|$)))"
 
 PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
     # (type, rule, score, pattern); a pattern's group "phi", when it has one, is the span.
@@ -143,11 +158,14 @@ PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
         "record_label",
         0.95,
         re.compile(
-            r"\b(?:MRN|M\.R\.N\.|HC|H\.C\.|NHC|N\.H\.C\.|historia cl[ií]nica|hist\.? cl[ií]n\.?|ficha|expediente|exp\."
-            r"|medical record(?: number)?|record(?: number| no\.?| #)?|account(?: number| no\.?| #)?|acct\.?"
-            r"|visit(?: number| no\.?| #| id)?|encounter(?: number| no\.?| #| id)?|episodio|episode|admisi[oó]n|FIN|CSN"
-            r"|N[°º] de (?:historia|ficha|cuenta|atenci[oó]n))"
-            r"\s*(?:N[°ºo.]*\s*|#\s*|:\s*|-\s*)*(?P<phi>[A-Z]{0,4}-?\d(?:[\w\-/.]*[A-Z0-9])?)(?![\w-])",
+            r"\b(?:(?:MRN|M\.R\.N\.|HC|H\.C\.|NHC|N\.H\.C\.|historia cl[ií]nica|hist\.? cl[ií]n\.?|acct\.?"
+            r"|ficha(?: cl[ií]nica)?|expediente|exp\.|CIP|DAU|FIN|CSN|medical record(?: number)?)"
+            r"(?:\s*(?:N[°ºo.]*|#|:|-)\s*|\s+)"
+            # words that only label a number with a number sign: "visit #", "episodio N°"
+            r"|(?:record|account|acct\.?|visit|encounter|episodio|episode|admisi[oó]n|atenci[oó]n|cuenta|folio)"
+            r"\s*(?:number|no\.?|#|N[°º]|id)\s*[:#]?\s*|(?:record|account|visit|encounter|episodio|episode)\s*:\s*"
+            r"|N[°º] de (?:historia|ficha|cuenta|atenci[oó]n)\s*:?\s*)"
+            r"(?:N[°ºo.]*\s*|#\s*|:\s*|-\s*)*(?P<phi>[A-Z]{0,4}-?\d(?:[\w\-/.]*[A-Z0-9])?)(?![\w-])",
             re.I,
         ),
     ),
@@ -156,9 +174,10 @@ PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
         "licence_number",
         0.9,
         re.compile(
-            r"\b(?:CMP|C\.M\.P\.|CEP|COP|CMV|colegiatura|colegiado|N[°º] colegiado|matr[ií]cula|NPI|DEA|UPIN"
-            r"|licen[cs]e(?: number| no\.?| #)?|lic\. no\.?|c[ée]dula profesional|RNE)\s*(?:N[°ºo.]*\s*|#\s*|:\s*)?"
-            r"(?P<phi>[A-Z]{0,2}\d[\d\-]{2,11})\b",
+            r"\b(?:CMP|C\.M\.P\.|CEP|COP|CMV|colegiatura|colegiad[oa]|N[°º]\s*colegiad[oa]|matr[ií]cula|NPI|DEA|UPIN"
+            r"|licen[cs]e(?: number| no\.?| #)?|lic\. no\.?|(?:RN|LPN|NP|MD) lic\.?|c[ée]dula profesional"
+            r"|c[ée]d\.?\s*prof\.?|RNE)\s*(?:N[°ºo.]*\s*|#\s*|:\s*)?"
+            r"(?P<phi>(?:[A-Z]{1,3}[.-]?)?\d[\d\-]{2,11})\b",
             re.I,
         ),
     ),
@@ -174,7 +193,7 @@ PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
         0.95,
         re.compile(
             # a sentence's full stop may follow it ("DOB: 07/22/1957.")
-            r"(?<![\d/.-])(?:\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)?\d{2}|(?:19|20)\d{2}[/.-]\d{1,2}[/.-]\d{1,2})"
+            r"(?<![\d/.-])(?:\d{1,2}(?P<sep>[/.-])\d{1,2}(?P=sep)(?:19|20)?\d{2}|(?:19|20)\d{2}(?P<sep2>[/.-])\d{1,2}(?P=sep2)\d{1,2})"
             r"(?![\d/-]|\.\d)"
         ),
     ),
@@ -200,7 +219,7 @@ PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
             re.I,
         ),
     ),
-    ("AGE", "age_label_over_89", 0.95, re.compile(r"\b(?:edad|age)\s*[:=]?\s*(?P<phi>9\d|1[01]\d)\b", re.I)),
+    ("AGE", "age_label_over_89", 0.95, re.compile(r"\b(?:edad|age)(?:/sexo?)?\s*[:=]?\s*(?P<phi>9\d|1[01]\d)\b", re.I)),
     (
         "ADDRESS",
         "street_es",
@@ -209,10 +228,11 @@ PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
             r"\b(?:Av(?:enida)?\.?|Calle|C/|Jr\.?|Jir[oó]n|Pasaje|Psje\.?|Pje\.?|Carrera|Cra\.?|Cll\.?|Diagonal|Transversal"
             r"|Paseo|Camino|Urb(?:anizaci[oó]n)?\.?|Mz\.?|Manzana|Lote|Lt\.?|Block|Bloque|Pasaje|Prolongaci[oó]n|Plaza)"
             r"\s+[\wÁÉÍÓÚÑáéíóúñ.'’ ]{2,40}?\s*(?:N[°ºo.]*\s*)?\d{1,5}[A-Z]?(?:\s*[-,]?\s*(?:Dpto\.?|Depto\.?|Int\.?"
-            r"|Piso|Of\.?|Apt\.?)\s*\w+)?"
-            # and the district or city after it, to the line's end (Safe Harbor: any place below a state)
-            r"(?:,[ \t]*[A-ZÁÉÍÓÚÑ][\wÁÉÍÓÚÑáéíóúñ.'’ -]{1,49}[\wÁÉÍÓÚÑáéíóúñ](?=[ \t]*(?:$|[,;(]|\.(?:\s|$))))?",
-            re.M,
+            r"|Piso|Of\.?|Apt\.?)\s*[\wº°]+)?"
+            # and the places after it (Safe Harbor: any place below a state): "Col. Obispado,
+            # 64060 Monterrey, N.L.", "Lince, Lima"
+            rf"{_PLACES}",
+            re.M | re.I,
         ),
     ),
     (
@@ -268,10 +288,25 @@ def _span(match: re.Match[str], kind: str, rule: str, score: float) -> Span:
     return Span(match.start(group), match.end(group), kind, score, rule)
 
 
+def _plausible_date(written: str) -> bool:
+    """A numeric date with a real day and month, in either order ("24-0-12" is a dose)."""
+    numbers = [int(part) for part in re.split(r"[/.-]", written)]
+    if numbers[0] > 31:  # year first
+        numbers = numbers[1:]
+    first, second = numbers[0], numbers[1]
+    return 1 <= first <= 31 and 1 <= second <= 31 and (first <= 12 or second <= 12)
+
+
 def _patterns(text: str) -> Iterator[Span]:
     for kind, rule, score, pattern in PATTERNS:
         for match in pattern.finditer(text):
-            yield _span(match, kind, rule, score)
+            if rule == "date_numeric" and not _plausible_date(match.group()):
+                continue
+            span = _span(match, kind, rule, score)
+            last = text[span.start : span.end].rsplit(None, 1)[-1]
+            if kind == "ADDRESS" and last.endswith(".") and len(last) > 4 and "." not in last[:-1]:
+                span = Span(span.start, span.end - 1, kind, score, rule)  # the sentence's full stop, not "N.L."
+            yield span
     for match in _RUT.finditer(text):
         if _rut_valid(match.group(1), match.group(2)):
             yield Span(match.start(), match.end(), "ID", 0.95, "chile_rut")
@@ -317,8 +352,44 @@ def _peru_dni(text: str, taken: Sequence[Span]) -> Iterator[Span]:
             yield Span(match.start(), match.end(), "ID", 0.9, "peru_dni")
 
 
-def _names_found(text: str) -> Iterator[Span]:
+@functools.cache
+def _clinical_words() -> frozenset[str]:
+    """The words of the conditions the workload codes ("Glucose", "Neumonía" open lines in
+    capitals): never a name."""
+    from vigia.workloads.coding.lexicon import CONCEPTS, phrases  # noqa: PLC0415 -- a sibling's table, once
+
+    words = {
+        word
+        for concept in CONCEPTS
+        for language in ("en", "es")
+        for phrase in phrases(concept, language)
+        for word in re.findall(r"[^\W\d_]{4,}", phrase.casefold())
+    }
+    return frozenset(words | CLINICAL_WORDS)
+
+
+#: Words that open a line of a note in capitals and are in the name lists.
+CLINICAL_WORDS = frozenset(
+    """
+    glucose glucosa físico fisico general neuro skin piel heart corazón abdomen extremities extremidades
+    wound herida dressing apósito curación curacion céd cédula prof profesional médico familiar urgenciólogo
+    """.split()  # noqa: SIM905 -- a word list reads better as text
+)
+#: What follows a place of care's name ("Maple Grove Assisted Living", "Mercy Valley Hospital").
+_FACILITY_AFTER = re.compile(
+    r"[ \t]+(?:Assisted|Living|Hospital|Medical|Center|Centre|Clinic|Nursing|Rehab|Rehabilitation|Health|Home"
+    r"|Care|Memorial|Regional|Hospice|Healthcare|Community|Urgent)\b"
+)
+_FACILITY_BEFORE = re.compile(r"\b(?:Hospital|Clínica|Clinica|Centro|Policlínico|Posta|Sanatorio|Instituto)[ \t]+$")
+
+
+def _names_found(
+    text: str, found_parts: frozenset[str] | set[str] = frozenset(), *, only_spoken: bool = False
+) -> Iterator[Span]:
+    """Names by their cues: labels, titles, credentials and the shipped lists; with
+    ``only_spoken``, only names after a label word whose words include ``found_parts``."""
     known_first, known_last = first_names(), surnames()
+    clinical = _clinical_words()
 
     def emit(start: int, run: str, rule: str, score: float) -> Iterator[Span]:
         """The run without the words at either end that are not names (headings, "is")."""
@@ -328,6 +399,7 @@ def _names_found(text: str) -> Iterator[Span]:
             bare = word.strip(".,;:")
             return (
                 bare.casefold() in NOT_NAMES
+                or bare.casefold() in clinical
                 or bool(re.fullmatch(_PARTICLE, bare))
                 or bool(re.fullmatch(TITLES, bare, re.I))
                 or not bare[:1].isupper()
@@ -345,16 +417,33 @@ def _names_found(text: str) -> Iterator[Span]:
             words.pop(0)
         if words:
             end = words[-1][1] - (len(words[-1][2]) - len(words[-1][2].rstrip(".,;:")))
-            yield Span(start + words[0][0], start + end, "NAME", score, rule)
+            begin = start + words[0][0]
+            if _FACILITY_AFTER.match(text, start + end) or _FACILITY_BEFORE.search(text, 0, begin):
+                return
+            yield Span(begin, start + end, "NAME", score, rule)
 
-    # Labels and titles in any case; the name itself capitalised.
-    label = re.compile(rf"\b(?i:{LABELS})\s*(?:\([^)]*\))?\s*[:\-–]\s*(?P<run>{NAME_RUN})")
+    # Labels and titles in any case; the name itself capitalised, "SURNAME, Given" too.
+    label = re.compile(
+        rf"\b(?i:{LABELS}){_LABEL_TAIL}\s*(?:\([^)]*\))?\s*[:\-–]\s*{_ROLE_CODES}(?P<run>{SURNAME_FIRST}|{NAME_RUN})"
+    )
+    spoken = re.compile(rf"\b(?i:{LABELS}){_LABEL_TAIL}(?:\s+|\s*[(,]\s*)(?P<run>{SURNAME_FIRST}|{NAME_RUN})")
+    for match in spoken.finditer(text):
+        words = [word.strip(",.").casefold() for word in match.group("run").split()]
+        if only_spoken:
+            if any(word in found_parts for word in words):
+                yield from emit(match.start("run"), match.group("run"), "name_label", 0.85)
+        elif any(word in known_first or word in known_last for word in words):
+            yield from emit(match.start("run"), match.group("run"), "name_label", 0.85)
+    if only_spoken:
+        return
     for match in label.finditer(text):
         yield from emit(match.start("run"), match.group("run"), "name_label", 0.95)
-    spoken = re.compile(rf"\b(?i:{LABELS})(?:\s+|\s*[(,]\s*)(?P<run>{NAME_RUN})")
-    for match in spoken.finditer(text):
-        if match.group("run").split()[0].casefold() in known_first | known_last:
-            yield from emit(match.start("run"), match.group("run"), "name_label", 0.85)
+    # "HALVORSEN, Ingrid" anywhere, when the given name is a known one
+    listed_surname_first = re.compile(rf"\b(?P<run>{SURNAME_FIRST})")
+    for match in listed_surname_first.finditer(text):
+        given = match.group("run").split(",", 1)[1].split()
+        if given and given[0].casefold() in known_first and given[0].casefold() not in NOT_NAMES:
+            yield from emit(match.start("run"), match.group("run"), "name_surname_first", 0.85)
     titled = re.compile(rf"\b(?:(?:{TITLES})\.?\s+)+(?P<run>{NAME_RUN})")
     for match in titled.finditer(text):
         yield from emit(match.start("run"), match.group("run"), "name_title", 0.95)
@@ -412,6 +501,13 @@ def find(text: str) -> list[Span]:
     spans += list(_phones(text, spans))
     spans += list(_peru_dni(text, spans))
     names = [span for span in _names_found(text) if not _overlaps(span.start, span.end, spans)]
+    # A relative named with a surname found elsewhere ("su hijo Andrei Popescu").
+    found_parts = {word.strip(",.").casefold() for span in names for word in text[span.start : span.end].split()}
+    names += [
+        span
+        for span in _names_found(text, found_parts, only_spoken=True)
+        if not _overlaps(span.start, span.end, [*spans, *names])
+    ]
     spans += names
     spans += [span for span in _propagate(text, names) if not _overlaps(span.start, span.end, spans)]
     return _merge(spans)
