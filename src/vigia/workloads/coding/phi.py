@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
@@ -383,81 +383,84 @@ _FACILITY_AFTER = re.compile(
 _FACILITY_BEFORE = re.compile(r"\b(?:Hospital|Clínica|Clinica|Centro|Policlínico|Posta|Sanatorio|Instituto)[ \t]+$")
 
 
-def _names_found(
-    text: str, found_parts: frozenset[str] | set[str] = frozenset(), *, only_spoken: bool = False
-) -> Iterator[Span]:
-    """Names by their cues: labels, titles, credentials and the shipped lists; with
-    ``only_spoken``, only names after a label word whose words include ``found_parts``."""
-    known_first, known_last = first_names(), surnames()
-    clinical = _clinical_words()
+# Labels and titles in any case; the name itself capitalised, "SURNAME, Given" too.
+_LABELLED = re.compile(
+    rf"\b(?i:{LABELS}){_LABEL_TAIL}\s*(?:\([^)]*\))?\s*[:\-–]\s*{_ROLE_CODES}(?P<run>{SURNAME_FIRST}|{NAME_RUN})"
+)
+_SPOKEN = re.compile(rf"\b(?i:{LABELS}){_LABEL_TAIL}(?:\s+|\s*[(,]\s*)(?P<run>{SURNAME_FIRST}|{NAME_RUN})")
+_SURNAME_FIRST = re.compile(rf"\b(?P<run>{SURNAME_FIRST})")
+_TITLED = re.compile(rf"\b(?:(?:{TITLES})\.?\s+)+(?P<run>{NAME_RUN})")
+_CREDENTIALED = re.compile(rf"(?P<run>{NAME_RUN}),?\s+(?:{CREDENTIALS})\b")
+_LISTED = re.compile(rf"\b(?P<first>{_WORD})\s+(?P<rest>(?:(?:{_PARTICLE})\s+)?{_WORD}(?:\s+{_WORD})?)")
 
-    def emit(start: int, run: str, rule: str, score: float) -> Iterator[Span]:
-        """The run without the words at either end that are not names (headings, "is")."""
-        words = [(match.start(), match.end(), match.group()) for match in re.finditer(r"\S+", run)]
 
-        def not_name(word: str) -> bool:
-            bare = word.strip(".,;:")
-            return (
-                bare.casefold() in NOT_NAMES
-                or bare.casefold() in clinical
-                or bool(re.fullmatch(_PARTICLE, bare))
-                or bool(re.fullmatch(TITLES, bare, re.I))
-                or not bare[:1].isupper()
-            )
-
-        while words and not_name(words[-1][2]):
-            words.pop()
-        # A first name that is also a month or a heading word ("Dr. Julio Salazar", "Rosa")
-        # stays when a name follows it.
-        while (
-            words
-            and not_name(words[0][2])
-            and not (len(words) > 1 and words[0][2].casefold() in known_first and words[0][2][:1].isupper())
-        ):
-            words.pop(0)
-        if words:
-            end = words[-1][1] - (len(words[-1][2]) - len(words[-1][2].rstrip(".,;:")))
-            begin = start + words[0][0]
-            if _FACILITY_AFTER.match(text, start + end) or _FACILITY_BEFORE.search(text, 0, begin):
-                return
-            yield Span(begin, start + end, "NAME", score, rule)
-
-    # Labels and titles in any case; the name itself capitalised, "SURNAME, Given" too.
-    label = re.compile(
-        rf"\b(?i:{LABELS}){_LABEL_TAIL}\s*(?:\([^)]*\))?\s*[:\-–]\s*{_ROLE_CODES}(?P<run>{SURNAME_FIRST}|{NAME_RUN})"
+def _not_name(word: str) -> bool:
+    bare = word.strip(".,;:")
+    return (
+        bare.casefold() in NOT_NAMES
+        or bare.casefold() in _clinical_words()
+        or bool(re.fullmatch(_PARTICLE, bare))
+        or bool(re.fullmatch(TITLES, bare, re.I))
+        or not bare[:1].isupper()
     )
-    spoken = re.compile(rf"\b(?i:{LABELS}){_LABEL_TAIL}(?:\s+|\s*[(,]\s*)(?P<run>{SURNAME_FIRST}|{NAME_RUN})")
-    for match in spoken.finditer(text):
-        words = [word.strip(",.").casefold() for word in match.group("run").split()]
-        if only_spoken:
-            if any(word in found_parts for word in words):
-                yield from emit(match.start("run"), match.group("run"), "name_label", 0.85)
-        elif any(word in known_first or word in known_last for word in words):
-            yield from emit(match.start("run"), match.group("run"), "name_label", 0.85)
-    if only_spoken:
-        return
-    for match in label.finditer(text):
-        yield from emit(match.start("run"), match.group("run"), "name_label", 0.95)
-    # "HALVORSEN, Ingrid" anywhere, when the given name is a known one
-    listed_surname_first = re.compile(rf"\b(?P<run>{SURNAME_FIRST})")
-    for match in listed_surname_first.finditer(text):
+
+
+def _trimmed(text: str, match: re.Match[str], rule: str, score: float) -> Iterator[Span]:
+    """The match's run without the words at either end that are not names (headings,
+    "is"), unless it names a place of care."""
+    start = match.start("run") if "run" in match.re.groupindex else match.start()
+    run = text[start : match.end("run") if "run" in match.re.groupindex else match.end()]
+    words = [(found.start(), found.end(), found.group()) for found in re.finditer(r"\S+", run)]
+    while words and _not_name(words[-1][2]):
+        words.pop()
+    # A first name that is also a month or a heading word ("Dr. Julio Salazar", "Rosa")
+    # stays when a name follows it.
+    known_first = first_names()
+    while (
+        words
+        and _not_name(words[0][2])
+        and not (len(words) > 1 and words[0][2].casefold() in known_first and words[0][2][:1].isupper())
+    ):
+        words.pop(0)
+    if words:
+        end = start + words[-1][1] - (len(words[-1][2]) - len(words[-1][2].rstrip(".,;:")))
+        begin = start + words[0][0]
+        if not (_FACILITY_AFTER.match(text, end) or _FACILITY_BEFORE.search(text, 0, begin)):
+            yield Span(begin, end, "NAME", score, rule)
+
+
+def _run_words(match: re.Match[str]) -> list[str]:
+    return [word.strip(",.").casefold() for word in match.group("run").split()]
+
+
+def _spoken_names(text: str, known: Callable[[str], bool]) -> Iterator[Span]:
+    """A name after a label word without a colon ("wife Grace Okafor"), when a word of it is ``known``."""
+    for match in _SPOKEN.finditer(text):
+        if any(known(word) for word in _run_words(match)):
+            yield from _trimmed(text, match, "name_label", 0.85)
+
+
+def _names_found(text: str) -> Iterator[Span]:
+    """Names by their cues: labels, titles, credentials and the shipped lists."""
+    known_first, known_last = first_names(), surnames()
+    yield from _spoken_names(text, lambda word: word in known_first or word in known_last)
+    for match in _LABELLED.finditer(text):
+        yield from _trimmed(text, match, "name_label", 0.95)
+    for match in _SURNAME_FIRST.finditer(text):  # "HALVORSEN, Ingrid" anywhere, a known given name after it
         given = match.group("run").split(",", 1)[1].split()
         if given and given[0].casefold() in known_first and given[0].casefold() not in NOT_NAMES:
-            yield from emit(match.start("run"), match.group("run"), "name_surname_first", 0.85)
-    titled = re.compile(rf"\b(?:(?:{TITLES})\.?\s+)+(?P<run>{NAME_RUN})")
-    for match in titled.finditer(text):
-        yield from emit(match.start("run"), match.group("run"), "name_title", 0.95)
-    credentialed = re.compile(rf"(?P<run>{NAME_RUN}),?\s+(?:{CREDENTIALS})\b")
-    for match in credentialed.finditer(text):
-        yield from emit(match.start("run"), match.group("run"), "name_credentials", 0.9)
-    listed = re.compile(rf"\b(?P<first>{_WORD})\s+(?P<rest>(?:(?:{_PARTICLE})\s+)?{_WORD}(?:\s+{_WORD})?)")
-    for match in listed.finditer(text):
+            yield from _trimmed(text, match, "name_surname_first", 0.85)
+    for match in _TITLED.finditer(text):
+        yield from _trimmed(text, match, "name_title", 0.95)
+    for match in _CREDENTIALED.finditer(text):
+        yield from _trimmed(text, match, "name_credentials", 0.9)
+    for match in _LISTED.finditer(text):
         first = match.group("first").casefold()
         rest = [word.casefold() for word in match.group("rest").split()]
         if first in NOT_NAMES or first not in known_first:
             continue
         if any(word in known_last for word in rest) or (rest and rest[0] in known_first):
-            yield from emit(match.start(), match.group(), "name_list", 0.8)
+            yield from _trimmed(text, match, "name_list", 0.8)
 
 
 def _overlaps(start: int, end: int, spans: Iterable[Span]) -> bool:
@@ -505,7 +508,7 @@ def find(text: str) -> list[Span]:
     found_parts = {word.strip(",.").casefold() for span in names for word in text[span.start : span.end].split()}
     names += [
         span
-        for span in _names_found(text, found_parts, only_spoken=True)
+        for span in _spoken_names(text, found_parts.__contains__)
         if not _overlaps(span.start, span.end, [*spans, *names])
     ]
     spans += names
