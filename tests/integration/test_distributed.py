@@ -598,3 +598,28 @@ def test_a_document_is_ingested_by_worker_processes_on_their_own_queues(cluster:
     assert queues == ["documents", "embeddings"]
     assert found and found[0].document_id == done.result["document_id"]
     assert found[0].vector_score is not None
+
+
+def test_a_clinical_note_is_coded_by_a_worker_process_on_the_coding_queue(cluster: Cluster) -> None:
+    """The coding workload on Celery: every stage on a `coding` worker (medspaCy and the code
+    set loaded in that process), the report read from the API side."""
+    cluster.start_worker("--queues", "coding,notifications,default", "--concurrency", "1")
+    note = (
+        "Paciente: Eulalia Cotrina Villacorta   HC: 458921\n"
+        "Impresión diagnóstica:\n1. Diabetes mellitus tipo 2 con enfermedad renal crónica estadio 4.\n"
+        "2. Hipertensión arterial.\n3. Se descarta neumonía.\n"
+    )
+
+    async def scenario(vigia: Vigia) -> tuple[Any, set[str]]:
+        job = await vigia.submit("clinical_coding_report", {"text": note, "billed_codes": ["E11.9", "J18.9"]})
+        done = await vigia.wait(job.id, timeout=200)
+        return done, {run.queue for run in vigia.store.get_runs(job.id)}
+
+    done, queues = run_api(cluster, scenario)  # type: ignore[misc]
+    assert done.state is JobState.DEGRADED, (done.error_message, cluster.logs())  # no SNOMED CT release
+    assert queues == {"coding"}
+    report = done.result
+    assert {item["code"] for item in report["codes"]} == {"E11.22", "N18.4", "I12.9"}
+    assert "Eulalia" not in report["redacted_text"] and "458921" not in report["redacted_text"]
+    assert {item["code"] for item in report["coding_analysis"]["unsupported"]} == {"J18.9"}
+    assert [item["code"] for item in report["coding_analysis"]["more_specific"]] == ["E11.9"]
