@@ -142,7 +142,7 @@ def test_a_spanish_note_is_coded_in_spanish(coding: Harness) -> None:
                         ("21 de abril de 2025", "DATE"), ("+51 987 654 321", "PHONE"),
                         ("Lucía Paredes Ríos", "NAME"), ("45123", "ID")]:  # fmt: skip
         assert found.get(words) == kind, (words, found)
-    assert {item["code"] for item in report["codes"]} == {"N39.0", "E11.9", "I10"}
+    assert {item["code"] for item in report["codes"]} == {"N39.0", "E11.9", "I10", "Z79.84"}
     excluded = {item["code"]: item["reason"] for item in report["excluded"]}
     assert excluded["R07.9"].startswith("negated") and excluded["J18.9"].startswith("ruled out")
     assert excluded["I21.9"].startswith("family")

@@ -230,3 +230,139 @@ def test_codes_the_note_supports_but_the_bill_lacks_are_missing() -> None:
     assert {item["code"] for item in found["missing"]} == {"N18.31", "L89.153"}
     assert found["unsupported"] == [] and found["more_specific"] == []
     assert all(item["evidence"] for item in found["missing"])
+
+
+# --- status Z codes: medications and tobacco --------------------------------------------------
+
+STATUSES = {
+    "en insulin and oral agents: both": (
+        "en",
+        "Assessment: type 2 diabetes mellitus. On metformin 1000 mg bid and insulin glargine 20 units nightly.",
+        {"E11.9", "Z79.84", "Z79.4"},
+    ),
+    "en anticoagulant and aspirin, antiplatelet stopped": (
+        "en",
+        "Atrial fibrillation on apixaban 5 mg bid. Aspirin 81 mg daily. Clopidogrel discontinued.",
+        {"I48.91", "Z79.01", "Z79.82"},
+    ),
+    "en former smoker": ("en", "Social history: former smoker, quit 10 years ago.", {"Z87.891"}),
+    "en current smoker": ("en", "Social history: smoker, 1 ppd.", {"F17.210"}),
+    "en never smoker, aspirin allergy": ("en", "Tobacco: never. Allergies: aspirin.", set()),
+    "es metformina sí, glibenclamida suspendida": (
+        "es",
+        "DM2 en tratamiento con metformina 850 mg c/12h. Se suspende glibenclamida.",
+        {"E11.9", "Z79.84"},
+    ),
+    "es exfumador": ("es", "Exfumador de 20 paquetes-año.", {"Z87.891"}),
+    "es tabaquismo activo": ("es", "Tabaquismo activo, fuma 10 cigarrillos al día.", {"F17.210"}),
+    "es acenocumarol y oxígeno domiciliario": (
+        "es",
+        "EPOC con oxígeno domiciliario. Fibrilación auricular permanente en tratamiento con acenocumarol.",
+        {"J44.9", "Z99.81", "I48.21", "Z79.01"},
+    ),
+}
+
+
+@pytest.mark.parametrize(("language", "text", "expected"), STATUSES.values(), ids=STATUSES.keys())
+def test_status_codes_are_coded_only_when_the_note_documents_them(language: str, text: str, expected: set[str]) -> None:
+    assert codes(infer(text, language)) == expected
+
+
+# --- conditions, with the specificity the code set asks for --------------------------------
+
+CONDITIONS = {
+    "en alzheimer with moderate dementia": (
+        "en", "Diagnoses: Alzheimer's disease with moderate dementia.", {"G30.9", "F02.B0"}),
+    "en right intertrochanteric fracture": (
+        "en", "Assessment: right intertrochanteric hip fracture.", {"S72.141A"}),
+    "en embolic left mca stroke": (
+        "en",
+        "Assessment: acute ischemic stroke, embolic occlusion of the left middle cerebral artery, NIHSS 12,"
+        " with right hemiparesis.",
+        {"I63.412", "R29.712", "G81.91"},
+    ),
+    "en bph with nocturia": ("en", "Assessment: BPH with nocturia.", {"N40.1", "R35.1"}),
+    "en obesity class 2 with bmi": ("en", "Obesity class 2, BMI 37.4.", {"E66.812", "Z68.37"}),
+    "en heart failure and respiratory failure": (
+        "en",
+        "Acute on chronic systolic heart failure. Acute hypoxic respiratory failure.",
+        {"I50.23", "J96.01"},
+    ),
+    "en e. coli sepsis with septic shock": (
+        "en",
+        "Assessment: sepsis due to E. coli urinary tract infection with septic shock.",
+        {"A41.51", "R65.21", "N39.0"},
+    ),
+    "en asthma by severity": (
+        "en", "Assessment: moderate persistent asthma with acute exacerbation.", {"J45.41"}),
+    "en diabetic heel ulcer by depth": (
+        "en",
+        "Assessment: type 2 diabetes with foot ulcer of the right heel, fat layer exposed.",
+        {"E11.621", "L97.412"},
+    ),
+    "en anemia in ckd": ("en", "Anemia in CKD stage 4. Hyperkalemia.", {"D63.1", "N18.4", "E87.5"}),
+    "en inferior stemi": ("en", "Inferior STEMI, RCA occlusion.", {"I21.11"}),
+    "en femoral dvt, pe with cor pulmonale": (
+        "en", "DVT of the left femoral vein. Pulmonary embolism with right heart strain.", {"I82.412", "I26.09"}),
+    "es demencia severa": ("es", "Diagnósticos: demencia severa.", {"F03.C0"}),
+    "es fractura de cuello femoral izquierda": (
+        "es", "Diagnóstico: fractura de cadera izquierda, cuello femoral.", {"S72.002A"}),
+    "es secuela de acv": ("es", "Antecedente de ACV con hemiparesia izquierda secuelar.", {"I69.354"}),
+    "es obesidad mórbida con imc": ("es", "Obesidad mórbida, IMC 42.", {"E66.01", "Z68.41"}),
+    "es colecistitis litiásica": ("es", "Colecistitis aguda litiásica. Apendicitis aguda.", {"K80.00", "K35.80"}),
+    "es iamcest anterior, fa paroxística": (
+        "es", "IAMCEST anterior. Fibrilación auricular paroxística.", {"I21.09", "I48.0"}),
+    "es hpb con nicturia, anemia ferropénica por pérdidas": (
+        "es",
+        "Hiperplasia prostática benigna con nicturia. Anemia ferropénica por pérdidas crónicas.",
+        {"N40.1", "R35.1", "D50.0"},
+    ),
+    "es neumonía con insuficiencia respiratoria": (
+        "es",
+        "Neumonía adquirida en la comunidad. Insuficiencia respiratoria aguda hipoxémica.",
+        {"J18.9", "J96.01"},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("language", "text", "expected"), CONDITIONS.values(), ids=CONDITIONS.keys())
+def test_conditions_are_coded_with_the_specificity_the_note_supports(
+    language: str, text: str, expected: set[str]
+) -> None:
+    found = infer(text, language)
+    assert codes(found) == expected
+    assert all(billable(code) for code in codes(found))
+
+
+def test_a_negated_medication_or_condition_is_still_never_coded() -> None:
+    found = infer("No anticoagulation. Denies hemiparesis. Sin antecedente de fractura de cadera.", "en")
+    assert not codes(found) & {"Z79.01", "G81.90"}
+
+
+# --- pressure injuries in wound-care tables ---------------------------------------------------
+
+WOUND_TABLES = {
+    "en table": (
+        "en",
+        "Wound Assessment:\nPressure injuries:\nSacrum: stage 4\nSite: left heel | Stage: DTI\n"
+        "Site: occiput | Stage: unstageable\n",
+        {"L89.154", "L89.626", "L89.810"},
+    ),
+    "es lista": (
+        "es",
+        "Úlceras por presión:\nSacro: categoría 3\nTalón izquierdo: sospecha de lesión de tejido profundo\n"
+        "Oreja derecha: estadio 2\n",
+        {"L89.153", "L89.626", "L89.812"},
+    ),
+    "es tabla": (
+        "es",
+        "Valoración de la herida:\nLPP\nLocalización: sacro — Categoría: 3\n"
+        "Localización: trocánter derecho — Categoría: 2\n",
+        {"L89.153", "L89.212"},
+    ),
+}
+
+
+@pytest.mark.parametrize(("language", "text", "expected"), WOUND_TABLES.values(), ids=WOUND_TABLES.keys())
+def test_each_wound_of_a_table_gets_its_own_code(language: str, text: str, expected: set[str]) -> None:
+    assert codes(infer(text, language)) == expected

@@ -41,6 +41,9 @@ SECTIONS_EN = (
     ("labs", ("Labs:", "Laboratory:", "Imaging:", "Chest X-ray:", "CXR:", "ECG:", "EKG:")),
     ("history_of_present_illness", ("HPI:", "Subjective:", "History of Present Illness:")),
     ("plan", ("Plan:", "Disposition:")),
+    ("medications", ("Medications:", "Home Medications:", "Current Medications:", "Outpatient Medications:",
+                     "Discharge Medications:", "Meds:")),
+    ("allergies", ("Allergies:", "Allergy:")),
 )  # fmt: skip
 SECTIONS_ES = (
     ("chief_complaint", ("Motivo de consulta:", "Motivo de ingreso:", "Motivo de la consulta:")),
@@ -86,7 +89,10 @@ CONTEXT_ES = (
         "si presenta", "en caso de", "ante la aparición de", "signos de alarma", "acudir si", "volver si")),
     # Words that name a kind of the condition, not its absence ("infarto sin elevación del ST").
     *((phrase, "PSEUDO", "PSEUDO") for phrase in (
-        "sin elevación del st", "sin elevacion del st", "sin supradesnivel del st", "sin supradesnivel st")),
+        "sin elevación del st", "sin elevacion del st", "sin supradesnivel del st", "sin supradesnivel st",
+        # NPIAP's stage name, not an uncertain injury.
+        "sospecha de lesión de tejido profundo", "sospecha de lesion de tejido profundo",
+        "sospecha de lesión de tejidos profundos")),
     *((phrase, "TERMINATE", "TERMINATE") for phrase in (
         "pero", "sin embargo", "aunque", "excepto", "salvo", "refiere", "presenta", "y se", ";")),
 )  # fmt: skip
@@ -94,6 +100,9 @@ CONTEXT_ES = (
 CONTEXT_EN = (
     ("negative for", "NEGATED_EXISTENCE", "FORWARD"),
     ("concern for", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("probable", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("likely", "POSSIBLE_EXISTENCE", "FORWARD"),
+    ("questionable", "POSSIBLE_EXISTENCE", "FORWARD"),
     ("suspected", "POSSIBLE_EXISTENCE", "FORWARD"),
     ("suspect", "POSSIBLE_EXISTENCE", "FORWARD"),
     ("versus", "POSSIBLE_EXISTENCE", "FORWARD"),
@@ -101,22 +110,34 @@ CONTEXT_EN = (
     ("without st elevation", "PSEUDO", "PSEUDO"),
     ("non st elevation", "PSEUDO", "PSEUDO"),
     ("non-st elevation", "PSEUDO", "PSEUDO"),
+    ("suspected deep tissue", "PSEUDO", "PSEUDO"),
+    ("suspected deep tissue injury", "PSEUDO", "PSEUDO"),
+    ("never smoker", "NEGATED_EXISTENCE", "FORWARD"),
+    ("never smoked", "NEGATED_EXISTENCE", "FORWARD"),
 )
 #: What the rest of a condition's clause says of it: (category, pattern on the folded text
 #: after the mention, up to the clause's end).
 _LEAD = r"^[\s,:()-]*"
+#: A few words between the condition and what is said of it ("DVT of L leg ruled out",
+#: "Flu A/B/RSV PCR: all negative", "COVID-19 and influenza negative").
+_GAP = r"(?:[^\s,;.]+\s+){0,5}?"
+#: A field answered no ("Tabaquismo: no", "Smoking: never", "Alcohol (-)").
+_ANSWERED_NO = r"|^\s*(?::\s*(?:no|none|never|denies|negative|negativo|negativa|negado|niega|nunca)|\(\s*-\s*\))\s*$"
 AFTER_EN = (
-    ("uncertain", re.compile(_LEAD + r"(?:(?:is|was)\s+)?(?:suspected|possible|probable|questionable|not excluded"
-                             r"|not (?:been )?ruled out|cannot be (?:excluded|ruled out)|to be ruled out"
+    # ("headache, probable migraine": "probable" is the migraine's, not the headache's.)
+    ("uncertain", re.compile(_LEAD + r"(?:(?:is|was)\s+)?(?:(?:suspected|possible|probable|questionable)\s*$"
+                             r"|not excluded|not (?:been )?ruled out|cannot be (?:excluded|ruled out)|to be ruled out"
                              r"|vs\.?\b|versus)")),
-    ("negated", re.compile(_LEAD + r"(?:(?:was|were|is|are|has been|have been|had been)\s+)?(?:ruled out|excluded"
-                           r"|r/o'?d)\b|" + _LEAD + r"(?:negative|absent|not (?:seen|found|present|confirmed))\b")),
+    ("negated", re.compile(_LEAD + _GAP + r"(?:(?:was|were|is|are|has been|have been|had been)\s+)?(?:ruled out"
+                           r"|excluded|r/o'?d)\b|" + _LEAD + _GAP + r"(?:all\s+|both\s+)?(?:negative|absent"
+                           r"|not (?:seen|found|present|confirmed))\b" + _ANSWERED_NO)),
 )  # fmt: skip
 AFTER_ES = (
-    ("uncertain", re.compile(_LEAD + r"(?:(?:a|por|para)\s+descartar|en estudio|a confirmar|por confirmar|probable"
-                             r"|posible|no descartad[oa]|sin descartar)\b")),
-    ("negated", re.compile(_LEAD + r"(?:(?:fue|ha sido|es|queda|quedo|fueron|han sido)\s+)?(?:descartad[oa]s?"
-                           r"|excluid[oa]s?|negativ[oa]s?|ausentes?)\b|" + _LEAD + r"no (?:se )?confirm")),
+    ("uncertain", re.compile(_LEAD + r"(?:(?:a|por|para)\s+descartar|en estudio|a confirmar|por confirmar"
+                             r"|(?:probable|posible)\s*$|no descartad[oa]|sin descartar)\b")),
+    ("negated", re.compile(_LEAD + _GAP + r"(?:(?:fue|ha sido|es|queda|quedo|fueron|han sido)\s+)?(?:descartad[oa]s?"
+                           r"|excluid[oa]s?|negativ[oa]s?|ausentes?)\b|" + _LEAD + r"no (?:se )?confirm"
+                           + _ANSWERED_NO)),
 )  # fmt: skip
 #: A line that opens a part of the note ("Family History:", "Exam -"), known heading or not.
 _HEADING_LINE = re.compile(r"^[ \t]*(?:[A-ZÁÉÍÓÚÑ][\w /&()'’-]{1,40}|[A-Z]{2,6})[ \t]*[:\-–](?!\d)", re.M)
@@ -128,7 +149,8 @@ _FAMILY_HEADING = re.compile(
 #: A negation that says the condition was looked for and excluded, not merely absent.
 _RULED_OUT = re.compile(r"\b(?:ruled? out|r/o'?d|excluded|descartad[oa]s?|se descart[aó]|descart[aó])\b")
 #: Where a clause ends (its condition's context ends with it).
-_CLAUSE_END = re.compile(r"[;,.]|\s(?:and|but|y|pero|with|con)\s")
+#: ("X and Y ruled out" rules out both: "and" does not end it.)
+_CLAUSE_END = re.compile(r"[;,.]|(?<!\S)(?:but|pero|with|con|however|sin embargo)\s")
 
 
 def _under_family_heading(text: str, offset: int) -> bool:
@@ -140,7 +162,7 @@ def _under_family_heading(text: str, offset: int) -> bool:
 def _after(text: str, language: str) -> str | None:
     """The context the words after a mention give it ("pneumonia ruled out"), or None."""
     clause = strip_accents(text).casefold()
-    end = _CLAUSE_END.search(clause, 1)
+    end = _CLAUSE_END.search(clause, re.match(_LEAD, clause).end())  # type: ignore[union-attr]
     clause = clause[: end.start()] if end else clause
     for category, pattern in AFTER_ES if language == "es" else AFTER_EN:
         if pattern.search(clause):
@@ -285,6 +307,8 @@ def filter_note(text: str, language: str) -> Filtered:
             }
         )
     for entity in doc.ents:
+        if entity.text.isupper() and len(entity.text) <= 5 and kept[entity.end_char :].lstrip(" \t").startswith(":"):
+            continue  # "PE:" opens the physical exam, "ID:" a line; not a pulmonary embolism
         sentence = entity.sent
         after = _after(kept[entity.end_char : sentence.end_char], language)
         section = entity._.section_category
