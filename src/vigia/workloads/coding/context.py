@@ -159,6 +159,18 @@ def _under_family_heading(text: str, offset: int) -> bool:
     return bool(headings) and bool(_FAMILY_HEADING.match(headings[-1].group()))
 
 
+#: A negation right before a condition, after a field's colon ("Duplex: no DVT"): medspaCy
+#: reads ": no" as a field answered no, which negates backwards only.
+_NEGATED_BEFORE = re.compile(
+    r"(?:^|[\s:(,])(?:no|not|without|negative for|neg for|sin|niega|denies)\s+"
+    r"(?:(?:evidence|signs?|sign)\s+of\s+|(?:evidencia|signos?)\s+de\s+)?$"
+)
+
+
+def _negated_before(text: str) -> bool:
+    return bool(_NEGATED_BEFORE.search(strip_accents(text).casefold()))
+
+
 def _after(text: str, language: str) -> str | None:
     """The context the words after a mention give it ("pneumonia ruled out"), or None."""
     clause = strip_accents(text).casefold()
@@ -312,7 +324,11 @@ def filter_note(text: str, language: str) -> Filtered:
         sentence = entity.sent
         after = _after(kept[entity.end_char : sentence.end_char], language)
         section = entity._.section_category
-        negated = bool(entity._.is_negated) or after == "negated"
+        negated = (
+            bool(entity._.is_negated)
+            or after == "negated"
+            or _negated_before(kept[sentence.start_char : entity.start_char])
+        )
         found.mentions.append(
             Mention(
                 concept=entity.label_,

@@ -32,6 +32,7 @@ from vigia.workloads.coding.modifiers import (
     TEMPORARY_INSULIN,
     TYPE_1,
     TYPE_2,
+    affirmed,
     folded,
     laterality,
 )
@@ -61,16 +62,16 @@ def _diabetes(found: Found, add: Add, result: Inference) -> set[str]:
     if found.has("retinopathy"):
         complications.append((_retinopathy(kind, found), found.mentions("retinopathy"), "with retinopathy"))
     if found.has("peripheral_arterial_disease"):
-        gangrene = GANGRENE.search(folded(found.sentences("peripheral_arterial_disease")))
+        gangrene = affirmed(GANGRENE, folded(found.sentences("peripheral_arterial_disease")))
         complications.append((f"{kind}.52" if gangrene else f"{kind}.51", found.mentions("peripheral_arterial_disease"),
                               "with peripheral angiopathy (the 'with' convention)"))  # fmt: skip
     if found.has("diabetic_foot_ulcer"):
         complications.append((f"{kind}.621", found.mentions("diabetic_foot_ulcer"), "with foot ulcer"))
-    if KETOACIDOSIS.search(context):
+    if affirmed(KETOACIDOSIS, context):
         complications.append((f"{kind}.10", [], "with ketoacidosis"))
-    if HYPERGLYCEMIA.search(context) or found.has("hyperglycemia"):
+    if affirmed(HYPERGLYCEMIA, context) or found.has("hyperglycemia"):
         complications.append((f"{kind}.65", found.mentions("hyperglycemia"), "with hyperglycemia"))
-    if HYPOGLYCEMIA.search(context) or found.has("hypoglycemia"):
+    if affirmed(HYPOGLYCEMIA, context) or found.has("hypoglycemia"):
         complications.append((f"{kind}.649", found.mentions("hypoglycemia"), "with hypoglycemia"))
     if not complications:
         add(f"{kind}.9", "diabetes", mentions, [*basis, "without documented complications"])

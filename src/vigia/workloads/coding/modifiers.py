@@ -15,6 +15,22 @@ def folded(text: str) -> str:
     return strip_accents(text).casefold()
 
 
+_NEGATION_BEFORE = re.compile(
+    r"\b(?:no|not|sin|without|denies|niega|negative for|neg for|r/o|rule out|descartar|no hay|free of)\b[^.;\n]{0,25}$"
+)
+_NEGATION_AFTER = re.compile(r"^[^.;\n]{0,20}\b(?:ruled out|excluded|negative|descartad[oa]s?|negativ[oa]s?)\b")
+
+
+def affirmed(pattern: re.Pattern[str], text: str) -> bool:
+    """Whether ``pattern`` finds something in the folded ``text`` that is not denied
+    around it ("with hyperglycemia - no DKA/HHS" affirms no ketoacidosis)."""
+    return any(
+        not _NEGATION_BEFORE.search(text[max(0, match.start() - 40) : match.start()])
+        and not _NEGATION_AFTER.search(text[match.end() : match.end() + 40])
+        for match in pattern.finditer(text)
+    )
+
+
 RIGHT = re.compile(r"\b(?:right|derech[oa]s?|der|dcho|dcha|dx)\b")
 LEFT = re.compile(r"\b(?:left|izquierd[oa]s?|izq|izdo|izda)\b")
 BILATERAL = re.compile(r"\b(?:bilateral(?:es)?|both|ambos|ambas)\b")
