@@ -153,9 +153,19 @@ _RULED_OUT = re.compile(r"\b(?:ruled? out|r/o'?d|excluded|descartad[oa]s?|se des
 _CLAUSE_END = re.compile(r"[;,.]|(?<!\S)(?:but|pero|with|con|however|sin embargo)\s")
 
 
+#: A line opening with words in capitals and a colon: a heading, known or not.
+_CAPITAL_HEADING = r"(?m)^[ \t]*[A-ZÁÉÍÓÚÑ][A-ZÁÉÍÓÚÑ /&()-]{2,40}:"
+#: A relative's label under a family history heading ("Madre: DM2") is not a heading.
+_RELATIVE_LABEL = re.compile(
+    r"^[ \t]*(?:madre|padre|herman[oa]s?|hij[oa]s?|abuel[oa]s?|t[ií][oa]s?|mother|father|brothers?|sisters?"
+    r"|sons?|daughters?|grand(?:mother|father)|aunt|uncle)\b",
+    re.I,
+)
+
+
 def _under_family_heading(text: str, offset: int) -> bool:
     """Whether the nearest heading above ``offset`` (its own line's included) is a family history."""
-    headings = [match for match in _HEADING_LINE.finditer(text, 0, offset)]
+    headings = [match for match in _HEADING_LINE.finditer(text, 0, offset) if not _RELATIVE_LABEL.match(match.group())]
     return bool(headings) and bool(_FAMILY_HEADING.match(headings[-1].group()))
 
 
@@ -290,9 +300,18 @@ def pipeline(language: str) -> Any:
     extra = CONTEXT_ES if language == "es" else CONTEXT_EN
     context.add([ConTextRule(phrase, category, direction=direction) for phrase, category, direction in extra])
     sections = SECTIONS_ES if language == "es" else SECTIONS_EN
-    nlp.get_pipe("medspacy_sectionizer").add(
-        [SectionRule(title, category) for category, titles in sections for title in titles]
-    )
+    sectionizer = nlp.get_pipe("medspacy_sectionizer")
+    sectionizer.add([SectionRule(title, category) for category, titles in sections for title in titles])
+    # A heading the rules do not know still ends the section above it: "DIAGNÓSTICOS AL
+    # ALTA:" after "Antecedentes familiares:" is not family history.
+    sectionizer.add([SectionRule("a heading in capitals", "other", pattern=_CAPITAL_HEADING)])
+    # Family and past history come from the nearest heading and ConText, not from a
+    # section that may run on past headings the rules do not know.
+    sectionizer.assertion_attributes_mapping = {
+        category: attributes
+        for category, attributes in sectionizer.assertion_attributes_mapping.items()
+        if category not in ("family_history", "past_medical_history", "sexual_and_social_history")
+    }
     return nlp
 
 
