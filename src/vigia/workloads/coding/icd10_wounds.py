@@ -44,8 +44,29 @@ def _wound_clauses(text: str, mentions: Sequence[Mention]) -> dict[Mention, str]
         end = mention.sentence_end
         if following is not None and following.sentence_start == mention.sentence_start:
             end = leads[following]
-        clauses[mention] = text[leads[mention] : end]
+        clause = text[leads[mention] : end]
+        clauses[mention] = _table_row(text, mention) if "\n" in clause.strip() else clause
     return clauses
+
+
+#: Columns of a table: words three or more spaces apart.
+_COLUMNS = re.compile(r"\S {3,}\S")
+
+
+def _table_row(text: str, mention: Mention) -> str:
+    """A mention in a table row ("L heel   Deep tissue" / "   injury (DTI)"): its row, and the
+    row it continues when its line starts in a later column; a sentence across rows mixes
+    the wounds. Text that is not a table keeps its whole sentence."""
+    begin = text.rfind("\n", 0, mention.start) + 1
+    end = text.find("\n", mention.end)
+    end = len(text) if end == -1 else end
+    line = text[begin:end]
+    if not _COLUMNS.search(line):
+        return text[mention.sentence_start : mention.sentence_end]
+    if line[:1].isspace() and begin > 0:
+        previous = text.rfind("\n", 0, begin - 1) + 1
+        return text[previous:end]
+    return line
 
 
 def _pressure_ulcers(found: Found, add: Add, result: Inference) -> set[str]:
@@ -61,8 +82,9 @@ def _pressure_ulcers(found: Found, add: Add, result: Inference) -> set[str]:
         groups[(site, side)] = ([*mentions, mention], stage if order[stage] > order[best] else best)
     for row, stage in _wound_rows(found):
         site, side = ulcer_site(row), laterality(row)
-        if (site, side) not in groups:
-            groups[(site, side)] = ([found.first("pressure_ulcer")], stage)
+        if (site, side) not in groups or groups[(site, side)][1] is None:
+            mentions = groups[(site, side)][0] if (site, side) in groups else [found.first("pressure_ulcer")]
+            groups[(site, side)] = (mentions, stage)
     specified = any(site is not None or stage is not None for (site, _), (_, stage) in groups.items())
     for (site, side), (mentions, stage) in groups.items():
         if specified and site is None and stage is None:
