@@ -77,6 +77,11 @@ CASES = {
     "es address": "Domicilio: {{ADDRESS|Av. Arequipa 1234, Lince}}.",
     "es age over 89": "Paciente de {{AGE|94}} años, postrada.",
     "es licence number": "Dr. {{NAME|Julio Salazar}}, CMP {{ID|45123}}, RNE {{ID|22871}}.",
+    "es argentine dni and licence": "DNI {{ID|28.456.789}}. Dra. {{NAME|Paula Benítez}}, M.N. {{ID|123456}}.",
+    "es colombian cédula": "C.C. {{ID|1.020.345.678}} de Bogotá.",
+    "es colombian address": "Domicilio: {{ADDRESS|Carrera 15 # 93-47, Chicó, Bogotá}}. Teléfono fijo no tiene.",
+    "es spanish address with floor": "Vive en {{ADDRESS|Calle de Alcalá 120, 4º izq., 28009 Madrid}}.",
+    "en irish and scottish names": "Mrs. {{NAME|Abigail O'Donnell-Reyes}} seen with Dr. {{NAME|Sean McAllister}}.",
 }
 
 

@@ -101,7 +101,10 @@ TITLES = (
 )
 CREDENTIALS = r"MD|M\.D\.|DO|D\.O\.|RN|R\.N\.|NP|PA-C|PA|BSN|MSN|LPN|CNA|PhD|DPM|PharmD|MBBS|FACP|FACS|CWOCN|WOCN"
 #: A name word: capitalised (or all capitals), letters, apostrophes and hyphens.
-_WORD = r"(?:[A-ZÁÉÍÓÚÑÜ][a-záéíóúñüàèìòù'’]+(?:-[A-ZÁÉÍÓÚÑÜ][a-záéíóúñü'’]+)?|[A-ZÁÉÍÓÚÑÜ]{2,}(?![a-z]))"
+_WORD = (
+    r"(?:(?:Mc|Mac|O['’]|D['’])?[A-ZÁÉÍÓÚÑÜ][a-záéíóúñüàèìòù'’]+(?:-(?:O['’])?[A-ZÁÉÍÓÚÑÜ][a-záéíóúñü'’]+)?"
+    r"|[A-ZÁÉÍÓÚÑÜ]{2,}(?![a-z]))"
+)
 _PARTICLE = r"(?:de|del|de la|de los|la|y|van|von|da|do|dos|das|di|le|mc|o')"
 #: One to four name words, particles and initials ("John A. Smith") allowed between them.
 #: Words of one name are one space apart: more spaces or a tab separate a form's columns.
@@ -133,9 +136,14 @@ _MONTH = rf"(?:{_MONTHS_ES}|{_MONTHS_EN}|{_MONTHS_SHORT})\.?"
 
 #: Comma-separated places after a street: districts, postcodes, cities, to where the address
 #: ends (a line's end, a wide gap before the next field, a full stop or a semicolon).
-_PLACE_WORD = r"(?:[A-ZÁÉÍÓÚÑ0-9][\wÁÉÍÓÚÑáéíóúñº°.'’-]*|de|del|la|las|los|y)"
+#: A word of a place: an abbreviation may end in a full stop ("Col.", "N.L."), a word may not
+#: (its full stop ends the sentence).
+_PLACE_WORD = (
+    r"(?:[A-ZÁÉÍÓÚÑ0-9][\wÁÉÍÓÚÑáéíóúñº°.'’-]{0,3}\.|[A-ZÁÉÍÓÚÑ0-9][\wÁÉÍÓÚÑáéíóúñº°'’-]*"
+    r"|de|del|la|las|los|y|izq\.?|izda\.?|dcha\.?|dpto\.?|piso|bajo)"
+)
 _PLACE = rf"{_PLACE_WORD}(?: {_PLACE_WORD}){{0,5}}"
-_PLACES = rf"(?:,[ \t]*(?-i:{_PLACE})){{0,5}}(?=[ \t]{{2,}}|[ \t]*(?:$|[,;(]|\.(?:\s|$)))"
+_PLACES = rf"(?:(?:,[ \t]*(?-i:{_PLACE})){{1,5}}(?=[ \t]{{2,}}|[ \t]*(?:$|[,;(]|\.(?:\s|$))))?"
 
 PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
     # (type, rule, score, pattern); a pattern's group "phi", when it has one, is the span.
@@ -149,7 +157,8 @@ PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
         0.95,
         re.compile(
             r"\b(?:DNI|D\.N\.I\.|C\.?I\.|C[ée]dula(?: de identidad)?|CE|Carn[eé]t? de extranjer[ií]a|pasaporte|passport"
-            r"|SSN|NSS|ID)\s*(?:N[°ºo.]*\s*|#\s*|:\s*)?(?P<phi>[A-Z]?\d[\d.\- ]{5,14}[0-9A-Z])\b",
+            r"|SSN|NSS|ID|C\.C\.|CC|c[ée]dula de ciudadan[ií]a|RUN|RUT|NIE|NIF|CURP)\s*(?:N[°ºo.]*\s*|#\s*|:\s*)?"
+            r"(?P<phi>[A-Z]?\d[\d.\-]{5,14}[0-9A-Z])\b",
             re.I,
         ),
     ),
@@ -176,7 +185,7 @@ PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
         re.compile(
             r"\b(?:CMP|C\.M\.P\.|CEP|COP|CMV|colegiatura|colegiad[oa]|N[°º]\s*colegiad[oa]|matr[ií]cula|NPI|DEA|UPIN"
             r"|licen[cs]e(?: number| no\.?| #)?|lic\. no\.?|(?:RN|LPN|NP|MD) lic\.?|c[ée]dula profesional"
-            r"|c[ée]d\.?\s*prof\.?|RNE)\s*(?:N[°ºo.]*\s*|#\s*|:\s*)?"
+            r"|c[ée]d\.?\s*prof\.?|RNE|M\.\s?[NP]\.|Mat\.(?:\s?Prof\.)?|N[°º]\s*de\s*colegiad[oa])\s*(?:N[°ºo.]*\s*|#\s*|:\s*)?"
             r"(?P<phi>(?:[A-Z]{1,3}[.-]?)?\d[\d\-]{2,11})\b",
             re.I,
         ),
@@ -227,12 +236,14 @@ PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
         re.compile(
             r"\b(?:Av(?:enida)?\.?|Calle|C/|Jr\.?|Jir[oó]n|Pasaje|Psje\.?|Pje\.?|Carrera|Cra\.?|Cll\.?|Diagonal|Transversal"
             r"|Paseo|Camino|Urb(?:anizaci[oó]n)?\.?|Mz\.?|Manzana|Lote|Lt\.?|Block|Bloque|Pasaje|Prolongaci[oó]n|Plaza)"
-            r"\s+[\wÁÉÍÓÚÑáéíóúñ.'’ ]{2,40}?\s*(?:N[°ºo.]*\s*)?\d{1,5}[A-Z]?(?:\s*[-,]?\s*(?:Dpto\.?|Depto\.?|Int\.?"
+            # the number, and a Colombian plate ("Carrera 15 # 93-47")
+            r"\s+(?:[\wÁÉÍÓÚÑáéíóúñ.'’ ]{2,40}?\s*)?(?:N[°ºo.]*\s*)?\d{1,5}[A-Z]?(?:\s*(?:#|N[°ºo.]*)\s*\d{1,4}(?:\s*-\s*\d{1,4})?)?"
+            r"(?:\s*[-,]?\s*(?:Dpto\.?|Depto\.?|Int\.?"
             r"|Piso|Of\.?|Apt\.?)\s*[\wº°]+)?"
             # and the places after it (Safe Harbor: any place below a state): "Col. Obispado,
             # 64060 Monterrey, N.L.", "Lince, Lima"
             rf"{_PLACES}",
-            re.M | re.I,
+            re.M,
         ),
     ),
     (
