@@ -32,7 +32,10 @@ def affirmed(pattern: re.Pattern[str], text: str) -> bool:
 
 
 #: A body part a one-letter side may stand before ("R heel", "L hip", "Rt. buttock").
-_SIDED_PART = r"(?=\s*(?:heel|hip|buttock|ischi\w*|elbow|ankle|malleol\w*|foot|leg|knee|arm|hand|shoulder|trochanter|lower|upper|le\b|ue\b))"
+_SIDED_PART = (
+    r"(?=\s*(?:heel|hip|buttock|ischi\w*|elbow|ankle|malleol\w*|foot|leg|knee|arm|hand|shoulder|trochanter"
+    r"|lower|upper|le\b|ue\b))"
+)
 RIGHT = re.compile(r"\b(?:right|derech[oa]s?|der|dcho|dcha|dx)\b|\b(?:rt|r)\b\.?" + _SIDED_PART)
 LEFT = re.compile(r"\b(?:left|izquierd[oa]s?|izq|izdo|izda)\b|\b(?:lt|l)\b\.?" + _SIDED_PART)
 BILATERAL = re.compile(r"\b(?:bilateral(?:es)?|both|ambos|ambas)\b")

@@ -237,7 +237,8 @@ PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
             r"\b(?:Av(?:enida)?\.?|Calle|C/|Jr\.?|Jir[oó]n|Pasaje|Psje\.?|Pje\.?|Carrera|Cra\.?|Cll\.?|Diagonal|Transversal"
             r"|Paseo|Camino|Urb(?:anizaci[oó]n)?\.?|Mz\.?|Manzana|Lote|Lt\.?|Block|Bloque|Pasaje|Prolongaci[oó]n|Plaza)"
             # the number, and a Colombian plate ("Carrera 15 # 93-47")
-            r"\s+(?:[\wÁÉÍÓÚÑáéíóúñ.'’ ]{2,40}?\s*)?(?:N[°ºo.]*\s*)?\d{1,5}[A-Z]?(?:\s*(?:#|N[°ºo.]*)\s*\d{1,4}(?:\s*-\s*\d{1,4})?)?"
+            r"\s+(?:[\wÁÉÍÓÚÑáéíóúñ.'’ ]{2,40}?\s*)?(?:N[°ºo.]*\s*)?\d{1,5}[A-Z]?"
+            r"(?:\s*(?:#|N[°ºo.]*)\s*\d{1,4}(?:\s*-\s*\d{1,4})?)?"
             r"(?:\s*[-,]?\s*(?:Dpto\.?|Depto\.?|Int\.?"
             r"|Piso|Of\.?|Apt\.?)\s*[\wº°]+)?"
             # and the places after it (Safe Harbor: any place below a state): "Col. Obispado,
