@@ -26,7 +26,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from coding_eval import load as load_eval_set  # noqa: E402
-
 from vigia import Settings, Vigia  # noqa: E402
 from vigia.workloads import coding  # noqa: E402
 

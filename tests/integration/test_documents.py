@@ -17,6 +17,8 @@ import sqlalchemy as sa
 
 from tests import document_corpus as corpus
 from tests.harness import API, TERMINAL, Harness, assert_error, harness
+from vigia.store import documents as document_store
+from vigia.store.database import Database
 from vigia.workloads.documents import embeddings, extraction, ocr
 
 pytestmark = pytest.mark.timeout(600)
@@ -336,3 +338,52 @@ def test_reindex_re_embeds_what_another_model_made(sqlite_url: str, tmp_path: Pa
 
 def embeddings_identity() -> str:
     return embeddings.embedder().identity
+
+
+def test_a_keyword_search_past_its_budget_keeps_to_the_tenant_the_filters_and_the_rare_words(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Words in more chunks than a search ranks (`KEYWORD_BUDGET`, made small here): the
+    newest chunks are ranked, another tenant's newer chunks are not taken for them, filters
+    hold, and a rare word still finds its chunk first."""
+    database = Database(store_url)
+    database.upgrade()
+    store = document_store.DocumentStore(database)
+    owners: dict[str, tuple[str, str]] = {}  # chunk text's number -> (tenant, type)
+    for tenant in ("mine", "theirs"):  # theirs second: their chunks are the newest
+        for number in range(4):
+            kind = "informe" if number % 2 else "oficio"
+            texts = [f"comun frecuente palabra {tenant} {number} n{number}x{index}" for index in range(10)]
+            if tenant == "mine" and number == 0:
+                texts[3] += " singularisimo"
+            store.save(
+                tenant=tenant, sha256=f"{tenant}{number}".ljust(64, "0"), job_id=None, filename=None,
+                media_type="application/pdf", size=1, fields={"doc_type": kind}, details={},
+                pages=[document_store.PageRow(1, "text_layer", None, None, " ".join(texts))],
+                chunks=[document_store.NewChunk(i, 1, 1, 0, len(t), t, t) for i, t in enumerate(texts)],
+                status="indexed",
+            )  # fmt: skip
+            for index in range(10):
+                owners[f"n{number}x{index}:{tenant}"] = (tenant, kind)
+    monkeypatch.setattr(document_store, "KEYWORD_BUDGET", 8)
+    monkeypatch.setattr(document_store, "KEYWORD_BUDGET_POSTGRES", 8)
+    if store.dialect == "postgresql":  # its chunk counts are the planner's estimates
+        with database.engine.begin() as connection:
+            connection.execute(sa.text("ANALYZE vigia_document_chunks"))
+
+    def found(where: document_store.DocumentFilter, *words: str) -> list[tuple[str, str]]:
+        ranked = store.keyword_search(where, [[word] for word in words], 15)
+        chunks = store.chunks_by_id(chunk_id for chunk_id, _ in ranked)
+        return [
+            owners[f"{chunks[chunk_id].text.split()[5]}:{chunks[chunk_id].text.split()[3]}"] for chunk_id, _ in ranked
+        ]
+
+    common = found(document_store.DocumentFilter("mine"), "comun", "frecuente")
+    assert len(common) == 15 and {tenant for tenant, _ in common} == {"mine"}
+    typed = found(document_store.DocumentFilter("mine", doc_type="informe"), "comun", "frecuente")
+    assert len(typed) == 15 and set(typed) == {("mine", "informe")}
+    ranked = store.keyword_search(document_store.DocumentFilter("mine"), [["singularisimo"], ["comun"]], 15)
+    first = store.chunks_by_id([ranked[0][0]])[ranked[0][0]]
+    assert "singularisimo" in first.text and len(ranked) == 15
+    assert store.keyword_search(document_store.DocumentFilter("theirs"), [["singularisimo"]], 15) == []
+    database.close()

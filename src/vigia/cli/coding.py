@@ -145,7 +145,10 @@ def coding_show(
 
 
 def show(report: dict[str, Any], as_json: bool = False) -> None:
-    console.print(render.as_json(report) if as_json else render.coding_report(report))
+    if as_json:
+        console.print_json(render.as_json(report))
+    else:
+        console.print(render.coding_report(report))
 
 
 def register(app: typer.Typer) -> None:

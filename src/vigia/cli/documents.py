@@ -101,7 +101,7 @@ def docs_add(
                     console, PIPELINE, pipeline.execution_order, job.state.value, vigia.events(job.id, poll=0.2)
                 )
                 done = await vigia.get_job(job.id)
-                console.print(render.as_json(done.result))
+                console.print_json(render.as_json(done.result))
         return refused
 
     raise typer.Exit(1 if locally(settings, local) else 0)

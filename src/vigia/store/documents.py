@@ -10,8 +10,10 @@ documents.search`).
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -27,6 +29,13 @@ from vigia.store.schema import document_chunks, document_index, document_pages, 
 
 #: Keyword candidates read per search before fusion.
 KEYWORD_CANDIDATES = 50
+#: Chunks a keyword search ranks, about, at most (see `DocumentStore.keyword_search`):
+#: SQLite's bm25() takes about 1 µs a chunk, PostgreSQL's ts_rank_cd() 15 µs (it reads
+#: each chunk's compressed tsvector).
+KEYWORD_BUDGET = 4000
+KEYWORD_BUDGET_POSTGRES = 500
+#: Phrases whose chunk counts a store remembers.
+KEYWORD_SIZES_KEPT = 10_000
 #: The database's own full-text objects (migration 0005), outside `schema.metadata`: SQLite's
 #: FTS5 table (and the tables FTS5 makes for itself, named after it), PostgreSQL's column and index.
 KEYWORD_INDEX_TABLE = "vigia_document_chunks_fts"
@@ -115,10 +124,19 @@ class VectorRows:
     job_ids: list[str | None]
 
 
+#: A keyword query: (connection, filter, phrases, limit, every phrase?, lowest chunk id) -> ranking.
+_KeywordQuery = Callable[[Connection, DocumentFilter, list[list[str]], int, bool, int | None], list[tuple[int, float]]]
+
+
 class DocumentStore:
     def __init__(self, database: Database) -> None:
         self._database = database
         self.dialect = database.engine.dialect.name
+        # How many chunks hold a phrase (keyword search's plan), while the chunks are as they
+        # were: the lowest and highest chunk id and the deletions counted.
+        self._sizes: dict[str, int] = {}
+        self._sizes_version: tuple[Any, ...] | None = None
+        self._span: tuple[int, int] | None = None
 
     # --- writing --------------------------------------------------------------------------
 
@@ -345,47 +363,131 @@ class DocumentStore:
     ) -> list[tuple[int, float]]:
         """Chunk ids and scores (higher is better) of chunks matching ``terms`` (each a phrase
         of folded tokens, letters and digits only), best first: those holding every phrase
-        first, then, when they are fewer than ``limit``, those holding any."""
+        first, then, when they are fewer than ``limit``, those holding any.
+
+        Ranking costs about a microsecond a chunk matched, and words common in an archive
+        match most of it, so a search ranks about `KEYWORD_BUDGET` chunks a part at most:
+        the "any phrase" part ranks the chunks holding the rarest phrases that fit the
+        budget (phrases in many chunks weigh little in bm25), then, if too few, the newest
+        chunks holding any; a part matching more than the budget even so ranks the newest
+        chunks matched (its words say little; vectors decide). Below the budget, as in any
+        archive of a few thousand chunks, ranking is exact."""
         phrases = [[token for token in phrase if token.isalnum()] for phrase in terms]
         phrases = [phrase for phrase in phrases if phrase]
         if not phrases:
             return []
         search = self._keyword_sqlite if self.dialect == "sqlite" else self._keyword_postgres
-        found = search(where, phrases, limit, every=True)
-        if len(found) < limit and len(phrases) > 1:
-            # Fewer chunks hold every phrase than asked for: the others, ranked after them.
-            seen = {chunk_id for chunk_id, _ in found}
-            found += [item for item in search(where, phrases, limit, every=False) if item[0] not in seen]
+        with self._database.reading() as connection:
+            sizes = self._keyword_sizes(connection, phrases)
+            # As many as hold every phrase, if phrases came independently of each other.
+            chunks = max(1, (self._span[1] - self._span[0] + 1) if self._span else 1)
+            holding = min(*sizes, int(chunks * math.prod(size / chunks for size in sizes)))
+            found = self._keyword_bounded(connection, search, where, phrases, limit, holding, every=True)
+            if len(found) < limit and len(phrases) > 1:
+                # Fewer chunks hold every phrase than asked for: the others, ranked after them.
+                rarest = sorted(zip(sizes, range(len(phrases)), strict=True))
+                chosen, matched = [phrases[rarest[0][1]]], rarest[0][0]
+                for size, index in rarest[1:]:
+                    if matched + size > self._keyword_budget:
+                        break
+                    chosen.append(phrases[index])
+                    matched += size
+                parts = [(chosen, matched)] + ([(phrases, sum(sizes))] if len(chosen) < len(phrases) else [])
+                for part, size in parts:
+                    seen = {chunk_id for chunk_id, _ in found}
+                    anyof = self._keyword_bounded(connection, search, where, part, limit, size, every=False)
+                    found += [item for item in anyof if item[0] not in seen]
+                    if len(found) >= limit:
+                        break
         return found[:limit]
 
-    def _keyword_sqlite(
-        self, where: DocumentFilter, phrases: list[list[str]], limit: int, *, every: bool
+    @property
+    def _keyword_budget(self) -> int:
+        return KEYWORD_BUDGET if self.dialect == "sqlite" else KEYWORD_BUDGET_POSTGRES
+
+    def _keyword_bounded(
+        self,
+        connection: Connection,
+        search: _KeywordQuery,
+        where: DocumentFilter,
+        phrases: list[list[str]],
+        limit: int,
+        matched: int,
+        *,
+        every: bool,
     ) -> list[tuple[int, float]]:
+        """``search`` over the newest chunks only when about ``matched`` chunks (of every
+        tenant) would match, more than the budget; over eight times as many, then all of them,
+        if that finds too few (as when another tenant's chunks are the newest, or a filter
+        leaves few)."""
+        if matched <= self._keyword_budget or self._span is None:
+            return search(connection, where, phrases, limit, every, None)
+        first, last = self._span
+        for budget in (self._keyword_budget, 8 * self._keyword_budget):
+            if budget >= matched:
+                break
+            found = search(connection, where, phrases, limit, every, last - (last - first + 1) * budget // matched)
+            if len(found) >= limit:
+                return found
+        return search(connection, where, phrases, limit, every, None)
+
+    def _keyword_sizes(self, connection: Connection, phrases: list[list[str]]) -> list[int]:
+        """How many chunks (of every tenant) hold each phrase, remembered until a chunk is
+        added or deleted."""
+        # Each its own query: SQLite reads min() alone, or max(), from the index, not both.
+        first = connection.scalar(sa.select(sa.func.min(document_chunks.c.id)))
+        last = connection.scalar(sa.select(sa.func.max(document_chunks.c.id)))
+        deletions = connection.scalar(sa.select(sa.func.coalesce(sa.func.sum(document_index.c.deletions), 0)))
+        version = (first, last, deletions)
+        if version != self._sizes_version or len(self._sizes) > KEYWORD_SIZES_KEPT:
+            self._sizes, self._sizes_version = {}, version
+            self._span = None if first is None else (int(first), int(last))
+        known, sizes = self._sizes, []
+        for phrase in phrases:
+            key = " ".join(phrase)
+            size = known.get(key)
+            if size is None:
+                if self.dialect == "sqlite":
+                    sql = "SELECT count(*) FROM vigia_document_chunks_fts WHERE vigia_document_chunks_fts MATCH :match"
+                    size = int(connection.execute(sa.text(sql), {"match": f'"{key}"'}).scalar() or 0)
+                else:  # counting visits every chunk matched; the planner's estimate (ANALYZE's) is enough
+                    sql = "EXPLAIN (FORMAT JSON) SELECT 1 FROM vigia_document_chunks WHERE search_vector @@ to_tsquery('simple', :query)"  # noqa: E501
+                    plan: Any = connection.execute(sa.text(sql), {"query": " <-> ".join(phrase)}).scalar()
+                    size = int((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
+                known[key] = size
+            sizes.append(size)
+        return sizes
+
+    def _keyword_sqlite(
+        self, connection: Connection, where: DocumentFilter, phrases: list[list[str]], limit: int, every: bool,
+        lowest: int | None,
+    ) -> list[tuple[int, float]]:  # fmt: skip
         match = (" AND " if every else " OR ").join('"' + " ".join(phrase) + '"' for phrase in phrases)
         joins, conditions, parameters = _filter_sql(where)
+        newest = "" if lowest is None else " AND vigia_document_chunks_fts.rowid >= :lowest"
         sql = (
             "SELECT c.id, -bm25(vigia_document_chunks_fts) AS score FROM vigia_document_chunks_fts "
             "JOIN vigia_document_chunks c ON c.id = vigia_document_chunks_fts.rowid"
-            f"{joins} WHERE vigia_document_chunks_fts MATCH :match AND {conditions} "
+            f"{joins} WHERE vigia_document_chunks_fts MATCH :match{newest} AND {conditions} "
             "ORDER BY bm25(vigia_document_chunks_fts) LIMIT :limit"
         )
-        with self._database.reading() as connection:
-            rows = connection.execute(sa.text(sql), {**parameters, "match": match, "limit": limit})
-            return [(int(chunk_id), float(score)) for chunk_id, score in rows]
+        rows = connection.execute(sa.text(sql), {**parameters, "match": match, "limit": limit, "lowest": lowest})
+        return [(int(chunk_id), float(score)) for chunk_id, score in rows]
 
     def _keyword_postgres(
-        self, where: DocumentFilter, phrases: list[list[str]], limit: int, *, every: bool
-    ) -> list[tuple[int, float]]:
+        self, connection: Connection, where: DocumentFilter, phrases: list[list[str]], limit: int, every: bool,
+        lowest: int | None,
+    ) -> list[tuple[int, float]]:  # fmt: skip
         query = (" & " if every else " | ").join("(" + " <-> ".join(phrase) + ")" for phrase in phrases)
         joins, conditions, parameters = _filter_sql(where)
+        newest = "" if lowest is None else " AND c.id >= :lowest"
         sql = (
             "SELECT c.id, ts_rank_cd(c.search_vector, q) AS score "
             "FROM vigia_document_chunks c CROSS JOIN to_tsquery('simple', :query) q"
-            f"{joins} WHERE c.search_vector @@ q AND {conditions} ORDER BY score DESC, c.id LIMIT :limit"
+            f"{joins} WHERE c.search_vector @@ q{newest} AND {conditions} ORDER BY score DESC, c.id LIMIT :limit"
         )
-        with self._database.reading() as connection:
-            rows = connection.execute(sa.text(sql), {**parameters, "query": query, "limit": limit})
-            return [(int(chunk_id), float(score)) for chunk_id, score in rows]
+        rows = connection.execute(sa.text(sql), {**parameters, "query": query, "limit": limit, "lowest": lowest})
+        return [(int(chunk_id), float(score)) for chunk_id, score in rows]
 
     def index_state(self, tenant: str) -> tuple[int, int]:
         """(generation, deletions) of a tenant's vectors."""

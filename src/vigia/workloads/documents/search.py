@@ -13,7 +13,9 @@ from __future__ import annotations
 import html
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +32,12 @@ FUNCTION_WORDS = frozenset(fold(word) for word in STOPWORDS)
 #: Reciprocal rank fusion's constant: results ranked r get 1 / (RRF_K + r).
 RRF_K = 60
 VECTOR_CANDIDATES = 50
+#: Filters whose rows a tenant's matrix remembers.
+MASKS_KEPT = 64
 KEYWORD_CANDIDATES = 50
 SNIPPET = 240
+#: Query vectors a searcher remembers (a query asked again is not encoded again).
+QUERY_VECTORS_KEPT = 1024
 
 
 def query_terms(query: str) -> list[list[str]]:
@@ -78,11 +84,14 @@ class _TenantVectors:
     doc_dates: NDArray[np.object_] = field(default_factory=lambda: np.zeros(0, dtype=object))
     job_ids: NDArray[np.object_] = field(default_factory=lambda: np.zeros(0, dtype=object))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Rows kept by the filters searched with, by filter.
+    masks: dict[tuple[str | None, ...], NDArray[np.bool_]] = field(default_factory=dict)
 
     def merge(self, rows: VectorRows) -> None:
         """Add or replace (a re-embedded chunk) the rows read."""
         if not rows.chunk_ids:
             return
+        self.masks = {}
         new_ids = np.asarray(rows.chunk_ids, dtype=np.int64)
         vectors = np.frombuffer(b"".join(rows.vectors), dtype="<f4").reshape(len(rows.chunk_ids), -1)
         keep = ~np.isin(self.ids, new_ids)
@@ -94,22 +103,28 @@ class _TenantVectors:
             setattr(self, name, np.concatenate([getattr(self, name)[keep], added]))
         self.seq = max(self.seq, *rows.seqs)
 
-    def mask(self, where: DocumentFilter) -> NDArray[np.bool_]:
-        mask = np.ones(len(self.ids), dtype=bool)
-        if where.doc_type is not None:
-            mask &= self.doc_types == where.doc_type
-        if where.language is not None:
-            mask &= self.languages == where.language
-        if where.job_id is not None:
-            mask &= self.job_ids == where.job_id
-        if where.date_from is not None or where.date_to is not None:
-            dates = self.doc_dates
-            has = np.array([value is not None for value in dates], dtype=bool)
-            mask &= has
-            if where.date_from is not None:
-                mask &= np.array([value is not None and value >= where.date_from for value in dates], dtype=bool)
-            if where.date_to is not None:
-                mask &= np.array([value is not None and value <= where.date_to for value in dates], dtype=bool)
+    def mask(self, where: DocumentFilter) -> NDArray[np.bool_] | None:
+        """The rows ``where`` keeps (None: all of them), remembered until the rows change."""
+        key = (where.doc_type, where.language, where.job_id, where.date_from, where.date_to)
+        if key == (None, None, None, None, None):
+            return None
+        mask = self.masks.get(key)
+        if mask is None:
+            mask = np.ones(len(self.ids), dtype=bool)
+            for values, wanted in ((self.doc_types, where.doc_type), (self.languages, where.language),
+                                   (self.job_ids, where.job_id)):  # fmt: skip
+                if wanted is not None:
+                    mask &= values == wanted
+            if where.date_from is not None or where.date_to is not None:
+                dates = np.array(["" if value is None else value for value in self.doc_dates], dtype=str)
+                mask &= dates != ""
+                if where.date_from is not None:
+                    mask &= dates >= where.date_from
+                if where.date_to is not None:
+                    mask &= dates <= where.date_to
+            if len(self.masks) >= MASKS_KEPT:
+                self.masks.clear()
+            self.masks[key] = mask
         return mask
 
 
@@ -121,6 +136,10 @@ class Searcher:
         self._embedder = embedder
         self._tenants: dict[str, _TenantVectors] = {}
         self._guard = threading.Lock()
+        self._queries: OrderedDict[tuple[str, str], NDArray[np.float32]] = OrderedDict()
+        # The keyword query runs here while this thread encodes the query: SQLite, PostgreSQL's
+        # driver and PyTorch all let go of the GIL.
+        self._keywords = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vigia-keywords")
 
     def _vectors(self, tenant: str) -> _TenantVectors:
         with self._guard:
@@ -133,11 +152,40 @@ class Searcher:
                 fresh.deletions = deletions
                 fresh.seq = max(fresh.seq, 0)
                 held.ids, held.matrix, held.seq, held.deletions = fresh.ids, fresh.matrix, fresh.seq, deletions
+                held.masks = {}
                 for name in ("document_ids", "doc_types", "languages", "doc_dates", "job_ids"):
                     setattr(held, name, getattr(fresh, name))
             elif generation > held.seq:
                 held.merge(self.store.vectors_after(tenant, held.seq))
         return held
+
+    def query_vector(self, embedder: Embedder, query: str) -> NDArray[np.float32]:
+        """The query's unit vector: remembered, or encoded on one thread (a query is a few
+        tokens: a second thread saves little, and waits long for a core another process
+        holds)."""
+        key = (embedder.identity, query)
+        with self._guard:
+            vector = self._queries.get(key)
+            if vector is not None:
+                self._queries.move_to_end(key)
+                return vector
+        import torch  # noqa: PLC0415 -- PyTorch, loaded already with the model
+
+        with embedder.lock:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                encoded = embedder.model.encode(
+                    [query], normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
+                )
+            finally:
+                torch.set_num_threads(threads)
+        vector = np.ascontiguousarray(encoded[0], dtype=np.float32)
+        with self._guard:
+            self._queries[key] = vector
+            while len(self._queries) > QUERY_VECTORS_KEPT:
+                self._queries.popitem(last=False)
+        return vector
 
     def vector_ranking(self, where: DocumentFilter, query: str, limit: int) -> list[tuple[int, float]]:
         embedder = self._embedder()
@@ -146,21 +194,24 @@ class Searcher:
         held = self._vectors(where.tenant)
         if not len(held.ids):
             return []
-        vector = embedder.encode_one(query)
-        scores = held.matrix @ vector
-        mask = held.mask(where)
-        scores = np.where(mask, scores, -np.inf)
-        count = min(limit, int(mask.sum()))
+        vector = self.query_vector(embedder, query)
+        with held.lock:  # a merge replaces the arrays: read one consistent set
+            ids, matrix, mask = held.ids, held.matrix, held.mask(where)
+        scores = matrix @ vector
+        if mask is not None:
+            scores[~mask] = -np.inf
+        count = min(limit, len(ids) if mask is None else int(np.count_nonzero(mask)))
         if count == 0:
             return []
         top = np.argpartition(-scores, count - 1)[:count]
-        top = top[np.argsort(-scores[top])]
-        return [(int(held.ids[index]), float(scores[index])) for index in top]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(ids[index]), float(scores[index])) for index in top]
 
     def search(self, where: DocumentFilter, query: str, *, k: int = 10) -> list[Result]:
         terms = query_terms(query)
-        keyword = self.store.keyword_search(where, terms, KEYWORD_CANDIDATES)
+        keywords = self._keywords.submit(self.store.keyword_search, where, terms, KEYWORD_CANDIDATES)
         vector = self.vector_ranking(where, query, VECTOR_CANDIDATES)
+        keyword = keywords.result()
         fused: dict[int, float] = {}
         for ranking in (keyword, vector):
             for rank, (chunk_id, _) in enumerate(ranking, start=1):
