@@ -366,3 +366,29 @@ WOUND_TABLES = {
 @pytest.mark.parametrize(("language", "text", "expected"), WOUND_TABLES.values(), ids=WOUND_TABLES.keys())
 def test_each_wound_of_a_table_gets_its_own_code(language: str, text: str, expected: set[str]) -> None:
     assert codes(infer(text, language)) == expected
+
+
+SPANISH_SPECIFICITY = {
+    "ic crónica agudizada con fevi reducida, partida en dos líneas": (
+        "Diagnósticos al alta:\n1. Insuficiencia cardiaca crónica agudizada con fracción de eyección\n"
+        "   reducida (FEVI 30%).\n",
+        {"I50.23"},
+    ),
+    "anemia ferropénica por hipermenorrea": ("Anemia ferropénica secundaria a hipermenorrea.", {"D50.0", "N92.0"}),
+    "fractura de colles izquierda": ("Impresión diagnóstica: fractura de Colles izquierda.", {"S52.532A"}),
+    "úlcera de pie con tejido graso expuesto": (
+        "Úlcera neuropática en pie derecho con tejido graso expuesto, DM2.",
+        {"E11.621", "L97.512"},
+    ),
+}
+
+
+@pytest.mark.parametrize(("text", "expected"), SPANISH_SPECIFICITY.values(), ids=SPANISH_SPECIFICITY.keys())
+def test_spanish_notes_give_the_specific_code(text: str, expected: set[str]) -> None:
+    assert codes(infer(text, "es")) == expected
+
+
+def test_an_ejection_fraction_alone_is_a_query_not_a_type() -> None:
+    found = infer("Assessment: decompensated heart failure. Echo: EF 30%.", "en")
+    assert codes(found) == {"I50.9"}
+    assert any("ejection fraction of 30%" in query.issue for query in found.queries)

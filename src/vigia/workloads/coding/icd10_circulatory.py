@@ -38,6 +38,7 @@ from vigia.workloads.coding.modifiers import (
     SYSTOLIC,
     THROMBOTIC,
     ckd_stage,
+    ejection_fraction,
     folded,
     laterality,
 )
@@ -76,10 +77,13 @@ def _heart_failure_code(found: Found, result: Inference) -> tuple[str, list[str]
         else "0"
     )
     if kind is None:
+        # An ejection fraction alone does not give the type (Coding Clinic): the clinician is asked.
+        fraction = ejection_fraction(folded(found.text))
+        seen = f"; an ejection fraction of {fraction}% is documented" if fraction is not None else ""
         result.queries.append(
             Query(
                 "heart_failure",
-                "heart failure documented without its type (systolic, diastolic)",
+                f"heart failure documented without its type (systolic, diastolic){seen}",
                 found.mentions("heart_failure")[0],
             )
         )

@@ -165,7 +165,24 @@ def _sided(found: Found, add: Add, result: Inference) -> set[str]:
     if found.has("hip_fracture"):
         _hip_fracture(found, add, result)
         handled.add("hip_fracture")
+    if found.has("wrist_fracture"):
+        _wrist_fracture(found, add, result)
+        handled.add("wrist_fracture")
     return handled
+
+
+def _wrist_fracture(found: Found, add: Add, result: Inference) -> None:
+    """A fracture of the distal radius: Colles' (S52.53-) or unspecified (S52.50-), by side,
+    7th character A for an initial encounter of a closed fracture unless the note says otherwise."""
+    mentions = found.mentions("wrist_fracture")
+    words = folded(" ".join([found.sentences("wrist_fracture"), *(m.text for m in mentions)]))
+    side = laterality(words)
+    seventh = "D" if SUBSEQUENT.search(words) else "B" if OPEN_FRACTURE.search(words) else "A"
+    digit = {"right": "1", "left": "2"}.get(side or "", "9")
+    kind = "S52.53" if "colles" in words else "S52.50"
+    add(f"{kind}{digit}{seventh}", "wrist_fracture", mentions, [f"side: {side or 'not documented'}"])
+    if digit == "9":
+        result.queries.append(Query("wrist_fracture", "fracture of the radius: side not documented", mentions[0]))
 
 
 def _hip_fracture(found: Found, add: Add, result: Inference) -> None:

@@ -235,6 +235,12 @@ CONCEPTS: tuple[Concept, ...] = (
        "fractura del cuello del fémur|fractura intertrocantérea|fractura pertrocantérea|fractura transcervical|"
        "fractura subcapital|fractura de fémur proximal|fractura de fémur|fractura trocantérea|"
        "fractura intertrocantérica|fractura pertrocantérica|fractura del fémur", history_code="Z87.81"),
+    _c("wrist_fracture", "S52.509A",
+       "colles fracture|colles' fracture|fracture of the distal radius|distal radius fracture|distal radial fracture|"
+       "wrist fracture|fractured wrist|fracture of the wrist",
+       "fractura de colles|fractura de radio distal|fractura distal de radio|fractura distal del radio|"
+       "fractura del radio distal|fractura de muñeca|fractura de la muñeca|fractura de pouteau-colles",
+       history_code="Z87.81"),
     _c("chronic_pain", "G89.29", "chronic pain|chronic pain syndrome", "dolor crónico|síndrome de dolor crónico",
        chronic=True),
     _c("low_back_pain", "M54.50", "low back pain|lumbago|lumbar pain", "lumbalgia|dolor lumbar|lumbago"),

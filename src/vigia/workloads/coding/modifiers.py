@@ -191,14 +191,29 @@ HYPOGLYCEMIA = re.compile(r"\b(?:hypoglyc(?:a)?emia|hipoglucemia|hipoglicemia)\b
 KETOACIDOSIS = re.compile(r"\b(?:ketoacidosis|cetoacidosis|dka)\b")
 INSULIN = re.compile(r"\b(?:insulin|insulina|glargin[ae]?|lantus|nph|humalog|detemir|degludec|aspart|lispro)\b")
 SYSTOLIC = re.compile(
-    r"\b(?:systolic|hfref|reduced ejection fraction|sistolic[ao]|fraccion de eyeccion reducida|fey? reducida)\b"
+    r"\b(?:systolic|hfref|icfer|reduced\s+ejection\s+fraction|sistolic[ao]|fraccion\s+de\s+eyeccion\s+reducida"
+    r"|(?:fevi|fey?|lvef|ef)\s+(?:reducida|deprimida|reduced|depressed))\b"
 )
 DIASTOLIC = re.compile(
-    r"\b(?:diastolic|hfpef|preserved ejection fraction|diastolic[ao]|fraccion de eyeccion preservada|fey? preservada)\b"
+    r"\b(?:diastolic|hfpef|icfep|preserved\s+ejection\s+fraction|diastolic[ao]"
+    r"|fraccion\s+de\s+eyeccion\s+(?:preservada|conservada)|(?:fevi|fey?|lvef|ef)\s+(?:preservada|conservada|preserved))\b"
 )
+#: An ejection fraction's value ("FEVI 30%", "EF of 25 %", "fracción de eyección del 55%").
+EJECTION_FRACTION = re.compile(
+    r"\b(?:fevi|fey?|lvef|ef|fraccion\s+de\s+eyeccion(?:\s+del\s+ventriculo\s+izquierdo)?|ejection\s+fraction)"
+    r"\s*(?:de|del|of|:|=|was|is|en)?\s*(?:de\s+|del\s+)?(\d{1,2})(?:\s*-\s*\d{1,2})?\s*%"
+)
+
+
+def ejection_fraction(text: str) -> int | None:
+    """The (first) ejection fraction written in the folded ``text``, in percent."""
+    match = EJECTION_FRACTION.search(text)
+    return int(match.group(1)) if match else None
+
+
 COMBINED = re.compile(r"\b(?:combined systolic and diastolic|systolic and diastolic|sistolica y diastolica|mixta)\b")
 ACUTE_ON_CHRONIC = re.compile(
-    r"\b(?:acute on chronic|cronica agudizada|cronica reagudizada|cronica descompensada|decompensated|descompensada"
+    r"\b(?:acute\s+on\s+chronic|cronica\s+agudizada|cronica\s+reagudizada|cronica\s+descompensada|decompensated|descompensada"
     r"|exacerbation|exacerbacion|reagudizada|agudizada)\b"
 )
 ACUTE = re.compile(r"\b(?:acute|aguda|agudo)\b")
@@ -322,7 +337,9 @@ ARTERIES = (
 CHRONIC_BLOOD_LOSS = re.compile(
     r"\b(?:chronic blood loss|blood loss|perdidas? cronicas?|perdida cronica de sangre|sangrado cronico"
     r"|hemorragia cronica"
-    r"|perdidas digestivas|secondary to bleeding|secundaria a sangrado|por sangrado|menorrhagia|menorragia)\b"
+    r"|perdidas digestivas|secondary to bleeding|secundaria a sangrado|por sangrado|menorrhagia|menorragia"
+    r"|hipermenorrea|hypermenorrhea|heavy menstrual bleeding|sangrado menstrual abundante|metrorragia"
+    r"|sangrado uterino|uterine bleeding|gi bleed\w*|hemorragia digestiva|melena)\b"
 )
 ORGANISMS = (
     ("A41.02", "B95.62", re.compile(r"\b(?:mrsa|methicillin[- ]resistant|meticilino resistente|sarm)\b")),
@@ -386,7 +403,7 @@ ULCER_DEPTH = (
     (
         "2",
         re.compile(
-            r"\b(?:fat layer|fat exposed|subcutaneous|subcutane[oa]|tejido celular subcutaneo|grasa|adipos[oa])\b"
+            r"\b(?:fat layer|fat exposed|subcutaneous|subcutane[oa]|tejido celular subcutaneo|gras[ao]|adipos[oa])\b"
         ),
     ),
     (
