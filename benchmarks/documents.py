@@ -198,7 +198,12 @@ def retrieval(count: int) -> None:
 # --- throughput -----------------------------------------------------------------------------------
 
 
-def throughput() -> None:
+#: Rounds of the throughput comparison: each side's median is compared (a shared machine's
+#: load comes and goes; one round of each side can differ from the next by 2x).
+ROUNDS = 3
+
+
+def throughput(rounds: int = ROUNDS) -> None:
     rng = random.Random(9)
     scanned_doc = corpus.spanish(3, rng, pages=1)
     scanned_doc.pages = [corpus.spanish(i, rng).pages[0] for i in range(8)]
@@ -219,33 +224,44 @@ def throughput() -> None:
         (folder / "warm-text.pdf").write_bytes(corpus.text_pdf(warm_text))
 
         # OCR: whole jobs through the pipeline, then Tesseract alone on the same renders,
-        # as many pages at once as the pipeline reads (one per core).
-        seconds = _job_seconds(folder / "ocr-run", scanned, folder / "warm-scan.pdf", language="es")
+        # as many pages at once as the pipeline reads (one per core); the two in turn.
         renders = [_render(scanned, index) for index in range(len(scanned_doc.pages))]
-        began = time.perf_counter()
-        with ThreadPoolExecutor(WORKERS) as pool:
-            list(pool.map(bare_tesseract, renders))
-        bare = time.perf_counter() - began
+        jobs, bares = [], []
+        for number in range(rounds):
+            jobs.append(_job_seconds(folder / f"ocr-run-{number}", scanned, folder / "warm-scan.pdf", language="es"))
+            began = time.perf_counter()
+            with ThreadPoolExecutor(WORKERS) as pool:
+                list(pool.map(bare_tesseract, renders))
+            bares.append(time.perf_counter() - began)
+        seconds, bare = statistics.median(jobs), statistics.median(bares)
         pages = len(scanned_doc.pages)
-        print(f"\nthroughput ({WORKERS} cores)")
+        print(f"\nthroughput ({WORKERS} cores; medians of {rounds} rounds, each round's ratio in brackets)")
         print(f"OCR: {pages} scanned pages, pipeline {pages / seconds:.2f} pages/s (whole jobs), Tesseract alone"
-              f" {pages / bare:.2f} pages/s, ratio {bare / seconds:.2f}x")  # fmt: skip
+              f" {pages / bare:.2f} pages/s, ratio {bare / seconds:.2f}x {_ratios(bares, jobs)}")  # fmt: skip
 
         # Born-digital: whole jobs (extraction, chunks, embeddings) against PDFium's text and
         # the model's encode of the same chunks.
-        seconds, result = _job_seconds(folder / "digital-run", digital, folder / "warm-text.pdf", result=True)
-        model = embeddings.embedder()
-        began = time.perf_counter()
-        document = pdfium.PdfDocument(digital)
-        texts = [document[index].get_textpage().get_text_range() for index in range(len(document))]
-        document.close()
-        chunks = chunk(clean_pages(texts))
-        model.encode([item.text for item in chunks])
-        bare = time.perf_counter() - began
+        jobs, bares = [], []
+        for number in range(rounds):
+            job, result = _job_seconds(folder / f"digital-run-{number}", digital, folder / "warm-text.pdf", result=True)
+            jobs.append(job)
+            model = embeddings.embedder()
+            began = time.perf_counter()
+            document = pdfium.PdfDocument(digital)
+            texts = [document[index].get_textpage().get_text_range() for index in range(len(document))]
+            document.close()
+            chunks = chunk(clean_pages(texts))
+            model.encode([item.text for item in chunks])
+            bares.append(time.perf_counter() - began)
+        seconds, bare = statistics.median(jobs), statistics.median(bares)
         pages = len(digital_doc.pages)
         print(f"born-digital: {pages} pages, {result['chunks']} chunks; pipeline {pages / seconds:.1f} pages/s,"
               f" {result['chunks'] / seconds:.1f} chunks embedded/s; bare libraries {pages / bare:.1f} pages/s,"
-              f" {len(chunks) / bare:.1f} chunks/s; ratio {bare / seconds:.2f}x")  # fmt: skip
+              f" {len(chunks) / bare:.1f} chunks/s; ratio {bare / seconds:.2f}x {_ratios(bares, jobs)}")  # fmt: skip
+
+
+def _ratios(bares: list[float], jobs: list[float]) -> str:
+    return "[" + ", ".join(f"{bare / job:.2f}" for bare, job in zip(bares, jobs, strict=True)) + "]"
 
 
 def bare_tesseract(image: Image.Image) -> str:
@@ -362,12 +378,18 @@ def fill(url: str, chunks: int) -> None:
         vectors = rng.normal(size=(per_document, embeddings.DIMENSION)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         store.set_embeddings(document_id, {i: embeddings.to_bytes(v) for i, v in enumerate(vectors)}, "random")
+    if database.engine.dialect.name == "postgresql":  # as autovacuum does within a minute of such a load
+        with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("ANALYZE")
     database.close()
 
 
-def latency(postgres: bool, sizes: tuple[int, ...], queries: int) -> None:
+def latency(postgres: bool, sizes: tuple[int, ...], queries: int, runs: int = 1) -> None:
+    """Each run a fresh server on the same filled store (the first search of each loads the
+    model and the vectors, and is not counted); queries differ within a run, repeat across
+    runs. On a shared machine runs differ: each is printed."""
     print("\nsearch over HTTP (`vigia serve`, one client, query embedding included):")
-    print(f"{'store':<12}{'chunks':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    print(f"{'store':<12}{'chunks':>9}{'run':>5}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     for backend in ("sqlite", "postgres") if postgres else ("sqlite",):
         for size in sizes:
             with tempfile.TemporaryDirectory() as directory:
@@ -375,12 +397,13 @@ def latency(postgres: bool, sizes: tuple[int, ...], queries: int) -> None:
                 url, drop = _database(backend, folder)
                 try:
                     fill(url, size)
-                    timings = _serve_and_search(url, folder, queries)
+                    for run in range(1, runs + 1):
+                        timings = sorted(_serve_and_search(url, folder, queries))
+                        p50, p90 = timings[len(timings) // 2], timings[int(len(timings) * 0.9) - 1]
+                        p99 = timings[int(len(timings) * 0.99) - 1]
+                        print(f"{backend:<12}{size:>9,}{run:>5}{p50:>9.1f}{p90:>9.1f}{p99:>9.1f}{timings[-1]:>9.1f}")
                 finally:
                     drop()
-            timings.sort()
-            p50, p99 = timings[len(timings) // 2], timings[int(len(timings) * 0.99) - 1]
-            print(f"{backend:<12}{size:>9,}{p50:>9.1f}{p99:>9.1f}{timings[-1]:>9.1f}")
 
 
 def _database(backend: str, folder: Path) -> tuple[str, Any]:
@@ -456,6 +479,7 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="measure search latency on PostgreSQL too")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--runs", type=int, default=1, help="search runs (servers) per filled store")
     arguments = parser.parse_args()
     chosen = set(arguments.only or ["quality", "retrieval", "throughput", "latency"])
     if "quality" in chosen:
@@ -465,7 +489,8 @@ def main() -> None:
     if "throughput" in chosen:
         throughput()
     if "latency" in chosen:
-        latency(arguments.postgres, tuple(int(size) for size in arguments.sizes.split(",")), arguments.queries)
+        sizes = tuple(int(size) for size in arguments.sizes.split(","))
+        latency(arguments.postgres, sizes, arguments.queries, arguments.runs)
 
 
 if __name__ == "__main__":

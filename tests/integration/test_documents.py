@@ -138,6 +138,23 @@ def test_a_page_that_takes_too_long_fails_alone_with_its_reason(files: dict[str,
     assert "did not finish the page within 0.05 s" in (found.pages[0].reason or "")
 
 
+def test_an_engine_reads_page_after_page_as_tesseract_alone_does(docs: list[corpus.Doc]) -> None:
+    from vigia.workloads.documents import preprocess  # noqa: PLC0415 -- OpenCV, with the extra
+
+    pages = [preprocess.prepare(corpus.page_image(lines)).image for lines in docs[0].pages[:2]]
+    with ocr.Engines() as engines, engines.engine("spa") as engine:
+        for page in [*pages, *pages]:  # the same page again reads the same
+            assert ocr.tesseract(page, "spa", timeout=120, engine=engine) == ocr.tesseract(page, "spa", timeout=120)
+
+
+def test_an_engine_whose_tesseract_died_starts_another(docs: list[corpus.Doc]) -> None:
+    page = corpus.page_image(docs[0].pages[0]).convert("1")
+    with ocr.Engines() as engines, engines.engine("spa") as engine:
+        first = ocr.tesseract(page, "spa", timeout=120, engine=engine)
+        engine.close()  # as when a page overran its time limit
+        assert ocr.tesseract(page, "spa", timeout=120, engine=engine) == first
+
+
 @pytest.mark.parametrize(
     ("name", "problem"),
     [("encrypted.pdf", "encrypted"), ("empty.pdf", "no pages"), ("corrupt.pdf", "damaged or not a PDF")],
