@@ -392,3 +392,25 @@ def test_an_ejection_fraction_alone_is_a_query_not_a_type() -> None:
     found = infer("Assessment: decompensated heart failure. Echo: EF 30%.", "en")
     assert codes(found) == {"I50.9"}
     assert any("ejection fraction of 30%" in query.issue for query in found.queries)
+
+
+IMPLIED_AND_SPECIFIC = {
+    "en diabetic retinopathy says the diabetes": ("en", "Diabetic retinopathy, both eyes.", {"E11.319"}),
+    "es neuropatía diabética dice la diabetes": ("es", "Neuropatía diabética.", {"E11.42"}),
+    "en hashimoto's hypothyroidism is E06.3 alone": (
+        "en",
+        "Hashimoto thyroiditis with hypothyroidism on levothyroxine.",
+        {"E06.3"},
+    ),
+    "es episodio depresivo moderado": ("es", "Episodio depresivo moderado.", {"F32.1"}),
+    "es disfagia orofaríngea": ("es", "Disfagia orofaríngea.", {"R13.12"}),
+}
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "expected"), IMPLIED_AND_SPECIFIC.values(), ids=IMPLIED_AND_SPECIFIC.keys()
+)
+def test_a_complication_names_its_cause_and_specific_forms_are_coded(
+    language: str, text: str, expected: set[str]
+) -> None:
+    assert codes(infer(text, language)) == expected

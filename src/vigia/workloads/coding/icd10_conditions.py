@@ -19,6 +19,7 @@ from vigia.workloads.coding.modifiers import (
     CHRONIC,
     CHRONIC_BLOOD_LOSS,
     DYSKINESIA,
+    DYSPHAGIA_PHASES,
     EXACERBATION,
     FACE,
     FLUCTUATIONS,
@@ -365,4 +366,26 @@ def _others(found: Found, add: Add, result: Inference) -> set[str]:
     return handled
 
 
-CONDITIONS: tuple[Rule, ...] = (_respiratory, _sided, _infections, _mind_and_nerves, _others)
+def _thyroid_and_swallowing(found: Found, add: Add, result: Inference) -> set[str]:
+    """Autoimmune thyroiditis (its hypothyroidism E06.3 alone) and dysphagia by phase."""
+    handled: set[str] = set()
+    if found.has("autoimmune_thyroiditis"):
+        add("E06.3", "autoimmune_thyroiditis", found.mentions("autoimmune_thyroiditis", "hypothyroidism"),
+            ["hypothyroidism from autoimmune thyroiditis: E06.3 alone"])  # fmt: skip
+        handled.update(("autoimmune_thyroiditis", "hypothyroidism"))
+    if found.has("dysphagia"):
+        words = folded(found.sentences("dysphagia"))
+        phase = next((code for code, pattern in DYSPHAGIA_PHASES if pattern.search(words)), "R13.10")
+        add(phase, "dysphagia", found.mentions("dysphagia"))
+        handled.add("dysphagia")
+    return handled
+
+
+CONDITIONS: tuple[Rule, ...] = (
+    _respiratory,
+    _sided,
+    _infections,
+    _mind_and_nerves,
+    _thyroid_and_swallowing,
+    _others,
+)

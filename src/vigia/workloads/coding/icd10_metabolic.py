@@ -37,10 +37,18 @@ from vigia.workloads.coding.modifiers import (
     laterality,
 )
 
+#: Complications whose name says the diabetes ("diabetic neuropathy", "retinopatía diabética").
+_NAMED_DIABETIC = ("neuropathy", "retinopathy", "peripheral_arterial_disease", "diabetic_foot_ulcer", "ckd")
+
 
 def _diabetes(found: Found, add: Add, result: Inference) -> set[str]:
     if not found.has("diabetes"):
-        return set()
+        implied = [
+            mention for mention in found.mentions(*_NAMED_DIABETIC) if re.search(r"\bdiabet", folded(mention.text))
+        ]
+        if not implied:
+            return set()
+        found.by_concept["diabetes"] = implied  # the complication's own words are the diabetes' evidence
     mentions = found.mentions("diabetes")
     context = folded(found.sentences("diabetes"))
     whole = folded(found.text)

@@ -49,6 +49,13 @@ CONCEPTS: tuple[Concept, ...] = (
        "diabetes mellitus|diabetes|diabético|diabética|diabetes tipo 2|diabetes tipo 1",
        "DM|DM2|DM1|DMII|DMI|T2DM|T1DM|IDDM|NIDDM|DBT", chronic=True),
     _c("hypothyroidism", "E03.9", "hypothyroidism|hypothyroid", "hipotiroidismo", chronic=True),
+    # Hypothyroidism from autoimmune thyroiditis is E06.3 alone (Index: Hypothyroidism, autoimmune).
+    _c("autoimmune_thyroiditis", "E06.3",
+       "hashimoto thyroiditis|hashimoto's thyroiditis|hashimoto disease|hashimoto's disease|autoimmune thyroiditis|"
+       "chronic lymphocytic thyroiditis|autoimmune hypothyroidism",
+       "tiroiditis de hashimoto|enfermedad de hashimoto|tiroiditis autoinmune|tiroiditis linfocitaria crónica|"
+       "hipotiroidismo autoinmune|hipotiroidismo por tiroiditis de hashimoto",
+       chronic=True, explains=("hypothyroidism",)),
     _c("hyperthyroidism", "E05.90", "hyperthyroidism|thyrotoxicosis", "hipertiroidismo|tirotoxicosis", chronic=True),
     _c("obesity", "E66.9", "obesity|obese", "obesidad|obeso|obesa", chronic=True),
     _c("overweight", "E66.3", "overweight", "sobrepeso", chronic=True),
@@ -116,6 +123,8 @@ CONCEPTS: tuple[Concept, ...] = (
        "ICH", history_code="Z86.79"),
     _c("hemiplegia", "G81.90", "hemiplegia|hemiparesis|hemiparetic|hemiplegic",
        "hemiplejia|hemiplejía|hemiparesia|hemiparético|hemiparética|hemipléjico|hemipléjica", chronic=True),
+    _c("dysphagia", "R13.10", "dysphagia|difficulty swallowing|swallowing difficulty",
+       "disfagia|dificultad para deglutir|trastorno de la deglución", symptom=True),
     _c("aphasia", "R47.01", "aphasia|aphasic", "afasia|afásico|afásica", symptom=True),
     _c("dysarthria", "R47.1", "dysarthria|dysarthric", "disartria", symptom=True),
     _c("tia", "G45.9", "transient ischemic attack", "accidente isquémico transitorio|ataque isquémico transitorio",
@@ -250,7 +259,8 @@ CONCEPTS: tuple[Concept, ...] = (
     _c("depression", "F32.A", "depression|depressive disorder|depressive symptoms",
        "depresión|trastorno depresivo|síndrome depresivo", chronic=True),
     _c("major_depression", "F32.9",
-       "major depressive disorder|major depression", "trastorno depresivo mayor|depresión mayor",
+       "major depressive disorder|major depression|major depressive episode|depressive episode",
+       "trastorno depresivo mayor|depresión mayor|episodio depresivo mayor|episodio depresivo",
        "MDD|TDM", chronic=True),
     _c("anxiety", "F41.9", "anxiety|anxiety disorder", "ansiedad|trastorno de ansiedad", chronic=True),
     _c("generalized_anxiety", "F41.1", "generalized anxiety disorder|generalised anxiety disorder",

@@ -297,6 +297,13 @@ AGITATION = re.compile(
     r"\b(?:agitation|agitated|agitacion|agitad[oa]|aggressive|agresiv[oa]|behavioral disturbance"
     r"|trastorno (?:de )?conducta|alteraciones? conductual\w*)\b"
 )
+#: Dysphagia by its phase (R13.1-), the most specific first.
+DYSPHAGIA_PHASES = (
+    ("R13.14", re.compile(r"\b(?:pharyngoesophageal|faringoesofagic[ao])\b")),
+    ("R13.12", re.compile(r"\b(?:oropharyngeal|orofaringe[ao])\b")),
+    ("R13.13", re.compile(r"\b(?:pharyngeal|faringe[ao])\b")),
+    ("R13.11", re.compile(r"\b(?:oral phase|fase oral|oral)\b")),
+)
 RECURRENT = re.compile(r"\b(?:recurrent|recurrente|recidivante)\b")
 REMISSION = re.compile(r"\b(?:in remission|en remision)\b")
 MIXED = re.compile(r"\b(?:mixed|mixta|combined|combinada)\b")
