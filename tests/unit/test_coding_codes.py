@@ -414,3 +414,9 @@ def test_a_complication_names_its_cause_and_specific_forms_are_coded(
     language: str, text: str, expected: set[str]
 ) -> None:
     assert codes(infer(text, language)) == expected
+
+
+def test_se_descarto_is_ruled_out_and_common_conditions_have_their_codes() -> None:
+    found = infer("Se descartó TBC pulmonar. Crisis hipertensiva. Erisipela en pierna. Artritis reumatoide.", "es")
+    assert excluded(found)["A15.0"] == "ruled out"
+    assert codes(found) == {"I16.9", "A46", "M06.9"}

@@ -147,7 +147,7 @@ _FAMILY_HEADING = re.compile(
     re.I,
 )
 #: A negation that says the condition was looked for and excluded, not merely absent.
-_RULED_OUT = re.compile(r"\b(?:ruled? out|r/o'?d|excluded|descartad[oa]s?|se descart[aó]|descart[aó])\b")
+_RULED_OUT = re.compile(r"\b(?:ruled? out|r/o'?d|excluded|descartad[oa]s?|se descart[ao]|descart[ao])\b")
 #: Where a clause ends (its condition's context ends with it).
 #: ("X and Y ruled out" rules out both: "and" does not end it.)
 _CLAUSE_END = re.compile(r"[;,.]|(?<!\S)(?:but|pero|with|con|however|sin embargo)\s")
