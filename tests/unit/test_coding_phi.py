@@ -81,6 +81,14 @@ CASES = {
     "es colombian cédula": "C.C. {{ID|1.020.345.678}} de Bogotá.",
     "es colombian address": "Domicilio: {{ADDRESS|Carrera 15 # 93-47, Chicó, Bogotá}}. Teléfono fijo no tiene.",
     "es spanish address with floor": "Vive en {{ADDRESS|Calle de Alcalá 120, 4º izq., 28009 Madrid}}.",
+    "es spanish street with a comma and lowercase calle": (
+        "Domicilio: {{ADDRESS|C/ Mayor, 12, 3º B, 28013 Madrid}}. Su hija vive en {{ADDRESS|calle Alcalá nº 120}}."
+    ),
+    "es colombian street number": "Dirección: {{ADDRESS|Calle 45 N° 12-34, Barrio El Prado, Medellín}}",
+    "en nhs, hospital and insurer numbers": (
+        "NHS No: {{RECORD_NUMBER|943 476 5919}}. Hospital No. {{RECORD_NUMBER|K1234567}}."
+        " Member ID: {{RECORD_NUMBER|XJH883201}}."
+    ),
     "en irish and scottish names": "Mrs. {{NAME|Abigail O'Donnell-Reyes}} seen with Dr. {{NAME|Sean McAllister}}.",
 }
 
@@ -106,7 +114,7 @@ NOT_PHI = {
         "Mujer de 78 años; padre de 85 años. Ingresa a las 08:15. Paracetamol 500 mg c/8h,"
         " insulina NPH 10 UI. HbA1c 8,2 %, creatinina 1,9 mg/dl, Hb 10,4 g/dl. PA 150/90, FC 88 lpm."
         " Braden 11, Glasgow 15, Norton 9. Fractura de Colles, enfermedad de Parkinson."
-        " Cama 12, habitación 305. Se avisa al médico de guardia."
+        " Cama 12, habitación 305. Se avisa al médico de guardia. Vivía en la calle desde hace 3 años."
     ),
 }
 

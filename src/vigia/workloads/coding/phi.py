@@ -168,13 +168,17 @@ PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
         0.95,
         re.compile(
             r"\b(?:(?:MRN|M\.R\.N\.|HC|H\.C\.|NHC|N\.H\.C\.|historia cl[ií]nica|hist\.? cl[ií]n\.?|acct\.?"
-            r"|ficha(?: cl[ií]nica)?|expediente|exp\.|CIP|DAU|FIN|CSN|medical record(?: number)?)"
+            r"|ficha(?: cl[ií]nica)?|expediente|exp\.|CIP|DAU|FIN|CSN|medical record(?: number)?"
+            # the NHS's, a hospital's or an insurer's number of the patient
+            r"|NHS(?: number| no\.?)?|hospital (?:number|no\.?)|MR ?#|unit (?:number|no\.?)|patient id|pt id|CHI"
+            r"|member id|subscriber id|policy (?:number|no\.?|#)|insurance id|afiliad[oa]|n[°º] de afiliad[oa]"
+            r"|p[oó]liza|SIS|EsSalud|IMSS|ISSSTE|FONASA|ISAPRE)"
             r"(?:\s*(?:N[°ºo.]*|#|:|-)\s*|\s+)"
             # words that only label a number with a number sign: "visit #", "episodio N°"
             r"|(?:record|account|acct\.?|visit|encounter|episodio|episode|admisi[oó]n|atenci[oó]n|cuenta|folio)"
             r"\s*(?:number|no\.?|#|N[°º]|id)\s*[:#]?\s*|(?:record|account|visit|encounter|episodio|episode)\s*:\s*"
             r"|N[°º] de (?:historia|ficha|cuenta|atenci[oó]n)\s*:?\s*)"
-            r"(?:N[°ºo.]*\s*|#\s*|:\s*|-\s*)*(?P<phi>[A-Z]{0,4}-?\d(?:[\w\-/.]*[A-Z0-9])?)(?![\w-])",
+            r"(?:N[°ºo.]*\s*|#\s*|:\s*|-\s*)*(?P<phi>\d{3} \d{3} \d{4}|[A-Z]{0,4}-?\d(?:[\w\-/.]*[A-Z0-9])?)(?![\w-])",
             re.I,
         ),
     ),
@@ -234,10 +238,13 @@ PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
         "street_es",
         0.9,
         re.compile(
-            r"\b(?:Av(?:enida)?\.?|Calle|C/|Jr\.?|Jir[oó]n|Pasaje|Psje\.?|Pje\.?|Carrera|Cra\.?|Cll\.?|Diagonal|Transversal"
+            r"\b(?:[Aa]v(?:enida)?\.?|[Cc]alle|C/|Jr\.?|[Jj]ir[oó]n|[Pp]asaje|Psje\.?|Pje\.?|Carrera|Cra\.?|Cll\.?|Diagonal|Transversal"
             r"|Paseo|Camino|Urb(?:anizaci[oó]n)?\.?|Mz\.?|Manzana|Lote|Lt\.?|Block|Bloque|Pasaje|Prolongaci[oó]n|Plaza)"
             # the number, and a Colombian plate ("Carrera 15 # 93-47")
-            r"\s+(?:[\wÁÉÍÓÚÑáéíóúñ.'’ ]{2,40}?\s*)?(?:N[°ºo.]*\s*)?\d{1,5}[A-Z]?"
+            # ("C/ Mayor, 12" and "calle Alcalá nº 120" in Spain)
+            # the street's name opens with a capital or a number ("en la calle desde hace 3 días" is no address)
+            r"\s+(?:(?:(?:de|del|de la|de los)\s+)?[A-ZÁÉÍÓÚÑ0-9][\wÁÉÍÓÚÑáéíóúñ.'’ ]{1,39}?\s*,?\s*)?"
+            r"(?:[Nn][°ºo.]*\s*)?\d{1,5}[A-Z]?(?:-\d{1,4})?"
             r"(?:\s*(?:#|N[°ºo.]*)\s*\d{1,4}(?:\s*-\s*\d{1,4})?)?"
             r"(?:\s*[-,]?\s*(?:Dpto\.?|Depto\.?|Int\.?"
             r"|Piso|Of\.?|Apt\.?)\s*[\wº°]+)?"
