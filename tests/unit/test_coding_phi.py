@@ -89,6 +89,10 @@ CASES = {
         "NHS No: {{RECORD_NUMBER|943 476 5919}}. Hospital No. {{RECORD_NUMBER|K1234567}}."
         " Member ID: {{RECORD_NUMBER|XJH883201}}."
     ),
+    "es an address field without a street word": (
+        "Domicilio: {{ADDRESS|Los Sauces 455, Ñuñoa}}     Teléfono: {{PHONE|+56 9 8765 4321}}\n"
+        "Procedencia: {{ADDRESS|Arequipa}}"
+    ),
     "en irish and scottish names": "Mrs. {{NAME|Abigail O'Donnell-Reyes}} seen with Dr. {{NAME|Sean McAllister}}.",
 }
 

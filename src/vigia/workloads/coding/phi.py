@@ -264,6 +264,19 @@ PATTERNS: tuple[tuple[str, str, float, re.Pattern[str]], ...] = (
             r"(?:,?\s*(?:Apt|Apartment|Suite|Ste|Unit|#)\.?\s*\w+)?"
         ),
     ),
+    (
+        "ADDRESS",
+        "address_label",
+        0.9,
+        # what a form's address field holds, to the field's end: a line's end or a wide gap
+        re.compile(
+            r"\b(?i:domicilio|direcci[oó]n|address|home address|residencia|lugar de residencia|procedencia"
+            r"|domicilio actual)\s*:\s*(?P<phi>[A-ZÁÉÍÓÚÑ0-9][^\n]{2,100}?)"
+            # ... or a sentence's full stop (after a word, not after "Av." or "Col.")
+            r"(?=[ \t]{2,}|[ \t]*$|[ \t]*[;|]|(?<=[^\W\d_]{4})\.(?:\s|$))",
+            re.M,
+        ),
+    ),
     ("ADDRESS", "zip", 0.85, re.compile(r"\b[A-Z][a-z]+(?:\s[A-Z][a-z]+)?,\s*[A-Z]{2}\s+\d{5}(?:-\d{4})?\b")),
 )
 
