@@ -420,3 +420,24 @@ def test_se_descarto_is_ruled_out_and_common_conditions_have_their_codes() -> No
     found = infer("Se descartó TBC pulmonar. Crisis hipertensiva. Erisipela en pierna. Artritis reumatoide.", "es")
     assert excluded(found)["A15.0"] == "ruled out"
     assert codes(found) == {"I16.9", "A46", "M06.9"}
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "code", "reason"),
+    [
+        ("es", "Hemocultivos negativos para sepsis.", "A41.9", "negated"),
+        ("es", "TAC que descarta ACV.", "I63.9", "ruled out"),
+        ("es", "Se excluye TEP.", "I26.99", "ruled out"),
+        ("en", "CT head excludes stroke.", "I63.9", "ruled out"),
+        ("en", "CTA rules out pulmonary embolism.", "I26.99", "ruled out"),
+    ],
+)
+def test_more_ways_of_saying_absent_or_excluded(language: str, text: str, code: str, reason: str) -> None:
+    found = infer(text, language)
+    assert code not in codes(found)
+    assert excluded(found)[code] == reason
+
+
+def test_a_healed_fracture_is_history_and_room_air_is_not_arthritis() -> None:
+    found = infer("PMH: remote left Colles fracture (healed). SpO2 97% RA. Hyperkalemia, resolved.", "en")
+    assert codes(found) == {"Z87.81", "E87.5"}

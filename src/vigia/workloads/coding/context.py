@@ -74,7 +74,9 @@ CONTEXT_ES = (
         "no", "niega", "negó", "sin", "ausencia de", "no presenta", "no refiere", "no se evidencia",
         "no se observa", "no se observan", "no hay", "libre de", "ningún", "ninguna", "negativo para",
         "negativa para", "se descarta", "se descartó", "se descartan", "se ha descartado", "descartó",
-        "descartándose", "sin evidencia de", "sin signos de", "no tiene", "no se confirma", "no impresiona")),
+        "descartándose", "sin evidencia de", "sin signos de", "no tiene", "no se confirma", "no impresiona",
+        "negativos para", "negativas para", "que descarta", "que descartan", "descarta", "se excluye",
+        "se excluyó", "excluye", "se excluyen")),
     *((phrase, "POSSIBLE_EXISTENCE", "FORWARD") for phrase in (
         "posible", "probable", "sospecha de", "sospechoso de", "sospechosa de", "descartar", "d/c",
         "impresiona", "presunto", "presunta", "probablemente", "no se puede descartar", "versus", "vs")),
@@ -99,6 +101,12 @@ CONTEXT_ES = (
 #: English rules medspaCy lacks.
 CONTEXT_EN = (
     ("negative for", "NEGATED_EXISTENCE", "FORWARD"),
+    ("remote", "HISTORICAL", "FORWARD"),
+    ("healed", "HISTORICAL", "FORWARD"),
+    ("excludes", "NEGATED_EXISTENCE", "FORWARD"),
+    ("excluded", "NEGATED_EXISTENCE", "FORWARD"),
+    ("rules out", "NEGATED_EXISTENCE", "FORWARD"),
+    ("ruled out", "NEGATED_EXISTENCE", "FORWARD"),
     ("concern for", "POSSIBLE_EXISTENCE", "FORWARD"),
     ("probable", "POSSIBLE_EXISTENCE", "FORWARD"),
     ("likely", "POSSIBLE_EXISTENCE", "FORWARD"),
@@ -124,6 +132,8 @@ _GAP = r"(?:[^\s,;.]+\s+){0,5}?"
 #: A field answered no ("Tabaquismo: no", "Smoking: never", "Alcohol (-)").
 _ANSWERED_NO = r"|^\s*(?::\s*(?:no|none|never|denies|negative|negativo|negativa|negado|niega|nunca)|\(\s*-\s*\))\s*$"
 AFTER_EN = (
+    # (not "resolved": a discharge diagnosis treated during the stay is "resolved" and coded)
+    ("historical", re.compile(_LEAD + r"(?:\(?\s*)?(?:healed|remote|in the past)\b")),
     # ("headache, probable migraine": "probable" is the migraine's, not the headache's.)
     ("uncertain", re.compile(_LEAD + r"(?:(?:is|was)\s+)?(?:(?:suspected|possible|probable|questionable)\s*$"
                              r"|not excluded|not (?:been )?ruled out|cannot be (?:excluded|ruled out)|to be ruled out"
@@ -133,6 +143,7 @@ AFTER_EN = (
                            r"|not (?:seen|found|present|confirmed))\b" + _ANSWERED_NO)),
 )  # fmt: skip
 AFTER_ES = (
+    ("historical", re.compile(_LEAD + r"(?:\(?\s*)?(?:consolidad[oa]|antigu[oa]|remot[oa])\b")),
     ("uncertain", re.compile(_LEAD + r"(?:(?:a|por|para)\s+descartar|en estudio|a confirmar|por confirmar"
                              r"|(?:probable|posible)\s*$|no descartad[oa]|sin descartar)\b")),
     ("negated", re.compile(_LEAD + _GAP + r"(?:(?:fue|ha sido|es|queda|quedo|fueron|han sido)\s+)?(?:descartad[oa]s?"
@@ -147,7 +158,10 @@ _FAMILY_HEADING = re.compile(
     re.I,
 )
 #: A negation that says the condition was looked for and excluded, not merely absent.
-_RULED_OUT = re.compile(r"\b(?:ruled? out|r/o'?d|excluded|descartad[oa]s?|se descart[ao]|descart[ao])\b")
+_RULED_OUT = re.compile(
+    r"\b(?:ruled? out|rules out|r/o'?d|excluded|excludes|descartad[oa]s?|se descart[ao]|descart[ao]n?|descartandose"
+    r"|se excluye|se excluyo|excluye|excluid[oa]s?)\b"
+)
 #: Where a clause ends (its condition's context ends with it).
 #: ("X and Y ruled out" rules out both: "and" does not end it.)
 _CLAUSE_END = re.compile(r"[;,.]|(?<!\S)(?:but|pero|with|con|however|sin embargo)\s")
@@ -361,7 +375,7 @@ def filter_note(text: str, language: str) -> Filtered:
                 ruled_out=negated and bool(_RULED_OUT.search(strip_accents(sentence.text).casefold())),
                 uncertain=bool(entity._.is_uncertain) or after == "uncertain",
                 family=bool(entity._.is_family) or _under_family_heading(kept, entity.start_char),
-                historical=bool(entity._.is_historical),
+                historical=bool(entity._.is_historical) or after == "historical",
                 hypothetical=bool(entity._.is_hypothetical),
             )
         )

@@ -269,7 +269,8 @@ CONCEPTS: tuple[Concept, ...] = (
     _c("pharyngitis", "J02.9", "pharyngitis|sore throat", "faringitis|faringoamigdalitis"),
     _c("venous_insufficiency", "I87.2", "venous insufficiency|chronic venous insufficiency",
        "insuficiencia venosa|insuficiencia venosa crónica", "IVC", chronic=True),
-    _c("rheumatoid_arthritis", "M06.9", "rheumatoid arthritis", "artritis reumatoide", "RA|AR", chronic=True),
+    # (no abbreviation: "RA" is room air beside an SpO2, "AR" aortic regurgitation)
+    _c("rheumatoid_arthritis", "M06.9", "rheumatoid arthritis", "artritis reumatoide", chronic=True),
     _c("lupus", "M32.9", "systemic lupus erythematosus|lupus", "lupus eritematoso sistémico|lupus", "SLE|LES",
        chronic=True),
     _c("aortic_stenosis", "I35.0", "aortic stenosis|aortic valve stenosis",
