@@ -441,3 +441,21 @@ def test_more_ways_of_saying_absent_or_excluded(language: str, text: str, code: 
 def test_a_healed_fracture_is_history_and_room_air_is_not_arthritis() -> None:
     found = infer("PMH: remote left Colles fracture (healed). SpO2 97% RA. Hyperkalemia, resolved.", "en")
     assert codes(found) == {"Z87.81", "E87.5"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Reagudización de EPOC.", {"J44.1"}),
+        ("ACxFA en tratamiento.", {"I48.91"}),
+        ("Lumbalgia con ciática.", {"M54.40"}),
+        ("Dependencia alcohólica.", {"F10.20"}),
+    ],
+)
+def test_spanish_ways_of_writing_a_diagnosis(text: str, expected: set[str]) -> None:
+    assert codes(infer(text, "es")) == expected
+
+
+def test_an_exacerbation_denied_is_not_coded() -> None:
+    assert codes(infer("EPOC estable durante el ingreso, sin agudización.", "es")) == {"J44.9"}
+    assert codes(infer("COPD, stable, no exacerbation this year.", "en")) == {"J44.9"}

@@ -48,6 +48,7 @@ from vigia.workloads.coding.modifiers import (
     STATUS_ASTHMATICUS,
     SUBSEQUENT,
     UPPER_LIMB,
+    affirmed,
     folded,
     laterality,
 )
@@ -59,7 +60,7 @@ def _respiratory(found: Found, add: Add, result: Inference) -> set[str]:
         context = folded(found.sentences("copd"))
         if found.has("pneumonia"):
             add("J44.0", "copd", found.mentions("copd", "pneumonia"), ["with acute lower respiratory infection"])
-        if EXACERBATION.search(context):
+        if affirmed(EXACERBATION, context):
             add("J44.1", "copd", found.mentions("copd"), ["with acute exacerbation"])
         elif not found.has("pneumonia"):
             add("J44.9", "copd", found.mentions("copd"))
@@ -67,7 +68,7 @@ def _respiratory(found: Found, add: Add, result: Inference) -> set[str]:
     if found.has("asthma"):
         context = folded(found.sentences("asthma"))
         severity = next((code for code, pattern in ASTHMA_SEVERITY if pattern.search(context)), "J45.90")
-        course = "2" if STATUS_ASTHMATICUS.search(context) else "1" if EXACERBATION.search(context) else "0"
+        course = "2" if STATUS_ASTHMATICUS.search(context) else "1" if affirmed(EXACERBATION, context) else "0"
         code = f"{severity}{course}" if severity != "J45.90" else f"J45.90{ {'0': '9', '1': '1', '2': '2'}[course] }"
         add(code.replace(" ", ""), "asthma", found.mentions("asthma"),
             [{"0": "uncomplicated", "1": "with exacerbation", "2": "status asthmaticus"}[course]])  # fmt: skip

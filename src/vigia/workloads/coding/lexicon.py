@@ -95,8 +95,9 @@ CONCEPTS: tuple[Concept, ...] = (
        "heart failure with preserved ejection fraction",
        "insuficiencia cardíaca|insuficiencia cardiaca|insuficiencia cardíaca congestiva|falla cardíaca|falla cardiaca",
        "CHF|HF|ICC|HFrEF|HFpEF|ICFEr|ICFEp|ICFEVIr|ICFEVIp", chronic=True, explains=("dyspnea", "edema")),
-    _c("atrial_fibrillation", "I48.91", "atrial fibrillation|afib|a-fib|a fib", "fibrilación auricular",
-       "AF|AFib", chronic=True, explains=("palpitations",)),
+    _c("atrial_fibrillation", "I48.91", "atrial fibrillation|afib|a-fib|a fib",
+       "fibrilación auricular|arritmia completa por fibrilación auricular",
+       "AF|AFib|ACxFA|ACFA", chronic=True, explains=("palpitations",)),
     _c("coronary_disease", "I25.10",
        "coronary artery disease|coronary disease|ischemic heart disease|atherosclerotic heart disease",
        "enfermedad coronaria|cardiopatía isquémica|enfermedad arterial coronaria", "CAD|ASHD", chronic=True),
@@ -253,6 +254,9 @@ CONCEPTS: tuple[Concept, ...] = (
     _c("chronic_pain", "G89.29", "chronic pain|chronic pain syndrome", "dolor crónico|síndrome de dolor crónico",
        chronic=True),
     _c("low_back_pain", "M54.50", "low back pain|lumbago|lumbar pain", "lumbalgia|dolor lumbar|lumbago"),
+    _c("sciatica_with_lumbago", "M54.40", "lumbago with sciatica|low back pain with sciatica|lumbosciatica",
+       "lumbociática|lumbociatalgia|lumbalgia con ciática", explains=("low_back_pain",)),
+    _c("gastritis", "K29.70", "gastritis", "gastritis"),
     # --- other common conditions: their default code until the note says more --------
     _c("hypertensive_crisis", "I16.9", "hypertensive crisis|hypertensive urgency|hypertensive emergency",
        "crisis hipertensiva|urgencia hipertensiva|emergencia hipertensiva"),
@@ -335,7 +339,8 @@ CONCEPTS: tuple[Concept, ...] = (
        "dejó de fumar|extabaquismo|ex tabaquismo|tabaquismo previo|tabaquismo suspendido|tabaquismo pasado",
        chronic=True),
     _c("alcohol_use", "F10.20", "alcohol dependence|alcohol use disorder|alcoholism",
-       "alcoholismo|dependencia al alcohol|trastorno por consumo de alcohol", chronic=True),
+       "alcoholismo|dependencia al alcohol|dependencia alcohólica|trastorno por consumo de alcohol|"
+       "etilismo crónico|enolismo crónico", chronic=True),
     # --- statuses (Z codes): medications taken long-term, dependence on devices, history --
     _c("oral_hypoglycemic", "Z79.84",
        "metformin|glipizide|glimepiride|glyburide|glibenclamide|gliclazide|sitagliptin|linagliptin|saxagliptin|"

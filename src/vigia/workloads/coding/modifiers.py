@@ -219,7 +219,8 @@ ACUTE_ON_CHRONIC = re.compile(
 ACUTE = re.compile(r"\b(?:acute|aguda|agudo)\b")
 CHRONIC = re.compile(r"\b(?:chronic|cronica|cronico)\b")
 EXACERBATION = re.compile(
-    r"\b(?:exacerbation|exacerbated|exacerbacion|reagudizad[ao]|agudizad[ao]|descompensad[ao]|flare|crisis asmatica"
+    r"\b(?:exacerbation|exacerbated|exacerbacion|reagudizad[ao]|agudizad[ao]|reagudizacion|agudizacion"
+    r"|descompensad[ao]|descompensacion|flare|crisis asmatica"
     r"|acute asthma|ataque de asma)\b"
 )
 STATUS_ASTHMATICUS = re.compile(r"\b(?:status asthmaticus|estado asmatico|estatus asmatico)\b")
