@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Validate the blind clinical-coding evaluation set (stdlib only).
 
-Usage:  python benchmarks/coding_eval/check.py [--stats]
+Usage:  python benchmarks/coding_eval/check.py [--stats] [SET_DIR]
+
+SET_DIR (default: this file's directory) is the set to validate, e.g.
+benchmarks/coding_holdout.
 
 Checks
   * inline PHI markup ``{{TYPE|text}}`` parses: balanced braces, known TYPE,
@@ -181,7 +184,14 @@ ID_RULES: list[tuple[str, str, Callable[[str], bool], str]] = [
     (r"\d{10}", "NPI", npi_ok, "NPI failing the Luhn check"),
 ]
 # a label right before the span that requires one of the shapes above
-LABEL_SHAPES = {"RUT": r"\d{1,2}\.?\d{3}\.?\d{3}-[\dkK]", "CURP": r"[A-Z0-9]{18}", "DNI": r"\d{8}[A-Za-z]?"}
+LABEL_SHAPES = {
+    "RUT": r"\d{1,2}\.?\d{3}\.?\d{3}-[\dkK]",
+    "CURP": r"[A-Z0-9]{18}",
+    # Peru: 8 digits; Spain: 8 digits + letter; Argentina: 7-8 digits with dots (22.914.603)
+    "DNI": r"\d{8}[A-Za-z]?|\d{1,2}\.\d{3}\.\d{3}",
+    # Colombian cedula de ciudadania: 6-10 digits, usually with thousands dots
+    "C.C.": r"\d{1,3}(?:\.\d{3}){1,3}|\d{6,10}",
+}
 
 
 def check_id(where: str, val: str, before: str) -> None:
@@ -192,7 +202,7 @@ def check_id(where: str, val: str, before: str) -> None:
                 err(f"{where}: {val} is a {what}")
             return
     for lab, shape in LABEL_SHAPES.items():
-        if re.search(rf"\b{lab}\b", label) and not re.fullmatch(shape, val):
+        if re.search(rf"\b{re.escape(lab)}(?!\w)", label) and not re.fullmatch(shape, val):
             err(f"{where}: {lab} {val} does not have the {lab} format")
 
 
@@ -482,6 +492,10 @@ def print_stats(
 
 
 def main(argv: list[str]) -> int:
+    global NOTES, GOLD
+    directories = [Path(arg) for arg in argv if not arg.startswith("--")]
+    if directories:
+        NOTES, GOLD = directories[0] / "notes", directories[0] / "gold.json"
     parsed = check_notes()
     try:
         gold = json.loads(GOLD.read_text(encoding="utf-8"))
