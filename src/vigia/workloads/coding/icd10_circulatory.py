@@ -39,6 +39,7 @@ from vigia.workloads.coding.modifiers import (
     THROMBOTIC,
     ckd_stage,
     ejection_fraction,
+    first_of,
     folded,
     laterality,
 )
@@ -58,24 +59,8 @@ def _ckd_code(found: Found, result: Inference) -> str:
 
 def _heart_failure_code(found: Found, result: Inference) -> tuple[str, list[str]]:
     context = folded(found.sentences("heart_failure"))
-    kind = (
-        "4"
-        if COMBINED.search(context)
-        else "2"
-        if SYSTOLIC.search(context)
-        else "3"
-        if DIASTOLIC.search(context)
-        else None
-    )
-    acuity = (
-        "3"
-        if ACUTE_ON_CHRONIC.search(context)
-        else "1"
-        if ACUTE.search(context)
-        else "2"
-        if CHRONIC.search(context)
-        else "0"
-    )
+    kind = first_of((("4", COMBINED), ("2", SYSTOLIC), ("3", DIASTOLIC)), context, None)
+    acuity = first_of((("3", ACUTE_ON_CHRONIC), ("1", ACUTE), ("2", CHRONIC)), context, "0")
     if kind is None:
         # An ejection fraction alone does not give the type (Coding Clinic): the clinician is asked.
         fraction = ejection_fraction(folded(found.text))
@@ -155,18 +140,9 @@ def _atrial_fibrillation(found: Found, add: Add, result: Inference) -> set[str]:
     if not found.has("atrial_fibrillation"):
         return set()
     context = folded(found.sentences("atrial_fibrillation"))
-    if PAROXYSMAL.search(context):
-        code = "I48.0"
-    elif LONGSTANDING.search(context):
-        code = "I48.11"
-    elif PERSISTENT.search(context):
-        code = "I48.19"
-    elif PERMANENT.search(context):
-        code = "I48.21"
-    elif CHRONIC.search(context):
-        code = "I48.20"
-    else:
-        code = "I48.91"
+    kinds = (("I48.0", PAROXYSMAL), ("I48.11", LONGSTANDING), ("I48.19", PERSISTENT), ("I48.21", PERMANENT),
+             ("I48.20", CHRONIC))  # fmt: skip
+    code = first_of(kinds, context, "I48.91")
     add(code, "atrial_fibrillation", found.mentions("atrial_fibrillation"))
     return {"atrial_fibrillation"}
 
@@ -181,7 +157,7 @@ def _myocardial_infarction(found: Found, add: Add, result: Inference) -> set[str
     elif NSTEMI.search(context):
         add("I21.4", "myocardial_infarction", mentions, ["non-ST elevation"])
     elif STEMI.search(context):
-        wall = next((code for code, pattern in MI_WALLS if pattern.search(context)), None)
+        wall = first_of(MI_WALLS, context, None)
         add(wall or "I21.3", "myocardial_infarction", mentions, ["ST elevation", f"wall: {wall or 'not documented'}"])
         if wall is None:
             result.queries.append(Query("myocardial_infarction", "STEMI documented without its wall", mentions[0]))
@@ -281,7 +257,7 @@ def _venous_thromboembolism(found: Found, add: Add, result: Inference) -> set[st
     if found.has("dvt"):
         words = folded(found.sentences("dvt"))
         side = _SIDE_DIGIT.get(laterality(words) or "", "9")
-        vein = next((digit for digit, pattern in DVT_VEINS if pattern.search(words)), "0")
+        vein = first_of(DVT_VEINS, words, "0")
         chronic = CHRONIC.search(words) and not ACUTE.search(words)
         code = f"I82.{'5' if chronic else '4'}{vein}{side}"
         add(code, "dvt", found.mentions("dvt"), [f"vein: {vein if vein != '0' else 'not documented'}"])

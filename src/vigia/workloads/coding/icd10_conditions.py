@@ -49,6 +49,7 @@ from vigia.workloads.coding.modifiers import (
     SUBSEQUENT,
     UPPER_LIMB,
     affirmed,
+    first_of,
     folded,
     laterality,
 )
@@ -67,7 +68,7 @@ def _respiratory(found: Found, add: Add, result: Inference) -> set[str]:
         handled.add("copd")
     if found.has("asthma"):
         context = folded(found.sentences("asthma"))
-        severity = next((code for code, pattern in ASTHMA_SEVERITY if pattern.search(context)), "J45.90")
+        severity = first_of(ASTHMA_SEVERITY, context, "J45.90")
         course = "2" if STATUS_ASTHMATICUS.search(context) else "1" if affirmed(EXACERBATION, context) else "0"
         code = f"{severity}{course}" if severity != "J45.90" else f"J45.90{ {'0': '9', '1': '1', '2': '2'}[course] }"
         add(code.replace(" ", ""), "asthma", found.mentions("asthma"),
@@ -196,7 +197,7 @@ def _hip_fracture(found: Found, add: Add, result: Inference) -> None:
     side = laterality(words)
     if side == "bilateral":
         side = None
-    site = next((code for code, pattern in FRACTURE_SITES if pattern.search(words)), None)
+    site = first_of(FRACTURE_SITES, words, None)
     seventh = "D" if SUBSEQUENT.search(words) else "B" if OPEN_FRACTURE.search(words) else "A"
     sides = {"right": 1, "left": 2}
     if site in ("S72.00", "S72.01", "S72.10"):
@@ -268,15 +269,7 @@ def _mind_and_nerves(found: Found, add: Add, result: Inference) -> set[str]:
             if REMISSION.search(words):
                 code = "F33.40" if recurrent else "F32.5"
             else:
-                level = (
-                    "2"
-                    if SEVERE.search(words)
-                    else "1"
-                    if MODERATE.search(words)
-                    else "0"
-                    if MILD.search(words)
-                    else "9"
-                )
+                level = first_of((("2", SEVERE), ("1", MODERATE), ("0", MILD)), words, "9")
                 code = f"{'F33' if recurrent else 'F32'}.{level}"
             add(code, keys[0], found.mentions(*keys))
         else:
@@ -376,7 +369,7 @@ def _thyroid_and_swallowing(found: Found, add: Add, result: Inference) -> set[st
         handled.update(("autoimmune_thyroiditis", "hypothyroidism"))
     if found.has("dysphagia"):
         words = folded(found.sentences("dysphagia"))
-        phase = next((code for code, pattern in DYSPHAGIA_PHASES if pattern.search(words)), "R13.10")
+        phase = first_of(DYSPHAGIA_PHASES, words, "R13.10")
         add(phase, "dysphagia", found.mentions("dysphagia"))
         handled.add("dysphagia")
     return handled

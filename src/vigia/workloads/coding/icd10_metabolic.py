@@ -33,6 +33,7 @@ from vigia.workloads.coding.modifiers import (
     TYPE_1,
     TYPE_2,
     affirmed,
+    first_of,
     folded,
     laterality,
 )
@@ -93,7 +94,7 @@ def _diabetes(found: Found, add: Add, result: Inference) -> set[str]:
 def _retinopathy(kind: str, found: Found) -> str:
     words = folded(found.sentences("retinopathy"))
     edema = "1" if MACULAR_EDEMA.search(words) else "9"
-    level = next((digit for digit, pattern in RETINOPATHY_LEVELS if pattern.search(words)), None)
+    level = first_of(RETINOPATHY_LEVELS, words, None)
     if level is None:
         return f"{kind}.31{edema}"
     eye = {"right": "1", "left": "2", "bilateral": "3"}.get(laterality(words) or "", "9")
@@ -244,14 +245,9 @@ def _nutrition_and_lipids(found: Found, add: Add, result: Inference) -> set[str]
     keys = [key for key in ("malnutrition", "severe_malnutrition") if found.has(key)]
     if keys:
         words = folded(" ".join(found.sentences(key) for key in keys))
-        if found.has("severe_malnutrition") or SEVERE.search(words):
-            code = "E43"
-        elif MODERATE.search(words):
-            code = "E44.0"
-        elif MILD.search(words):
-            code = "E44.1"
-        else:
-            code = "E46"
+        severity = (("E43", SEVERE), ("E44.0", MODERATE), ("E44.1", MILD))
+        code = "E43" if found.has("severe_malnutrition") else first_of(severity, words, "E46")
+        if code == "E46":
             result.queries.append(Query("malnutrition", "malnutrition documented without its severity",
                                         found.mentions(*keys)[0]))  # fmt: skip
         add(code, keys[0], found.mentions(*keys))

@@ -14,6 +14,7 @@ from vigia.workloads.coding.modifiers import (
     LATERAL_SITES,
     ULCER_DEPTH,
     ULCER_SITES_L97,
+    first_of,
     folded,
     laterality,
     pressure_ulcer_code,
@@ -153,9 +154,9 @@ def _foot_ulcers(found: Found, add: Add, result: Inference) -> set[str]:
         return set()
     mentions = found.mentions("diabetic_foot_ulcer")
     words = folded(" ".join([found.sentences("diabetic_foot_ulcer"), *(mention.text for mention in mentions)]))
-    site = next((digit for digit, pattern in ULCER_SITES_L97 if pattern.search(words)), "5")
+    site = first_of(ULCER_SITES_L97, words, "5")
     side = {"right": "1", "left": "2"}.get(laterality(words) or "", "0")
-    depth = next((digit for digit, pattern in ULCER_DEPTH if pattern.search(words)), "9")
+    depth = first_of(ULCER_DEPTH, words, "9")
     basis = [f"side: {laterality(words) or 'not documented'}", f"depth: {depth if depth != '9' else 'not documented'}"]
     add(f"L97.{site}{side}{depth}", "diabetic_foot_ulcer", mentions, basis)
     if depth == "9":

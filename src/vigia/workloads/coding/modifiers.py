@@ -6,6 +6,8 @@ acuity, exacerbation, and the like. English and Spanish, abbreviations included.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import TypeVar
 
 from vigia.workloads.coding.codeset import billable
 from vigia.workloads.coding.lexicon import strip_accents
@@ -13,6 +15,16 @@ from vigia.workloads.coding.lexicon import strip_accents
 
 def folded(text: str) -> str:
     return strip_accents(text).casefold()
+
+
+T = TypeVar("T")
+D = TypeVar("D")
+
+
+def first_of(choices: Iterable[tuple[T, re.Pattern[str]]], text: str, default: D) -> T | D:
+    """The value of the first ``(value, pattern)`` whose pattern finds something in ``text``
+    (tables go from the most specific reading to the least), else ``default``."""
+    return next((value for value, pattern in choices if pattern.search(text)), default)
 
 
 _NEGATION_BEFORE = re.compile(
