@@ -10,6 +10,7 @@ The pipelines load once per process (about 12 s: spaCy's import and medspaCy's r
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 import warnings
@@ -177,10 +178,18 @@ _RELATIVE_LABEL = re.compile(
 )
 
 
-def _under_family_heading(text: str, offset: int) -> bool:
-    """Whether the nearest heading above ``offset`` (its own line's included) is a family history."""
-    headings = [match for match in _HEADING_LINE.finditer(text, 0, offset) if not _RELATIVE_LABEL.match(match.group())]
-    return bool(headings) and bool(_FAMILY_HEADING.match(headings[-1].group()))
+class _Headings:
+    """The note's heading lines, read once: which one stands nearest above an offset."""
+
+    def __init__(self, text: str) -> None:
+        found = [match for match in _HEADING_LINE.finditer(text) if not _RELATIVE_LABEL.match(match.group())]
+        self._ends = [match.end() for match in found]
+        self._family = [bool(_FAMILY_HEADING.match(match.group())) for match in found]
+
+    def under_family(self, offset: int) -> bool:
+        """Whether the nearest heading above ``offset`` (its own line's included) is a family history."""
+        index = bisect.bisect_right(self._ends, offset) - 1
+        return index >= 0 and self._family[index]
 
 
 #: A negation right before a condition, after a field's colon ("Duplex: no DVT"): medspaCy
@@ -339,6 +348,7 @@ def filter_note(text: str, language: str) -> Filtered:
             # Blanked, not cut: every offset still points into the note.
             kept = kept[: match.start()] + " " * (match.end() - match.start()) + kept[match.end() :]
     doc = pipeline(language)(kept)
+    headings = _Headings(kept)
     for section in doc._.sections:
         title = doc[section.title_start : section.title_end]
         body = doc[section.body_start : section.body_end]
@@ -374,7 +384,7 @@ def filter_note(text: str, language: str) -> Filtered:
                 negated=negated,
                 ruled_out=negated and bool(_RULED_OUT.search(strip_accents(sentence.text).casefold())),
                 uncertain=bool(entity._.is_uncertain) or after == "uncertain",
-                family=bool(entity._.is_family) or _under_family_heading(kept, entity.start_char),
+                family=bool(entity._.is_family) or headings.under_family(entity.start_char),
                 historical=bool(entity._.is_historical) or after == "historical",
                 hypothetical=bool(entity._.is_hypothetical),
             )
