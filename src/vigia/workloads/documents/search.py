@@ -160,27 +160,14 @@ class Searcher:
         return held
 
     def query_vector(self, embedder: Embedder, query: str) -> NDArray[np.float32]:
-        """The query's unit vector: remembered, or encoded on one thread (a query is a few
-        tokens: a second thread saves little, and waits long for a core another process
-        holds)."""
+        """The query's unit vector: remembered, or encoded."""
         key = (embedder.identity, query)
         with self._guard:
             vector = self._queries.get(key)
             if vector is not None:
                 self._queries.move_to_end(key)
                 return vector
-        import torch  # noqa: PLC0415 -- PyTorch, loaded already with the model
-
-        with embedder.lock:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                encoded = embedder.model.encode(
-                    [query], normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
-                )
-            finally:
-                torch.set_num_threads(threads)
-        vector = np.ascontiguousarray(encoded[0], dtype=np.float32)
+        vector = embedder.encode_one(query)
         with self._guard:
             self._queries[key] = vector
             while len(self._queries) > QUERY_VECTORS_KEPT:
