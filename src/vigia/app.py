@@ -210,6 +210,9 @@ class Vigia:
     async def get_job(self, job_id: str, tenant: str | None = None) -> Job:
         return await asyncio.to_thread(self.store.get_job, job_id, tenant)
 
+    async def tenant_of(self, job_id: str) -> str | None:
+        return await asyncio.to_thread(self.store.tenant_of, job_id)
+
     async def get_runs(self, job_id: str) -> list[StageRun]:
         return await asyncio.to_thread(self.store.get_runs, job_id)
 

@@ -44,6 +44,12 @@ class JobNotFound(VigiaError):
     code = "job_not_found"
 
 
+class JobFileNotFound(VigiaError):
+    """The job has no file, or its file is no longer stored."""
+
+    code = "job_file_not_found"
+
+
 class BatchNotFound(VigiaError):
     """No batch has that id."""
 

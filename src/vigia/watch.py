@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vigia import monitoring
+from vigia import monitoring, trends
 from vigia.audit import AuditDraft
 from vigia.config import Settings
 from vigia.coordinator import Coordinator
@@ -23,6 +23,7 @@ from vigia.escalation import Urgency
 from vigia.exceptions import VigiaError
 from vigia.monitoring import Alert, AlertSeverity, Evaluation, QueueFacts, Snapshot, Thresholds
 from vigia.registry import Registry
+from vigia.store.history import HistoryStore
 from vigia.store.oversight import OversightStore
 
 log = logging.getLogger("vigia.watch")
@@ -71,6 +72,7 @@ class Watch:
         facts: OversightStore,
         consumers: ConsumersSource,
         *,
+        history: HistoryStore | None = None,
         sees_workers: Callable[[], bool] = lambda: True,
     ) -> None:
         self.settings = settings
@@ -78,6 +80,8 @@ class Watch:
         self.coordinator = coordinator
         self.facts = facts
         self.consumers = consumers
+        #: Where each check's queue depths are kept for the charts (none: not kept).
+        self.history = history
         #: False where the workers cannot be seen from here (an embedded store read by a
         #: process without workers): then no queue is required, rather than all of them
         #: reported as unserved.
@@ -124,12 +128,23 @@ class Watch:
         observation = self.observe(now)
         evaluation = observation.evaluation
         self.facts.save_alerts(evaluation.active, evaluation.started)
+        if self.history is not None:
+            self.history.record(observation.snapshot.at, observation.snapshot.queues)
         for alert in evaluation.started:
             self._tell(alert, started=True)
         for alert in evaluation.resolved:
             self._tell(alert, started=False)
         self._prune(observation.snapshot.at)
         return observation
+
+    def trends(self, now: float | None = None) -> dict[str, object]:
+        """The last hour per minute: jobs finished, failure rate and p95 per pipeline (from
+        the jobs themselves), and the queue depths the checks saw."""
+        now = time.time() if now is None else now
+        since = trends.bucket_starts(now)[0]
+        if self.history is None:
+            return trends.series((), (), now)
+        return trends.series(self.history.finished_since(since), self.history.samples_since(since), now)
 
     def _tell(self, alert: Alert, *, started: bool) -> None:
         urgency = (

@@ -39,6 +39,7 @@ from vigia.registry import Registry
 from vigia.store.api_keys import ApiKeyStore
 from vigia.store.database import Database
 from vigia.store.documents import DocumentStore
+from vigia.store.history import HistoryStore
 from vigia.store.jobs import SQLJobStore
 from vigia.store.oversight import OversightStore
 from vigia.watch import Watch
@@ -123,6 +124,7 @@ class Parts:
     oversight: OversightStore
     keys: ApiKeyStore
     documents: DocumentStore
+    history: HistoryStore
     bus: EventBus
     blobs: BlobStore
 
@@ -142,6 +144,7 @@ def build(settings: Settings, pipelines: Iterable[Pipeline] = (), *, upgrade: bo
         oversight=OversightStore(database),
         keys=ApiKeyStore(database),
         documents=DocumentStore(database),
+        history=HistoryStore(database),
         bus=event_bus_for(settings),
         blobs=blobs_for(settings),
     )
@@ -199,5 +202,6 @@ def watch_for(parts: Parts, executor: Callable[[], Executor | None]) -> Watch:
         parts.coordinator,
         parts.oversight,
         consumers,
+        history=parts.history,
         sees_workers=lambda: settings.distributed or executor() is not None,
     )

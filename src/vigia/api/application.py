@@ -8,8 +8,20 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from vigia import __version__
-from vigia.api import batches, dlq, documents, errors, jobs, monitoring, notifications, pipelines, reviews, streams
+from vigia import __version__, web
+from vigia.api import (
+    batches,
+    dlq,
+    documents,
+    errors,
+    identity,
+    jobs,
+    monitoring,
+    notifications,
+    pipelines,
+    reviews,
+    streams,
+)
 from vigia.api.auth import KeyCache
 from vigia.api.limits import BodySizeLimit
 from vigia.api.schemas import API_PREFIX
@@ -43,8 +55,9 @@ def create_app(vigia: Vigia, *, workers: bool = True) -> FastAPI:
     # up by clients following long jobs (they resume from their last event elsewhere).
     app.state.stopping = asyncio.Event()
     errors.install(app)
-    for module in (jobs, batches, pipelines, streams, reviews, dlq, notifications, monitoring, documents):
+    for module in (identity, jobs, batches, pipelines, streams, reviews, dlq, notifications, monitoring, documents):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(web.router)
     app.add_middleware(BodySizeLimit, multipart_limit=vigia.settings.max_upload_bytes + 64 * 1024)
     return app
 

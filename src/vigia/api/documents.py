@@ -16,6 +16,8 @@ from fastapi.responses import FileResponse
 from vigia.api.auth import Admin, App, Reader
 from vigia.api.errors import ERRORS
 from vigia.api.schemas import (
+    ChunkModel,
+    ChunkPageModel,
     DocumentDetailModel,
     DocumentPageModel,
     SearchModel,
@@ -150,6 +152,35 @@ async def get_document(document_id: str, key: Reader, vigia: App) -> DocumentDet
     each was read and the OCR confidence, and its chunk count."""
     row = await asyncio.to_thread(vigia.documents.get, document_id, key.tenant)
     return await document_detail(vigia, row)
+
+
+@router.get(
+    "/documents/{document_id}/chunks", response_model=ChunkPageModel, responses=ERRORS, summary="A document's chunks"
+)
+async def get_chunks(
+    document_id: str,
+    key: Reader,
+    vigia: App,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> ChunkPageModel:
+    """The chunks search ranks, in order, with their pages and offsets in the cleaned text."""
+    await asyncio.to_thread(vigia.documents.get, document_id, key.tenant)
+    chunks = await asyncio.to_thread(vigia.documents.chunks, document_id)
+    return ChunkPageModel(
+        chunks=[
+            ChunkModel(
+                ordinal=chunk.ordinal,
+                page_start=chunk.page_start,
+                page_end=chunk.page_end,
+                start_offset=chunk.start_offset,
+                end_offset=chunk.end_offset,
+                text=chunk.text,
+            )
+            for chunk in chunks[offset : offset + limit]
+        ],
+        total=len(chunks),
+    )
 
 
 @router.get(

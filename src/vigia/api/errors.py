@@ -25,6 +25,7 @@ STATUS: dict[type[errors.VigiaError], int] = {
     errors.UnknownPipeline: 404,
     errors.ReviewNotFound: 404,
     errors.DocumentNotFound: 404,
+    errors.JobFileNotFound: 404,
     errors.IdempotencyConflict: 409,
     errors.InvalidTransition: 409,
     errors.PayloadTooLarge: 413,

@@ -6,10 +6,11 @@ import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
@@ -30,8 +31,9 @@ from vigia.api.schemas import (
     job_model,
 )
 from vigia.app import Vigia
-from vigia.exceptions import InvalidInput, PermissionDenied, UnsupportedMediaType
-from vigia.job import JobState, StageState
+from vigia.blobs import BlobRef
+from vigia.exceptions import InvalidInput, JobFileNotFound, PermissionDenied, UnsupportedMediaType
+from vigia.job import JobState, StageRun, StageState
 from vigia.pipeline import Pipeline
 from vigia.store.base import JobFilter
 
@@ -205,6 +207,44 @@ async def get_result(job_id: str, key: Reader, vigia: App) -> JSONResponse:
     return JSONResponse(error_body(f"job_{job.state.value}", message, details), 409)
 
 
+@router.get(
+    "/jobs/{job_id}/file",
+    response_class=FileResponse,
+    responses={**ERRORS, 200: {"content": {"image/jpeg": {}, "image/png": {}, "application/pdf": {}}}},
+    summary="A job's file, as processed",
+)
+async def get_file(job_id: str, key: Reader, vigia: App) -> FileResponse:
+    """The file the job works on, as its stages left it: for a pressure-injury case, the
+    photo stripped of its metadata and turned upright once intake has run (the upload is
+    gone by then). `404` for a job without a file."""
+    job = await vigia.get_job(job_id, key.tenant)
+    ref = _processed_file(job.input, await vigia.get_runs(job.id))
+    if ref is None:
+        raise JobFileNotFound(f"job {job.id} has no file", job_id=job.id)
+    try:
+        path = await asyncio.to_thread(_existing_path, vigia, ref)
+    except FileNotFoundError:
+        raise JobFileNotFound(f"job {job.id}'s file is no longer stored", job_id=job.id) from None
+    # No file name: the client's name may carry a patient's, and a download needs none.
+    return FileResponse(path, media_type=ref.media_type, headers={"Cache-Control": "private, max-age=300"})
+
+
+def _processed_file(job_input: Any, runs: list[StageRun]) -> BlobRef | None:
+    for run in runs:
+        if isinstance(run.output, dict) and isinstance(run.output.get("photo"), dict):
+            return BlobRef.from_input(run.output["photo"])
+    if isinstance(job_input, dict) and isinstance(job_input.get("file"), dict):
+        return BlobRef.from_input(job_input["file"])
+    return None
+
+
+def _existing_path(vigia: Vigia, ref: BlobRef) -> Path:
+    path = vigia.blobs.path(ref)
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    return path
+
+
 @router.get("/jobs", response_model=JobPageModel, responses=ERRORS, summary="List jobs")
 async def list_jobs(
     key: Reader,
@@ -213,6 +253,10 @@ async def list_jobs(
     state: Annotated[list[JobState] | None, Query(description="Repeat for several states.")] = None,
     created_after: dt.datetime | None = None,
     created_before: dt.datetime | None = None,
+    id_prefix: Annotated[
+        str | None, Query(max_length=32, pattern="^[0-9a-fA-F]{1,32}$", description="Jobs whose id starts so.")
+    ] = None,
+    batch: Annotated[str | None, Query(max_length=32, pattern="^[0-9a-f]{32}$", description="A batch's jobs.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=32, pattern="^[0-9a-f]{32}$")] = None,
 ) -> JobPageModel:
@@ -223,6 +267,8 @@ async def list_jobs(
         states=tuple(state or ()),
         created_after=_epoch(created_after),
         created_before=_epoch(created_before),
+        id_prefix=id_prefix.lower() if id_prefix else None,
+        batch_id=batch,
     )
     page = await vigia.list_jobs(where, limit=limit, cursor=cursor)
     return JobPageModel(jobs=[job_model(job) for job in page.jobs], next_cursor=page.next_cursor)

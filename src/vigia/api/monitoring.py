@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from vigia import wiring
 from vigia.api.auth import Admin, App
 from vigia.api.errors import ERRORS
-from vigia.api.schemas import MonitoringStatusModel
+from vigia.api.schemas import MonitoringHistoryModel, MonitoringStatusModel
 from vigia.exceptions import StoreError
 
 router = APIRouter(tags=["monitoring"])
@@ -60,6 +60,21 @@ async def status(key: Admin, vigia: App) -> MonitoringStatusModel:
     the whole installation's, every tenant's: admin keys only."""
     observation = await asyncio.to_thread(vigia.watch.observe)
     return MonitoringStatusModel.model_validate(observation.status())
+
+
+@router.get(
+    "/monitoring/history",
+    response_model=MonitoringHistoryModel,
+    responses=ERRORS,
+    summary="The last hour, per minute",
+)
+async def history(key: Admin, vigia: App) -> MonitoringHistoryModel:
+    """Per minute of the last hour: per pipeline the jobs finished and failed, the failure
+    rate and the p95 processing time (null for a minute without jobs), read from the jobs
+    themselves; per queue the deepest backlog and the consumers the watch's checks saw
+    (every `VIGIA_MONITOR_INTERVAL` seconds; null before the first check of a minute).
+    Kept in the store: a restarted server draws the same hour. Admin keys only."""
+    return MonitoringHistoryModel.model_validate(await asyncio.to_thread(vigia.watch.trends))
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

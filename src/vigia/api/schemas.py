@@ -223,6 +223,33 @@ class MonitoringStatusModel(BaseModel):
     alerts: list[AlertModel]
 
 
+class PipelineTrendModel(BaseModel):
+    finished: list[int]
+    failed: list[int]
+    failure_rate: list[float | None]
+    p95_seconds: list[float | None]
+
+
+class QueueTrendModel(BaseModel):
+    depth: list[int | None]
+    consumers: list[int | None]
+
+
+class MonitoringHistoryModel(BaseModel):
+    step_seconds: float
+    buckets: list[float] = Field(description="Each minute's start, epoch seconds, oldest first.")
+    pipelines: dict[str, PipelineTrendModel] = Field(description="One value per bucket.")
+    queues: dict[str, QueueTrendModel] = Field(description="One value per bucket.")
+
+
+class IdentityModel(BaseModel):
+    key_id: str
+    name: str
+    tenant: str
+    role: str
+    permissions: list[str] = Field(description="What this key may do: read, submit, review, admin.")
+
+
 class StageInfoModel(BaseModel):
     name: str
     depends_on: list[str]
@@ -381,6 +408,20 @@ class PageModel(BaseModel):
     ocr_confidence: float | None = Field(description="Mean confidence of the words read, 0–100 (OCR'd pages).")
     reason: str | None = Field(description="Why the text layer was not used, or why OCR failed.")
     text: str
+
+
+class ChunkModel(BaseModel):
+    ordinal: int
+    page_start: int
+    page_end: int
+    start_offset: int = Field(description="Where the chunk starts in the document's cleaned text.")
+    end_offset: int
+    text: str
+
+
+class ChunkPageModel(BaseModel):
+    chunks: list[ChunkModel]
+    total: int
 
 
 class DocumentDetailModel(DocumentModel):

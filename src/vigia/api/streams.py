@@ -1,8 +1,9 @@
-"""Live progress: Server-Sent Events and a WebSocket per job, both resumable.
+"""Live progress: Server-Sent Events and a WebSocket per job, both resumable, and one
+stream of every job of the key's tenant (what a dashboard's job list follows).
 
-Both send the stored events after the client's last sequence number first, then live ones,
-and end after the job's final event. A slow client only slows itself: the bus never waits
-for it, and what it missed is read back from the store.
+The per-job streams send the stored events after the client's last sequence number first,
+then live ones, and end after the job's final event. A slow client only slows itself: the
+bus never waits for it, and what it missed is read back from the store.
 """
 
 from __future__ import annotations
@@ -123,6 +124,62 @@ async def job_events(
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+#: Jobs whose tenant the tenant-wide stream remembers (a job's tenant never changes).
+TENANT_CACHE_SIZE = 10_000
+
+
+class _TenantOf:
+    """The tenant of a job, read from the store once per job and remembered."""
+
+    def __init__(self, vigia: Vigia) -> None:
+        self._vigia = vigia
+        self._known: dict[str, str | None] = {}
+
+    async def __call__(self, job_id: str) -> str | None:
+        if job_id not in self._known:
+            if len(self._known) >= TENANT_CACHE_SIZE:
+                self._known.clear()
+            self._known[job_id] = await self._vigia.tenant_of(job_id)
+        return self._known[job_id]
+
+
+@router.get(
+    "/events",
+    responses={**ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "Live events"}},
+    summary="Follow every job of the tenant (Server-Sent Events)",
+)
+async def tenant_events(request: Request, key: Reader, vigia: App) -> StreamingResponse:
+    """Live events of every job of the key's tenant, as they happen in this server (a job
+    list's badges and bars). It does not replay the past: a client that reconnects reads
+    the jobs it shows again (`GET /jobs`), then follows from there; events that a worker in
+    another process wrote without a shared bus arrive through that re-read. Each event's
+    `id` is `<job id>:<sequence number>`; the stream never ends by itself."""
+    stopping: asyncio.Event = request.app.state.stopping
+    tenant_of = _TenantOf(vigia)
+
+    async def stream() -> AsyncIterator[str]:
+        with vigia.bus.subscribe(None) as subscription:
+            yield "retry: 2000\n\n"
+            while not stopping.is_set():
+                event = await subscription.get(timeout=constants.SSE_HEARTBEAT_SECONDS)
+                if subscription.overflowed:
+                    # Events were dropped: tell the client to read its jobs again.
+                    subscription.overflowed = False
+                    subscription.drain()
+                    yield "event: resync\ndata: {}\n\n"
+                    continue
+                if event is None:
+                    yield ": still here\n\n"
+                    continue
+                if await tenant_of(event.job_id) != key.tenant:
+                    continue
+                data = json.dumps(event_model(event).model_dump(), separators=(",", ":"))
+                yield f"id: {event.job_id}:{event.seq}\nevent: {event.type.value}\ndata: {data}\n\n"
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

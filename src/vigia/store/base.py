@@ -43,6 +43,9 @@ class JobFilter:
     states: tuple[JobState, ...] = ()
     created_after: float | None = None
     created_before: float | None = None
+    #: Jobs whose id starts with this (lowercase hex), e.g. the 8 characters a page shows.
+    id_prefix: str | None = None
+    batch_id: str | None = None
     #: Include the built-in notification jobs when no pipeline is named.
     internal: bool = False
 
@@ -201,6 +204,9 @@ class JobStore(Protocol):
         """The job, or `JobNotFound` (also for another tenant's job)."""
 
     def get_runs(self, job_id: str) -> list[StageRun]: ...
+
+    def tenant_of(self, job_id: str) -> str | None:
+        """The job's tenant (None if there is no such job), without reading the job."""
 
     def snapshot_of_run(self, run_id: int) -> Snapshot | None:
         """The job owning a stage run, with its runs, read without locking anything."""

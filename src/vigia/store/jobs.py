@@ -54,6 +54,13 @@ class SQLJobStore:
             raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
         return Job.from_row(row._mapping)
 
+    def tenant_of(self, job_id: str) -> str | None:
+        if not is_job_id(job_id):
+            return None
+        with self.database.reading() as connection:
+            tenant: str | None = connection.scalar(sa.select(jobs.c.tenant).where(jobs.c.id == job_id))
+        return tenant
+
     def snapshot_of_run(self, run_id: int) -> Snapshot | None:
         """The job a stage run belongs to, with all its runs, read without a transaction or
         a lock (a distributed worker deciding whether a message is still worth running)."""
@@ -98,6 +105,11 @@ class SQLJobStore:
             query = query.where(jobs.c.pipeline != constants.NOTIFY_PIPELINE)
         if where.states:
             query = query.where(jobs.c.state.in_([state.value for state in where.states]))
+        if where.id_prefix:
+            # Hex ids: every id with the prefix sorts between it and the prefix + "g".
+            query = query.where(jobs.c.id >= where.id_prefix, jobs.c.id < where.id_prefix + "g")
+        if where.batch_id is not None:
+            query = query.where(jobs.c.batch_id == where.batch_id)
         if where.created_after is not None:
             # Ids start with their creation time: bound the id too, so the index does the work.
             query = query.where(jobs.c.id >= id_floor(where.created_after), jobs.c.created_at >= where.created_after)

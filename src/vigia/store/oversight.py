@@ -23,6 +23,7 @@ from vigia.monitoring import DURATION_BUCKETS, Alert, AlertSeverity, PipelineTim
 from vigia.store import bulk
 from vigia.store.base import DeadFilter, DeadJob, ReviewFilter
 from vigia.store.database import Database
+from vigia.store.history import finished_jobs
 from vigia.store.schema import alerts, audit_head, audit_log, events, jobs, reviews, stage_runs
 
 _HEAD = 1
@@ -292,25 +293,13 @@ class OversightStore:
     def finished_since(self, since: float) -> tuple[int, int, list[PipelineTimes]]:
         """Jobs finished since ``since`` (not counting notifications): how many, how many
         failed or died, and processing times (start to finish) per pipeline."""
-        with self._database.reading() as connection:
-            rows = connection.execute(
-                sa.select(
-                    jobs.c.pipeline, jobs.c.state, jobs.c.started_at, jobs.c.created_at, jobs.c.finished_at
-                ).where(
-                    jobs.c.state.in_([state.value for state in JobState if state.is_terminal]),
-                    jobs.c.finished_at >= since,
-                    # Notifications have their own alert; they are not the service's work.
-                    jobs.c.pipeline != constants.NOTIFY_PIPELINE,
-                )
-            ).all()
+        finished = finished_jobs(self._database, since)
         seconds: dict[str, list[float]] = defaultdict(list)
-        failed = 0
-        for pipeline, state, started_at, created_at, finished_at in rows:
-            if state in (JobState.FAILED.value, JobState.DEAD.value):
-                failed += 1
-            if state != JobState.CANCELLED.value:
-                seconds[pipeline].append(max(0.0, finished_at - (started_at or created_at)))
-        return len(rows), failed, [times_of(pipeline, values) for pipeline, values in sorted(seconds.items())]
+        for job in finished:
+            if not job.cancelled:
+                seconds[job.pipeline].append(job.seconds)
+        failed = sum(1 for job in finished if job.failed)
+        return len(finished), failed, [times_of(pipeline, values) for pipeline, values in sorted(seconds.items())]
 
     def jobs_by_outcome(self) -> dict[tuple[str, str], int]:
         with self._database.reading() as connection:

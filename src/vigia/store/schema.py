@@ -270,3 +270,18 @@ document_index = sa.Table(
     # Bumped by every deletion: a searcher then reloads the tenant's vectors whole.
     sa.Column("deletions", sa.BigInteger, nullable=False),
 )
+
+# --- monitoring history --------------------------------------------------------------------
+
+#: Queue depths as the watch saw them, one row per queue per check: what a chart of the last
+#: hour draws, surviving a restart of the server.
+queue_samples = sa.Table(
+    "vigia_queue_samples",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("queue", sa.String(100), nullable=False),
+    sa.Column("depth", sa.Integer, nullable=False),
+    sa.Column("consumers", sa.Integer, nullable=False),
+    sa.Index("ix_vigia_queue_samples_at", "at"),
+)

@@ -199,6 +199,10 @@ def icd10(ctx: StageContext) -> dict[str, Any]:
         return {
             "start": start,
             "end": end,
+            # Where it is in the report's redacted text (start/end are the original note's,
+            # which the report does not hold): what a reader highlights.
+            "redacted_start": mention.start,
+            "redacted_end": mention.end,
             "text": mention.text,
             "section": mention.section,
             "context": mention.context,
