@@ -128,6 +128,7 @@ window.addEventListener("hashchange", () => {
   if (me) route();
 });
 window.addEventListener("vigia:unauthenticated", () => {
+  if (!me) return; // signing in: the form says why
   forget();
   me = null;
   if (leave) leave();

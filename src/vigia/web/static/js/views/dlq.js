@@ -18,7 +18,7 @@ export async function render(root, { can, showError }) {
   const bulk = h("div", { class: "actions" });
   const list = h("div", {});
   const more = h("button", { type: "button", class: "quiet", hidden: true }, "Older →");
-  const status = h("p", { class: "muted", "aria-live": "polite" });
+  const status = h("p", { class: "muted status", role: "status" });
   root.append(h("h1", {}, "Dead-letter queue"), filters, stats, bulk, status, list, more);
   let cursor = null;
 

@@ -12,7 +12,7 @@ export async function render(root, { can, showError }) {
   const role = h("input", { type: "text", autocomplete: "off", placeholder: "e.g. medical_team" });
   const filters = h("form", { class: "filters", role: "search", "aria-label": "Filter reviews" }, statuses, field("Role", role), h("button", { type: "submit" }, "Apply"));
   const list = h("div", {});
-  const status = h("p", { class: "muted", "aria-live": "polite" });
+  const status = h("p", { class: "muted status", role: "status" });
   root.append(h("h1", {}, "Human review"), filters, status, list);
 
   async function act(path, body, what) {
@@ -32,7 +32,7 @@ export async function render(root, { can, showError }) {
     }
     if (can("review") && item.status !== "resolved") {
       const note = h("input", { type: "text", maxlength: 2000, required: true, "aria-label": `Resolution note for review ${shortId(item.id)}`, placeholder: "What was decided" });
-      const form = h("form", { class: "inline" }, note, h("button", { type: "submit" }, "Resolve"));
+      const form = h("form", { class: "inline", novalidate: true }, note, h("button", { type: "submit" }, "Resolve"));
       form.addEventListener("submit", (event) => {
         event.preventDefault();
         if (!note.value.trim()) {

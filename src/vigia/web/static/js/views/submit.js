@@ -98,7 +98,7 @@ export async function render(root, { can, params, showError }) {
     };
   }
   add("priority", "Priority (−100 to 100; higher runs first)", h("input", { type: "number", min: -100, max: 100, value: 0 }));
-  const status = h("p", { class: "muted", "aria-live": "polite" });
+  const status = h("p", { class: "muted status", role: "status" });
   form.append(h("button", { type: "submit" }, "Submit"), status);
   root.append(form);
 
