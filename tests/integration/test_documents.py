@@ -225,6 +225,15 @@ def test_documents_are_ingested_found_by_meaning_and_by_number_deduplicated_and_
     assert detail["date"] == docs[0].date
     assert detail["chunks"] >= 1 and detail["chunks_embedded"] == detail["chunks"]
     assert [page["method"] for page in detail["pages"]] == ["text_layer"] * len(docs[0].pages)
+    chunks = api.client.get(f"{API}/documents/{spanish['document_id']}/chunks", headers=api.headers("viewer")).json()
+    assert chunks["total"] == detail["chunks"] == len(chunks["chunks"])
+    assert [chunk["ordinal"] for chunk in chunks["chunks"]] == sorted(chunk["ordinal"] for chunk in chunks["chunks"])
+    assert all(1 <= chunk["page_start"] <= chunk["page_end"] <= len(docs[0].pages) for chunk in chunks["chunks"])
+    assert any(docs[0].references[0] in chunk["text"] for chunk in chunks["chunks"])
+    second = api.client.get(
+        f"{API}/documents/{spanish['document_id']}/chunks", params={"offset": 1, "limit": 1}, headers=api.headers()
+    ).json()
+    assert second["chunks"] == chunks["chunks"][1:2] and second["total"] == chunks["total"]
     reference = detail["metadata"]["references"][0]
     assert reference["number"] == docs[0].references[0]
     assert reference["source"]["page"] == 1
@@ -267,6 +276,8 @@ def test_another_tenant_sees_and_finds_none_of_the_documents(
     mine = ingest(api, files["digital_en.pdf"])
     other = api.client.get(f"{API}/documents/{mine['document_id']}", headers=api.headers("other"))
     assert_error(other, 404, "document_not_found")
+    chunks = api.client.get(f"{API}/documents/{mine['document_id']}/chunks", headers=api.headers("other"))
+    assert_error(chunks, 404, "document_not_found")
     assert api.client.get(f"{API}/documents", headers=api.headers("other")).json()["documents"] == []
     assert search(api, docs[1].references[0], who="other") == []
     # The other tenant's own copy of the same file is its own document.

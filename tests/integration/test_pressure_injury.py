@@ -122,6 +122,12 @@ def test_a_case_without_a_model_is_triaged_and_sent_to_human_review_with_its_pho
             with Image.open(io.BytesIO(original)) as raw:
                 assert clean.size == (raw.size[1], raw.size[0])  # turned upright (EXIF orientation 6)
         assert blobs.read(uploaded) == stored  # the upload's reference now reads the clean copy
+        # What a reader (the dashboard) is given is the clean copy, never under a file name.
+        served = api.client.get(f"{API}/jobs/{job['id']}/file", headers=api.headers("viewer"))
+        assert served.status_code == 200 and served.content == stored, served.text
+        assert served.headers["content-type"] == kept.media_type
+        assert "filename" not in served.headers.get("content-disposition", "")
+        assert_error(api.client.get(f"{API}/jobs/{job['id']}/file", headers=api.headers("other")), 404, "job_not_found")
 
         # Audited as a clinical decision, the patient pseudonymised.
         decisions = [entry for entry in api.vigia.oversight.audit_entries() if entry.action.startswith("decision.")]

@@ -109,6 +109,7 @@ class PendingResultModel(BaseModel):
 
 
 class EventModel(BaseModel):
+    job_id: str
     seq: int
     type: str
     state: str
@@ -352,6 +353,7 @@ def stage_model(run: StageRun) -> StageRunModel:
 
 def event_model(event: Event) -> EventModel:
     return EventModel(
+        job_id=event.job_id,
         seq=event.seq,
         type=event.type.value,
         state=event.state.value,
