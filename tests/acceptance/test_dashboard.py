@@ -317,10 +317,14 @@ def test_a_dead_job_retried_from_the_dead_letter_page_finishes(
     wait_for(
         driver, "the job's badge", lambda d: d.find_element(By.CSS_SELECTOR, "main .heading .badge").text == "succeeded"
     )
+
     # The timeline shows both tries of the stage that failed.
-    wait_for(driver, "both tries in the timeline", lambda d: "refused" in d.find_element(By.CSS_SELECTOR, "main table").text)
-    timeline = driver.find_element(By.CSS_SELECTOR, "main table").text
-    assert re.search(r"analyse 1 failed .*refused", timeline) and re.search(r"\n2 succeeded", timeline), timeline
+    def timeline(d: WebDriver) -> str:
+        return str(d.find_element(By.CSS_SELECTOR, "main table").text)
+
+    wait_for(driver, "both tries in the timeline", lambda d: "refused" in timeline(d))
+    tries = timeline(driver)
+    assert re.search(r"analyse 1 failed .*refused", tries) and re.search(r"\n2 succeeded", tries), tries
     shot(driver, "job-retried")
 
 
