@@ -145,6 +145,16 @@ def wait_for(driver: WebDriver, what: str, condition: Callable[[WebDriver], Any]
         ) from None
 
 
+def click(driver: WebDriver, what: str, xpath: str) -> None:
+    """Click the element once it is there (again if a redraw replaced it meanwhile)."""
+
+    def clicked(d: WebDriver) -> bool:
+        d.find_element(By.XPATH, xpath).click()
+        return True
+
+    wait_for(driver, what, clicked)
+
+
 def shot(driver: WebDriver, name: str) -> Path:
     """A screenshot of the whole page (the window grown to the page's height)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -544,3 +554,86 @@ def test_monitoring_draws_the_last_hour_and_the_pages_fit_a_phone(browser: WebDr
     finally:
         driver.set_window_size(1280, 900)
     assert problems_in_console(driver) == []
+
+
+def test_a_running_job_is_cancelled_from_its_page_after_a_confirmation(
+    browser: WebDriver, dashboard: Dashboard
+) -> None:
+    driver = browser
+    with dashboard.http() as http:
+        response = http.post("/pipelines/t_dash_ticks/jobs", json={"input": {"steps": 600, "pace": 0.1}})
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+    sign_in(driver, dashboard, dashboard.admin)
+    visit(driver, dashboard, f"jobs/{job_id}")
+    wait_for(driver, "the job running", lambda d: progress_of(d.find_element(By.CSS_SELECTOR, JOB_BAR)) > 0)
+    click(driver, "the cancel button", "//main//button[text()='Cancel job']")
+    driver.switch_to.alert.dismiss()  # asked, and said no: nothing happens
+    assert dashboard.wait_job(job_id, {"running"})["state"] == "running"
+    click(driver, "the cancel button", "//main//button[text()='Cancel job']")
+    driver.switch_to.alert.accept()
+    wait_for(
+        driver,
+        "the cancelled badge",
+        lambda d: d.find_element(By.CSS_SELECTOR, "main .heading .badge").text == "cancelled",
+    )
+    assert dashboard.wait_job(job_id, {"cancelled"})["state"] == "cancelled"
+    wait_for(
+        driver,
+        "the note that there is no result",
+        lambda d: "cancelled: it has no result" in d.find_element(By.TAG_NAME, "main").text,
+    )
+    assert not driver.find_elements(By.XPATH, "//main//button[text()='Cancel job']")
+
+
+def test_dead_jobs_are_retried_in_bulk_and_purged_by_filter_after_a_confirmation(
+    browser: WebDriver, dashboard: Dashboard, tmp_path: Path
+) -> None:
+    driver = browser
+    switch = tmp_path / "broken"
+    switch.write_text("on")
+    with dashboard.http() as http:
+        ids = [
+            http.post("/pipelines/t_dash_switch/jobs", json={"input": {"switch": str(switch), "n": n}}).json()["id"]
+            for n in range(3)
+        ]
+    for job_id in ids:
+        assert dashboard.wait_job(job_id, {"dead", "failed", "succeeded"})["state"] == "dead"
+    sign_in(driver, dashboard, dashboard.admin)
+    visit(driver, dashboard, "dlq")
+    Select(
+        wait_for(driver, "the filters", lambda d: d.find_element(By.CSS_SELECTOR, "form.filters select"))
+    ).select_by_value("t_dash_switch")
+    driver.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    wait_for(
+        driver, "the bulk retry button", lambda d: d.find_element(By.XPATH, "//button[text()='Retry all 3 matching']")
+    )
+    switch.unlink()
+    click(driver, "the bulk retry button", "//button[text()='Retry all 3 matching']")
+    wait_for(
+        driver,
+        "the bulk retry's count",
+        lambda d: "3 job(s) sent to run again" in d.find_element(By.CSS_SELECTOR, "main p.status").text,
+    )
+    for job_id in ids:
+        assert dashboard.wait_job(job_id, {"succeeded", "dead", "failed"})["state"] == "succeeded"
+
+    switch.write_text("on")
+    with dashboard.http() as http:
+        doomed = http.post("/pipelines/t_dash_switch/jobs", json={"input": {"switch": str(switch)}}).json()["id"]
+    assert dashboard.wait_job(doomed, {"dead", "failed", "succeeded"})["state"] == "dead"
+    driver.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    click(driver, "the purge button", "//button[text()='Purge 1 matching…']")
+    assert "cannot be undone" in driver.switch_to.alert.text
+    driver.switch_to.alert.dismiss()
+    assert dashboard.wait_job(doomed, {"dead"})["state"] == "dead"
+    click(driver, "the purge button", "//button[text()='Purge 1 matching…']")
+    driver.switch_to.alert.accept()
+    wait_for(
+        driver,
+        "the purge's count",
+        lambda d: "1 dead job(s) purged" in d.find_element(By.CSS_SELECTOR, "main p.status").text,
+    )
+    with dashboard.http() as http:
+        assert http.get(f"/jobs/{doomed}").status_code == 404
+        assert all(http.get(f"/jobs/{job_id}").status_code == 200 for job_id in ids)  # the others are untouched

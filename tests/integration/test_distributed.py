@@ -623,3 +623,55 @@ def test_a_clinical_note_is_coded_by_a_worker_process_on_the_coding_queue(cluste
     assert "Eulalia" not in report["redacted_text"] and "458921" not in report["redacted_text"]
     assert {item["code"] for item in report["coding_analysis"]["unsupported"]} == {"J18.9"}
     assert [item["code"] for item in report["coding_analysis"]["more_specific"]] == ["E11.9"]
+
+
+def test_the_tenant_stream_follows_jobs_run_by_worker_processes(cluster: Cluster) -> None:
+    """The dashboard's job list follows jobs a Celery worker runs: their events cross Redis."""
+    cluster.start_worker("--concurrency", "2")
+    vigia = Vigia.from_settings(cluster.settings(), pipelines=[*ALL, demo])
+    issued = issue()
+    vigia.keys.create(issued, tenant="default", role=Role.VIEWER, name="dashboard", now=time.time())
+    submitter = issue()
+    vigia.keys.create(submitter, tenant="default", role=Role.SUBMITTER, name="clinic", now=time.time())
+    other = issue()
+    vigia.keys.create(other, tenant="elsewhere", role=Role.SUBMITTER, name="other", now=time.time())
+    ours: list[str] = []
+    seen: list[dict[str, Any]] = []
+    try:
+        with (
+            TestClient(create_app(vigia)) as client,
+            client.stream("GET", "/api/v1/events", headers={"Authorization": f"Bearer {issued.plaintext}"}) as stream,
+        ):
+            assert stream.status_code == 200
+            fields: dict[str, str] = {}
+            finished: set[str] = set()
+            for number, line in enumerate(stream.iter_lines()):
+                if number == 0:  # open: now submit another tenant's job, then ours
+                    elsewhere = {"Authorization": f"Bearer {other.plaintext}"}
+                    client.post("/api/v1/pipelines/demo/jobs", json={"input": {"pace": 0}}, headers=elsewhere)
+                    clinic = {"Authorization": f"Bearer {submitter.plaintext}"}
+                    for _ in range(2):
+                        response = client.post(
+                            "/api/v1/pipelines/demo/jobs", json={"input": {"pace": 0.02}}, headers=clinic
+                        )
+                        assert response.status_code == 202, response.text
+                        ours.append(response.json()["id"])
+                if line == "" and "data" in fields:
+                    event = json.loads(fields["data"])
+                    seen.append(event)
+                    if event["type"] == "job.finished":
+                        finished.add(event["job_id"])
+                    if set(ours) <= finished:
+                        break
+                if line == "":
+                    fields = {}
+                elif not line.startswith(":"):
+                    name, _, value = line.partition(":")
+                    fields[name] = value.removeprefix(" ")
+    finally:
+        vigia.close()
+    assert {event["job_id"] for event in seen} == set(ours), cluster.logs()
+    for job_id in ours:
+        mine = [event for event in seen if event["job_id"] == job_id]
+        assert mine[-1]["type"] == "job.finished" and mine[-1]["state"] == "succeeded", mine
+        assert any(event["type"] == "stage.progress" for event in mine)

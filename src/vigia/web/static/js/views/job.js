@@ -50,11 +50,18 @@ export async function render(root, { can, params, showError }) {
       detail.batch_id ? ["Batch", h("code", {}, detail.batch_id)] : null,
       detail.error_type ? ["Error", h("span", { class: "error-text" }, `${detail.error_type}: ${detail.error_message || ""}`)] : null,
     ]));
+    // Rebuilt only when what may be done changes: a button is not swapped under a pointer.
+    const wanted = [
+      can("submit") && !TERMINAL.has(detail.state) ? "cancel" : "",
+      can("admin") && (detail.state === "dead" || detail.state === "failed") ? "retry" : "",
+    ].join("|");
+    if (actions.dataset.shown === wanted) return;
+    actions.dataset.shown = wanted;
     clear(actions);
-    if (can("submit") && !TERMINAL.has(detail.state)) {
+    if (wanted.startsWith("cancel")) {
       actions.append(h("button", { type: "button", class: "danger", onclick: () => act(`/jobs/${id}/cancel`, "Cancel this job?") }, "Cancel job"));
     }
-    if (can("admin") && (detail.state === "dead" || detail.state === "failed")) {
+    if (wanted.endsWith("retry")) {
       actions.append(h("button", { type: "button", onclick: () => act(`/jobs/${id}/retry`) }, "Retry from the failed stage"));
     }
   }
