@@ -76,6 +76,10 @@ def test_reviews_dead_letters_and_monitor_from_the_command_line(tmp_path: Path) 
         assert [item["job"]["id"] for item in json.loads(dlq.stdout)["jobs"]] == [dead], describe(dlq)
         stats = vigia("dlq", "stats", "--json", "--url", url, "--data-dir", data_dir)
         assert json.loads(stats.stdout)["by_stage"] == {"vital_check": 1}, describe(stats)
+        for where in (["--url", url], []):  # through the server, and on the local store
+            by_stage = vigia("dlq", "stats", "--stage", "vital_check", "--json", *where, "--data-dir", data_dir)
+            assert by_stage.returncode == 0 and "Traceback" not in by_stage.stderr, describe(by_stage)
+            assert json.loads(by_stage.stdout)["total"] == 1, describe(by_stage)
         refused = vigia("dlq", "purge", "--data-dir", data_dir)
         assert refused.returncode == 2 and "--all" in refused.stderr
         retried = vigia("dlq", "retry", dead, "--url", url, "--data-dir", data_dir)

@@ -235,6 +235,13 @@ def test_retrying_a_dead_job_resumes_at_the_failed_stage_keeping_earlier_outputs
     stats = oversee.client.get(f"{API}/dlq/statistics", headers=oversee.headers("viewer")).json()
     assert (stats["total"], stats["by_pipeline"], stats["by_stage"]) == (1, {"t_resumable": 1}, {"analyse": 1})
     assert stats["by_error_type"] == {"TimeoutError": 1} and sum(item["count"] for item in stats["by_hour"]) == 1
+    # Filtered by the failed stage (a 500 once: the stage query lost its FROM clause).
+    by_stage = oversee.client.get(f"{API}/dlq/statistics", params={"stage": "analyse"}, headers=oversee.headers())
+    assert by_stage.status_code == 200, by_stage.text
+    assert by_stage.json() == stats
+    elsewhere = oversee.client.get(f"{API}/dlq/statistics", params={"stage": "load"}, headers=oversee.headers())
+    assert elsewhere.status_code == 200, elsewhere.text
+    assert (elsewhere.json()["total"], elsewhere.json()["by_stage"], elsewhere.json()["by_hour"]) == (0, {}, [])
 
     assert_error(oversee.client.post(f"{API}/jobs/{job['id']}/retry", headers=oversee.headers("submitter")), 403)
     switches["analyse_broken"] = False

@@ -88,12 +88,17 @@ def dead_jobs_query(columns: Sequence[Any], where: DeadFilter) -> sa.Select[Any]
     if where.died_before is not None:
         query = query.where(jobs.c.finished_at < where.died_before)
     if where.stage is not None:
+        # An alias of its own: a query that also reads stage_runs (the counts by stage)
+        # would otherwise correlate the subquery's table away and leave it without a FROM.
+        failed = stage_runs.alias("failed_run")
         query = query.where(
-            sa.exists().where(
-                stage_runs.c.job_id == jobs.c.id,
-                stage_runs.c.stage == where.stage,
-                stage_runs.c.state == StageState.FAILED.value,
+            sa.exists()
+            .where(
+                failed.c.job_id == jobs.c.id,
+                failed.c.stage == where.stage,
+                failed.c.state == StageState.FAILED.value,
             )
+            .correlate(jobs)
         )
     return query
 
