@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from vigia.api.auth import App, Reader, Submitter
+from vigia.api.bodies import body_schema, json_body
 from vigia.api.errors import ERRORS
 from vigia.api.jobs import submittable_pipeline
 from vigia.api.schemas import API_PREFIX, BatchModel, BatchRequest, BatchSubmittedModel, batch_model, job_model
@@ -17,9 +19,16 @@ router = APIRouter(tags=["batches"])
 
 
 @router.post(
-    "/batches", status_code=202, response_model=BatchSubmittedModel, responses=ERRORS, summary="Submit a batch"
+    "/batches",
+    status_code=202,
+    response_model=BatchSubmittedModel,
+    responses=ERRORS,
+    summary="Submit a batch",
+    openapi_extra=body_schema(BatchRequest),
 )
-async def submit_batch(body: BatchRequest, key: Submitter, vigia: App) -> JSONResponse:
+async def submit_batch(
+    body: Annotated[BatchRequest, Depends(json_body(BatchRequest))], key: Submitter, vigia: App
+) -> JSONResponse:
     """Store one job per input, all or none (one bad input refuses the whole batch)."""
     if submittable_pipeline(vigia, body.pipeline).accepts and any(
         isinstance(item, dict) and "file" in item for item in body.inputs

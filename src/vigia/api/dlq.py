@@ -10,8 +10,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from vigia.api.auth import Admin, App, Reader
+from vigia.api.bodies import body_schema, json_body
 from vigia.api.errors import ERRORS
-from vigia.api.schemas import DeadPageModel, DeadStatisticsModel, JobModel, dead_model, job_model
+from vigia.api.schemas import DeadPageModel, DeadStatisticsModel, IsoDateTime, JobModel, dead_model, job_model
 from vigia.exceptions import InvalidInput
 from vigia.store.base import DeadFilter
 
@@ -24,16 +25,16 @@ class DeadFilterModel(BaseModel):
     pipeline: str | None = None
     stage: str | None = Field(default=None, description="The stage that failed.")
     error_type: str | None = None
-    died_after: dt.datetime | None = None
-    died_before: dt.datetime | None = None
+    died_after: IsoDateTime | None = None
+    died_before: IsoDateTime | None = None
 
 
 def dead_filter_query(
     pipeline: str | None = None,
     stage: Annotated[str | None, Query(description="The stage that failed.")] = None,
     error_type: str | None = None,
-    died_after: dt.datetime | None = None,
-    died_before: dt.datetime | None = None,
+    died_after: IsoDateTime | None = None,
+    died_before: IsoDateTime | None = None,
 ) -> DeadFilterModel:
     """The dead-job filter from query parameters."""
     return DeadFilterModel(
@@ -90,8 +91,16 @@ async def statistics(key: Reader, vigia: App, chosen: DeadQuery) -> DeadStatisti
     return DeadStatisticsModel(**await vigia.dlq_statistics(_filter(key.tenant, chosen)))
 
 
-@router.post("/dlq/retry", response_model=CountModel, responses=ERRORS, summary="Retry dead jobs")
-async def retry_dead(body: DeadFilterModel, key: Admin, vigia: App) -> CountModel:
+@router.post(
+    "/dlq/retry",
+    response_model=CountModel,
+    responses=ERRORS,
+    summary="Retry dead jobs",
+    openapi_extra=body_schema(DeadFilterModel),
+)
+async def retry_dead(
+    body: Annotated[DeadFilterModel, Depends(json_body(DeadFilterModel))], key: Admin, vigia: App
+) -> CountModel:
     """Every dead job the filter selects resumes from the stage that failed; says how many."""
     return CountModel(count=await vigia.retry_dead(_filter(key.tenant, body), key.id))
 

@@ -75,8 +75,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        # The same shape as every refused input: the code, the first field, every problem.
         message, problems = describe_problems(error.errors())
-        return JSONResponse(error_body("invalid_request", message, {"problems": problems}), 422)
+        details = {"field": problems[0]["field"] if problems else "body", "problems": problems}
+        return JSONResponse(error_body("invalid_input", message, details), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:

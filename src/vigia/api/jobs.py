@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from vigia import constants
 from vigia.access import Permission
 from vigia.api.auth import App, Reader, Submitter
-from vigia.api.errors import ERRORS, describe_problems, error_body
+from vigia.api.bodies import parse_json, read_model
+from vigia.api.errors import ERRORS, error_body
 from vigia.api.schemas import (
     API_PREFIX,
     ErrorResponse,
+    IsoDateTime,
     JobDetailModel,
     JobModel,
     JobPageModel,
@@ -40,6 +41,7 @@ from vigia.store.base import JobFilter
 router = APIRouter(tags=["jobs"])
 
 UPLOAD_CHUNK = 256 * 1024
+_WHOLE = re.compile(r"-?[0-9]{1,4}")
 
 _SUBMIT_BODY = {
     "requestBody": {
@@ -98,10 +100,7 @@ async def submit(
     if content_type == "multipart/form-data":
         job_input, priority = await _multipart_input(request, pipeline, vigia)
     elif content_type == "application/json":
-        try:
-            body = SubmitRequest.model_validate_json(await request.body() or b"{}")
-        except ValidationError as error:
-            raise _invalid(error) from None
+        body = read_model(SubmitRequest, await request.body())
         job_input, priority = body.input, body.priority
         if pipeline.accepts and isinstance(job_input, dict) and "file" in job_input:
             # File references come only from uploads: a client must not name a stored blob.
@@ -118,11 +117,6 @@ async def submit(
     return JSONResponse(model.model_dump(), 202 if submitted.created else 200, headers=headers)
 
 
-def _invalid(error: ValidationError) -> InvalidInput:
-    message, problems = describe_problems(error.errors())
-    return InvalidInput(message, problems=problems)
-
-
 async def _multipart_input(request: Request, pipeline: Pipeline, vigia: Vigia) -> tuple[Any, int]:
     if not pipeline.accepts:
         raise UnsupportedMediaType(f"pipeline {pipeline.name!r} takes no file: send its input as JSON")
@@ -134,19 +128,17 @@ async def _multipart_input(request: Request, pipeline: Pipeline, vigia: Vigia) -
         extra = form.get("input")
         job_input: Any = {}
         if isinstance(extra, str) and extra.strip():
-            try:
-                job_input = json.loads(extra)
-            except json.JSONDecodeError as error:
-                raise InvalidInput(f"'input' is not valid JSON: {error}", field="input") from None
-            except RecursionError:
-                raise InvalidInput("'input' is nested too deeply", field="input") from None
+            job_input = parse_json(extra, "input")
         if not isinstance(job_input, dict):
             raise InvalidInput("with a file, 'input' must be a JSON object", field="input")
         priority_text = form.get("priority")
-        try:
-            priority = int(priority_text) if isinstance(priority_text, str) and priority_text else 0
-        except ValueError:
-            raise InvalidInput("'priority' must be a whole number", field="priority") from None
+        if isinstance(priority_text, str) and priority_text:
+            # ASCII digits only: int() would take " 5", "+5" and "٥".
+            if not _WHOLE.fullmatch(priority_text):
+                raise InvalidInput("'priority' must be a whole number", field="priority")
+            priority = int(priority_text)
+        else:
+            priority = 0
         if not -100 <= priority <= 100:
             raise InvalidInput("'priority' must be between -100 and 100", field="priority")
 
@@ -251,8 +243,8 @@ async def list_jobs(
     vigia: App,
     pipeline: str | None = None,
     state: Annotated[list[JobState] | None, Query(description="Repeat for several states.")] = None,
-    created_after: dt.datetime | None = None,
-    created_before: dt.datetime | None = None,
+    created_after: IsoDateTime | None = None,
+    created_before: IsoDateTime | None = None,
     id_prefix: Annotated[
         str | None, Query(max_length=32, pattern="^[0-9a-fA-F]{1,32}$", description="Jobs whose id starts so.")
     ] = None,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from vigia.api.auth import App, Reader, Reviewer
+from vigia.api.bodies import body_schema, json_body
 from vigia.api.errors import ERRORS
 from vigia.api.schemas import ReviewModel, ReviewPageModel, review_model
 from vigia.escalation import MAX_RESOLUTION, ReviewStatus
@@ -46,8 +47,16 @@ async def acknowledge(review_id: str, key: Reviewer, vigia: App) -> ReviewModel:
     return review_model(await vigia.review(review_id, ReviewStatus.ACKNOWLEDGED, key.id, tenant=key.tenant))
 
 
-@router.post("/reviews/{review_id}/resolve", response_model=ReviewModel, responses=ERRORS, summary="Resolve a review")
-async def resolve(review_id: str, body: ResolveRequest, key: Reviewer, vigia: App) -> ReviewModel:
+@router.post(
+    "/reviews/{review_id}/resolve",
+    response_model=ReviewModel,
+    responses=ERRORS,
+    summary="Resolve a review",
+    openapi_extra=body_schema(ResolveRequest),
+)
+async def resolve(
+    review_id: str, body: Annotated[ResolveRequest, Depends(json_body(ResolveRequest))], key: Reviewer, vigia: App
+) -> ReviewModel:
     """Close it with a note saying what was decided (`409` if already resolved). The note
     stays with the review; the audit log records who resolved it and when."""
     review = await vigia.review(review_id, ReviewStatus.RESOLVED, key.id, tenant=key.tenant, note=body.note)

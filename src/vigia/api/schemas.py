@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from vigia.escalation import Review, ReviewStatus
 from vigia.job import Event, Job, StageRun, StageState
@@ -14,6 +15,28 @@ from vigia.store.base import Batch, DeadJob
 from vigia.store.documents import DocumentRow, PageRow
 
 API_PREFIX = "/api/v1"
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_only(value: Any) -> Any:
+    # pydantic reads "0.5" or 0 as seconds since 1970: a date here is written as a date.
+    if isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise ValueError("a date and time in ISO 8601 is expected, e.g. 2026-12-02T10:30:00Z")
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value[:40]!r} is not a date in ISO 8601, e.g. 2026-12-02T10:30:00Z") from None
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+#: A moment written in ISO 8601 (UTC when it names no zone).
+IsoDateTime = Annotated[dt.datetime, BeforeValidator(_iso_only), AfterValidator(_aware)]
 
 
 def iso(moment: float | None) -> str | None:
