@@ -519,3 +519,26 @@ def test_restart_on_the_same_data_dir_keeps_the_key_and_the_jobs(tmp_path: Path)
     finally:
         store.database.close()
     assert [(item.role.value, item.name) for item in keys] == [("admin", "local admin")]
+
+
+def test_a_refused_websocket_gets_its_documented_close_code_over_the_network(
+    server: Server, finished_job: dict[str, Any]
+) -> None:
+    """Through uvicorn and a real client, not the test client: the handshake completes and the
+    socket closes with 4401 (no valid key) or 4404 (no such job), not an HTTP 403."""
+    from websockets.exceptions import ConnectionClosed  # noqa: PLC0415 -- uvicorn's WebSocket library, test only
+    from websockets.sync.client import connect  # noqa: PLC0415 -- uvicorn's WebSocket library, test only
+
+    base = server.url.replace("http://", "ws://") + API
+    cases = [
+        (f"{base}/ws/jobs/{finished_job['id']}", 4401),
+        (f"{base}/ws/jobs/{finished_job['id']}?api_key=vigia_000000000000_{'A' * 43}", 4401),
+        (f"{base}/ws/jobs/{'0' * 32}?api_key={server.admin_key()}", 4404),
+    ]
+    for url, expected in cases:
+        with connect(url, open_timeout=10) as socket_, pytest.raises(ConnectionClosed) as closed:
+            socket_.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == expected, (url, closed.value)
+    with connect(f"{base}/ws/jobs/{finished_job['id']}?api_key={server.admin_key()}", open_timeout=10) as socket_:
+        first = json.loads(socket_.recv(timeout=10))
+    assert first["seq"] == 1 and first["job_id"] == finished_job["id"]

@@ -677,10 +677,10 @@ def test_nul_characters_in_ids_and_filters_are_a_4xx_not_a_500(api: Harness, cap
         else:
             assert_error(response, response.status_code)
     with (
+        api.client.websocket_connect(f"{API}/ws/jobs/{job_id}%00", headers=auth) as ws,
         pytest.raises(WebSocketDisconnect) as refused,
-        api.client.websocket_connect(f"{API}/ws/jobs/{job_id}%00", headers=auth),
     ):
-        pass
+        ws.receive_text()
     if refused.value.code != 4404:
         wrong.append(("WS", f"{API}/ws/jobs/{job_id}%00", refused.value.code, refused.value.reason, []))
     assert wrong == [], "a NUL in a path or filter was not answered with a 4xx:\n" + "\n".join(map(str, wrong))

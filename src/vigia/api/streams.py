@@ -203,6 +203,9 @@ async def job_socket(websocket: WebSocket, job_id: str, after: int = 0) -> None:
         key = await websocket_key(websocket)
         await vigia.get_job(job_id, key.tenant)
     except VigiaError as error:
+        # Accepted first: a socket closed during the handshake reaches a real client as a
+        # bare HTTP 403, and the documented close code would never arrive.
+        await websocket.accept()
         await websocket.close(code=4000 + status_of(error), reason=error.message[:120])
         return
     await websocket.accept()
