@@ -236,7 +236,27 @@ def read_note(ctx: StageContext) -> dict[str, Any]:
     return {"words": len(note.split())}
 
 
+# A chain whose first stage fails for good: the two after it will never run.
+chain = Pipeline("t_chain")
+
+
+@chain.stage(after=())
+def first(ctx: StageContext) -> dict[str, Any]:
+    raise Permanent("the input cannot be used")
+
+
+@chain.stage()
+def second(ctx: StageContext) -> dict[str, Any]:
+    return {}
+
+
+@chain.stage()
+def third(ctx: StageContext) -> dict[str, Any]:
+    return {}
+
+
 ALL = [
+    chain,
     parallel,
     narrow,
     retry_later,

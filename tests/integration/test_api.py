@@ -826,3 +826,17 @@ def test_an_upload_with_an_idempotency_key_is_replayed_or_refused(api: Harness) 
     assert_error(other, 409, "idempotency_conflict")
     listed = api.client.get(f"{API}/jobs", headers=api.headers()).json()["jobs"]
     assert [job["id"] for job in listed] == [first.json()["id"]]
+
+
+def test_stages_a_finished_job_will_never_run_say_so(api: Harness) -> None:
+    job = api.submit("t_chain", {})
+    done = api.wait(job["id"])
+    assert done["state"] == "failed", done
+    shown = {stage["stage"]: (stage["state"], stage["attempts"]) for stage in done["stages"]}
+    assert shown == {"first": ("failed", 1), "second": ("not_run", 0), "third": ("not_run", 0)}
+    # In the store they stay pending, so that a retry can take them up again.
+    stored = {run.stage: run.state.value for run in api.vigia.store.get_runs(job["id"])}
+    assert stored == {"first": "failed", "second": "pending", "third": "pending"}
+    # A job that still runs shows its waiting stages as waiting.
+    running = api.submit("t_api_quick", {"n": 1})
+    assert all(stage["state"] != "not_run" for stage in api.job(running["id"])["stages"])

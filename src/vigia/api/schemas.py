@@ -66,9 +66,17 @@ class BatchRequest(BaseModel):
     priority: int = Field(default=0, ge=-100, le=100)
 
 
+#: How a stage that will never run is shown: its job finished without it (a stage before
+#: it failed for good). A retry from the dead-letter queue makes it pending again.
+NOT_RUN = "not_run"
+
+
 class StageRunModel(BaseModel):
     stage: str
-    state: StageState
+    state: str = Field(
+        description="pending, queued, running, retrying, succeeded, failed, skipped, cancelled, or not_run: "
+        "the job finished without it and it will not run (unless the job is retried)."
+    )
     queue: str
     attempts: int
     progress: float = Field(description="The stage's own progress, 0.0–1.0.")
@@ -328,7 +336,7 @@ def job_detail_model(
     ordered = sorted(runs, key=lambda run: order.get(run.stage, len(order)))
     return JobDetailModel(
         **job_model(job).model_dump(),
-        stages=[stage_model(run) for run in ordered],
+        stages=[stage_model(run, job_finished=job.state.is_terminal) for run in ordered],
         awaiting_review=any(review.status is not ReviewStatus.RESOLVED for review in reviews),
         reviews=[
             ReviewSummaryModel(
@@ -359,10 +367,12 @@ def dead_model(dead: DeadJob) -> DeadJobModel:
     )
 
 
-def stage_model(run: StageRun) -> StageRunModel:
+def stage_model(run: StageRun, *, job_finished: bool = False) -> StageRunModel:
+    # In the store a stage of a finished job stays pending, so that a retry can take it up.
+    waiting = run.state in (StageState.PENDING, StageState.QUEUED, StageState.RETRYING)
     return StageRunModel(
         stage=run.stage,
-        state=run.state,
+        state=NOT_RUN if job_finished and waiting else run.state.value,
         queue=run.queue,
         attempts=run.attempts,
         progress=run.progress,

@@ -35,7 +35,7 @@ export function clear(element) {
 const STATE_CLASSES = {
   pending: "neutral", queued: "neutral", running: "active", retrying: "warn", succeeded: "ok",
   degraded: "warn", failed: "bad", dead: "bad", cancelled: "neutral", cancelling: "warn",
-  skipped: "neutral", open: "bad", acknowledged: "warn", resolved: "ok",
+  skipped: "neutral", not_run: "neutral", open: "bad", acknowledged: "warn", resolved: "ok",
   indexed: "ok", indexing: "active", ok: "ok", warning: "warn", critical: "bad",
 };
 
