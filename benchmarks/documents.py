@@ -366,7 +366,6 @@ def fill(url: str, chunks: int) -> None:
             tenant="default",
             sha256=secrets.token_hex(32),
             job_id=None,
-            filename=f"filler-{number}.pdf",
             media_type="application/pdf",
             size=1000,
             fields={"title": f"filler {number}", "doc_type": "informe", "language": "es"},

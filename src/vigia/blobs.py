@@ -104,7 +104,9 @@ class LocalBlobStore:
         return ref
 
     def replace(self, ref: BlobRef, data: bytes, media_type: str) -> BlobRef:
-        new = self.put_bytes(data, media_type, ref.filename)
+        # No file name: the stripped copy's reference goes into stage outputs, results and
+        # the marker, and the client's name (maybe a patient's) stays with the job only.
+        new = self.put_bytes(data, media_type)
         if new.sha256 == ref.sha256:
             return new
         marker = self._marker(ref)

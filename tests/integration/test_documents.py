@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from tests import document_corpus as corpus
 from tests.harness import API, TERMINAL, Harness, assert_error, harness
 from vigia.store import documents as document_store
+from vigia.store import schema
 from vigia.store.database import Database
 from vigia.workloads.documents import embeddings, extraction, ocr
 
@@ -224,6 +225,14 @@ def test_documents_are_ingested_found_by_meaning_and_by_number_deduplicated_and_
     assert detail["document_type"] == docs[0].kind or detail["document_type"].startswith(docs[0].kind)
     assert detail["date"] == docs[0].date
     assert detail["chunks"] >= 1 and detail["chunks_embedded"] == detail["chunks"]
+    # The client's file name is shown from the job; the document and its stages hold none.
+    assert detail["filename"] == files["digital_es.pdf"].name
+    assert api.vigia.documents.get(spanish["document_id"], None).filename == files["digital_es.pdf"].name
+    with api.vigia.database.reading() as connection:
+        stored = connection.execute(sa.select(schema.documents.c.filename)).scalars().all()
+    assert set(stored) == {None}
+    outputs = json.dumps([run.output for run in api.vigia.store.get_runs(detail["job_id"])])
+    assert files["digital_es.pdf"].name not in outputs
     assert [page["method"] for page in detail["pages"]] == ["text_layer"] * len(docs[0].pages)
     chunks = api.client.get(f"{API}/documents/{spanish['document_id']}/chunks", headers=api.headers("viewer")).json()
     assert chunks["total"] == detail["chunks"] == len(chunks["chunks"])
@@ -385,7 +394,7 @@ def test_a_keyword_search_past_its_budget_keeps_to_the_tenant_the_filters_and_th
             if tenant == "mine" and number == 0:
                 texts[3] += " singularisimo"
             store.save(
-                tenant=tenant, sha256=f"{tenant}{number}".ljust(64, "0"), job_id=None, filename=None,
+                tenant=tenant, sha256=f"{tenant}{number}".ljust(64, "0"), job_id=None,
                 media_type="application/pdf", size=1, fields={"doc_type": kind}, details={},
                 pages=[document_store.PageRow(1, "text_layer", None, None, " ".join(texts))],
                 chunks=[document_store.NewChunk(i, 1, 1, 0, len(t), t, t) for i, t in enumerate(texts)],

@@ -240,3 +240,26 @@ def test_bad_case_data_is_a_422_naming_the_field_and_stores_nothing(
         )
         assert_error(not_an_image, 415)
         assert api.client.get(f"{API}/jobs", headers=api.headers()).json()["jobs"] == []
+
+
+def test_the_clients_file_name_stays_with_the_job_and_nowhere_else(
+    store_url: str, tmp_path: Path, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = "Maria Lopez Quispe herida sacra.jpg"
+    marker = "Maria Lopez Quispe"
+    caplog.set_level("DEBUG")
+    with case_harness(store_url, tmp_path, receiver, None) as api:
+        job = upload(api, photo("phone_photo.jpg"), {"patient_code": "PT-78", "braden": BRADEN_HIGH}, filename=name)
+        assert api.wait(job["id"])["state"] == "succeeded"
+        # With the job, for display.
+        assert api.vigia.store.get_job(job["id"]).input["file"]["filename"] == name
+        # Nowhere else: stage outputs, the result, events, blob storage (names and markers), logs.
+        outputs = json.dumps([run.output for run in api.vigia.store.get_runs(job["id"])])
+        assert marker not in outputs
+        assert marker not in json.dumps(result(api, job["id"]))
+        assert marker not in json.dumps([event.to_dict() for event in api.vigia.store.events_after(job["id"])])
+        for path in (tmp_path / "data" / "blobs").rglob("*"):
+            assert marker not in path.name
+            if path.is_file() and path.suffix == ".replaced":
+                assert marker not in path.read_text()
+        assert marker not in caplog.text

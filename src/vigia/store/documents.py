@@ -25,7 +25,7 @@ from vigia.exceptions import DocumentNotFound
 from vigia.job import is_job_id, new_job_id
 from vigia.store import oversight
 from vigia.store.database import Database
-from vigia.store.schema import document_chunks, document_index, document_pages, documents
+from vigia.store.schema import document_chunks, document_index, document_pages, documents, jobs
 
 #: Keyword candidates read per search before fusion.
 KEYWORD_CANDIDATES = 50
@@ -153,7 +153,6 @@ class DocumentStore:
         tenant: str,
         sha256: str,
         job_id: str | None,
-        filename: str | None,
         media_type: str,
         size: int,
         fields: Mapping[str, Any],
@@ -172,7 +171,9 @@ class DocumentStore:
             ).scalar()
             values = {
                 "job_id": job_id,
-                "filename": filename,
+                # Never written (the name is the job's: see `_named`); the column stays for
+                # stores made before.
+                "filename": None,
                 "media_type": media_type,
                 "size": size,
                 "title": fields.get("title"),
@@ -310,9 +311,9 @@ class DocumentStore:
             query = query.where(documents.c.tenant == tenant)
         with self._database.reading() as connection:
             row = connection.execute(query).first()
-        if row is None:
-            raise DocumentNotFound(f"no document {document_id!r}", document_id=document_id)
-        return DocumentRow.from_row(row._mapping)
+            if row is None:
+                raise DocumentNotFound(f"no document {document_id!r}", document_id=document_id)
+            return _named(connection, [DocumentRow.from_row(row._mapping)])[0]
 
     def pages(self, document_id: str) -> list[PageRow]:
         with self._database.reading() as connection:
@@ -356,7 +357,7 @@ class DocumentStore:
             query = query.where(documents.c.id < cursor)
         with self._database.reading() as connection:
             rows = connection.execute(query.order_by(documents.c.id.desc()).limit(limit))
-            return [DocumentRow.from_row(row._mapping) for row in rows]
+            return _named(connection, [DocumentRow.from_row(row._mapping) for row in rows])
 
     def keyword_search(
         self, where: DocumentFilter, terms: Sequence[Sequence[str]], limit: int = KEYWORD_CANDIDATES
@@ -591,3 +592,16 @@ def _filter_sql(where: DocumentFilter) -> tuple[str, str, dict[str, Any]]:
             parameters[name] = value
     joins = " JOIN vigia_documents d ON d.id = c.document_id" if len(conditions) > 1 else ""
     return joins, " AND ".join(conditions), parameters
+
+
+def _named(connection: Connection, rows: list[DocumentRow]) -> list[DocumentRow]:
+    """The rows with the file name their job was given: the client's name (which may be a
+    patient's) is kept with the job only, never copied to the document."""
+    job_ids = sorted({row.job_id for row in rows if row.job_id})
+    if not job_ids:
+        return rows
+    names: dict[str, str | None] = {}
+    for job_id, job_input in connection.execute(sa.select(jobs.c.id, jobs.c.input).where(jobs.c.id.in_(job_ids))):
+        upload = job_input.get("file") if isinstance(job_input, dict) else None
+        names[job_id] = upload.get("filename") if isinstance(upload, dict) else None
+    return [dataclasses.replace(row, filename=names.get(row.job_id or "")) for row in rows]

@@ -101,7 +101,6 @@ def store(ctx: StageContext) -> dict[str, Any]:
         "sha256": ref.sha256,
         "media_type": ref.media_type,
         "size": ref.size,
-        "filename": ref.filename,
         "pages": pages,
         "duplicate_of": duplicate,
     }
@@ -209,7 +208,6 @@ def save(ctx: StageContext) -> dict[str, Any]:
         tenant=_tenant(ctx),
         sha256=stored["sha256"],
         job_id=ctx.job_id,
-        filename=stored["filename"],
         media_type=stored["media_type"],
         size=stored["size"],
         fields=fields,
