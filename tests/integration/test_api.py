@@ -33,6 +33,8 @@ from tests.harness import (
     problem_fields,
     tiny_png,
 )
+from vigia.access import ApiKey, Role
+from vigia.api.auth import KEY_CACHE_SECONDS, KeyCache
 
 
 def test_openapi_documents_every_endpoint_with_models(sqlite_api: Harness) -> None:
@@ -840,3 +842,28 @@ def test_stages_a_finished_job_will_never_run_say_so(api: Harness) -> None:
     # A job that still runs shows its waiting stages as waiting.
     running = api.submit("t_api_quick", {"n": 1})
     assert all(stage["state"] != "not_run" for stage in api.job(running["id"])["stages"])
+
+
+def test_a_key_revoked_elsewhere_stops_working_within_a_second(api: Harness) -> None:
+    headers = api.headers("viewer")
+    assert api.client.get(f"{API}/jobs", headers=headers).status_code == 200  # verified, cached
+    # Revoked in the store, as `vigia keys revoke` in another process does.
+    api.vigia.keys.revoke(api.key_ids["viewer"], time.time())
+    revoked_at = time.monotonic()
+    while (status := api.client.get(f"{API}/jobs", headers=headers).status_code) == 200:
+        # The bound is KEY_CACHE_SECONDS (1 s); the margin is for a busy machine's slow requests.
+        assert time.monotonic() - revoked_at < KEY_CACHE_SECONDS + 2, "the revoked key is still accepted"
+        time.sleep(0.05)
+    assert status == 401
+
+
+def test_the_key_cache_trusts_a_key_for_one_second_only() -> None:
+    now = [100.0]
+    cache = KeyCache(clock=lambda: now[0])
+    key = ApiKey("k1", "acme", Role.VIEWER, "viewer", 0.0, None)
+    cache.put("fingerprint", key)
+    assert KEY_CACHE_SECONDS == 1.0
+    now[0] += 0.999
+    assert cache.get("fingerprint") is key
+    now[0] += 0.001
+    assert cache.get("fingerprint") is None

@@ -260,18 +260,26 @@ def test_a_failure_on_a_worker_escalates_and_the_notification_is_delivered_by_a_
 
         async def scenario(vigia: Vigia) -> JobState:
             job = await vigia.submit("t_critical", {"patient_code": "PT-9"})
-            return (await vigia.wait(job.id, timeout=60)).state
+            return (await vigia.wait(job.id, timeout=180)).state
 
         state = run_api(cluster, scenario)
-        deadline = time.monotonic() + 30
-        while not receiver.accepted() and time.monotonic() < deadline:
-            time.sleep(0.1)
-
+        # The worker records the delivery in the audit log after the receiver has answered:
+        # wait for both (the flake this fixes read the log in between), generously, since a
+        # busy machine may delay the notification's first attempt or make it retry.
         store = SQLJobStore(Database(cluster.database_url))
         try:
             watch = OversightStore(store.database)
+            deadline = time.monotonic() + 180
+            while True:
+                actions = [entry.action for entry in watch.audit_entries()]
+                if receiver.accepted() and "decision.notification.delivered" in actions:
+                    break
+                assert time.monotonic() < deadline, (
+                    f"no delivery recorded after 180 s: receiver got {len(receiver.accepted())}, audit {actions}\n"
+                    + cluster.logs()
+                )
+                time.sleep(0.2)
             found = watch.list_reviews(ReviewFilter())
-            actions = [entry.action for entry in watch.audit_entries()]
         finally:
             store.database.close()
     assert state is JobState.DEAD, cluster.logs()
