@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -263,3 +265,61 @@ def test_the_clients_file_name_stays_with_the_job_and_nowhere_else(
             if path.is_file() and path.suffix == ".replaced":
                 assert marker not in path.read_text()
         assert marker not in caplog.text
+
+
+MEMORY_PROBE = """
+import sys
+from pathlib import Path
+from vigia.workloads.pressure_injury import image
+data = Path(sys.argv[1]).read_bytes()
+# VmHWM, not ru_maxrss: the latter survives exec, so it starts at the test runner's peak.
+def peak():
+    status = Path("/proc/self/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
+base = peak()
+rises = []
+for _ in range(4):
+    photo = image.clean(data)
+    image.quality(photo.image)
+    cleaned = photo.data
+    del photo
+    image.for_detection(cleaned, 1280)
+    rises.append(round(peak() - base))
+print(*rises)
+"""
+
+
+def test_a_largest_photo_is_cleaned_and_measured_in_bounded_memory(tmp_path: Path) -> None:
+    """40 megapixels, four times in a row, in a fresh process: the peak stays under 400 MB
+    above the start (about 3.3 bytes a pixel at most: one decoded copy and the encoder's
+    buffers) and does not grow from one photo to the next. Before the fix: 851 MB for one."""
+    rng = np.random.default_rng(7)
+    small = rng.integers(0, 255, (790, 790, 3), dtype=np.uint8)
+    path = tmp_path / "large.jpg"
+    Image.fromarray(small).resize((6320, 6320)).save(path, quality=85)
+    probe = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(path)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert probe.returncode == 0, probe.stderr
+    rises = [int(value) for value in probe.stdout.split()]
+    print(f"peak rise over the process's start, MB, after each of four 40-megapixel photos: {rises}")
+    assert rises[0] < 400, rises
+    assert rises[-1] - rises[0] < 50, rises
+
+
+def test_a_huge_photo_of_one_colour_is_refused_at_submission(
+    store_url: str, tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    flat = io.BytesIO()
+    Image.new("RGB", (6320, 6320), (200, 120, 110)).save(flat, "PNG", optimize=True)
+    assert len(flat.getvalue()) < 200_000  # the probe's shape: a small file, 40 megapixels
+    with case_harness(store_url, tmp_path, receiver, None) as api:
+        response = api.client.post(
+            f"{API}/pipelines/{PIPELINE}/jobs",
+            files={"file": ("flat.png", flat.getvalue(), "image/png")},
+            data={"input": json.dumps({"patient_code": "PT-79", "braden": BRADEN_HIGH})},
+            headers=api.headers(),
+        )
+        error = assert_error(response, 422, "invalid_input")
+        assert error["details"]["field"] == "file" and "one colour" in error["message"]
+        assert api.client.get(f"{API}/jobs", headers=api.headers()).json()["jobs"] == []

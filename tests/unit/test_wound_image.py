@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 import zlib
 
 import numpy as np
@@ -202,7 +203,36 @@ def test_a_photo_over_40_megapixels_is_refused_before_decoding(width: int, heigh
 
 def test_a_claimed_size_within_the_limit_is_decoded_and_found_truncated() -> None:
     # The same forged file, small enough to pass the size check: proves the check above ran first.
-    assert refusal(png_with_size(4_000, 3_000)).startswith("the photo cannot be decoded: ")
+    assert refusal(png_with_size(2_000, 1_500)).startswith("the photo cannot be decoded: ")
+
+
+def test_a_large_image_of_almost_one_colour_is_refused_from_its_header() -> None:
+    # The probe's file: 6320×6320 in a few bytes (a 116 KB PNG took a worker to 872 MB).
+    assert "almost all one colour" in refusal(png_with_size(6_320, 6_320))
+    assert "almost all one colour" in refusal(png_with_size(4_000, 3_000))
+    # A small one of one colour is an ordinary (if useless) photo: measured, not refused.
+    flat = io.BytesIO()
+    Image.new("RGB", (800, 600), (200, 120, 110)).save(flat, "PNG")
+    assert image.clean(flat.getvalue()).image.size == (800, 600)
+
+
+def test_the_decode_budget_refuses_one_too_large_and_makes_the_others_wait() -> None:
+    budget = image.DecodeBudget(100)
+    with pytest.raises(image.InvalidImage, match="over this worker's budget"), budget.hold(101):
+        pass
+    entered = threading.Event()
+
+    def second() -> None:
+        with budget.hold(60):
+            entered.set()
+
+    with budget.hold(60):
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        # The second hold cannot start while the first holds 60 of 100.
+        assert not entered.wait(0.2)
+    waiting.join(10)
+    assert entered.is_set()
 
 
 def test_data_over_the_byte_limit_is_refused_before_anything_else() -> None:

@@ -4,8 +4,11 @@ it is good enough to assess (sharpness, exposure, resolution)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,47 +72,130 @@ class CleanPhoto:
 
     data: bytes
     media_type: str
-    pixels: NDArray[Any]  # height × width × 3, uint8, RGB
+    image: Image.Image  # RGB, 8 bits
+
+    @property
+    def pixels(self) -> NDArray[Any]:
+        """height × width × 3, uint8, RGB (a copy: made only where a detector needs it)."""
+        return np.asarray(self.image, dtype=np.uint8)
 
 
-def clean(data: bytes) -> CleanPhoto:
-    """Decode, check, orient and re-encode a photo so that nothing but its pixels remains
-    (no EXIF, GPS, device, dates, ICC profile, XMP or comments)."""
+class DecodeBudget:
+    """Pixels this process may hold decoded at once, shared by the stages that decode photos:
+    a few small uploads that decode to huge images wait their turn instead of exhausting a
+    worker's memory. One image larger than the whole budget is refused."""
+
+    def __init__(self, pixels: int) -> None:
+        self.pixels = pixels
+        self._free = pixels
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        if pixels > self.pixels:
+            raise InvalidImage(f"the photo decodes to {pixels / 1e6:.0f} megapixels, over this worker's budget")
+        with self._changed:
+            self._changed.wait_for(lambda: self._free >= pixels)
+            self._free -= pixels
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._free += pixels
+                self._changed.notify_all()
+
+
+#: Decoded pixels one worker process may hold (each costs about 4 bytes while a photo is
+#: cleaned: the RGB copy and the grey one quality is measured on): two photos at the
+#: largest size accepted, about 320 MB.
+DECODE_BUDGET = DecodeBudget(2 * MAX_PIXELS)
+#: A photo that compresses to less than this many bytes per pixel, past SMALL_PHOTO pixels,
+#: is mostly one colour: not a wound photo, and the shape of a decompression bomb (a 116 KB
+#: PNG of 40 megapixels). Real photos take 0.05–3 bytes a pixel.
+MIN_BYTES_PER_PIXEL = 0.005
+SMALL_PHOTO = 4_000_000
+#: Photos up to this size are re-encoded with optimised tables (12 megapixels: most phones).
+OPTIMISE_UP_TO = 12_000_000
+
+
+def check_header(data: bytes) -> tuple[str, int, int]:
+    """The format and size read from the header only (nothing decoded), or `InvalidImage`."""
     if len(data) > MAX_BYTES:
         raise InvalidImage(f"the photo is {len(data):,} bytes; at most {MAX_BYTES:,} are accepted")
     try:
         with warnings.catch_warnings():
-            # Pillow warns, then refuses, past its own bomb limit: we refuse earlier and
-            # clearly. Its other warnings (a damaged EXIF block, palette transparency) do
-            # not stop a photo from being used: the metadata is dropped anyway.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             warnings.simplefilter("ignore", UserWarning)
             with Image.open(io.BytesIO(data)) as opened:
-                if opened.format not in FORMATS:
-                    raise InvalidImage(f"the photo is {opened.format or 'an unknown format'}: send a JPEG or PNG")
-                width, height = opened.size
-                if width * height > MAX_PIXELS:
-                    raise InvalidImage(
-                        f"the photo is {width}×{height} ({width * height / 1e6:.0f} megapixels): at most "
-                        f"{MAX_PIXELS / 1e6:.0f} megapixels are accepted (a decompression bomb is refused here)"
-                    )
-                media_type = FORMATS[opened.format]
-                upright = ImageOps.exif_transpose(opened)
-                rgb = _eight_bit(upright).convert("RGB")
-                rgb.load()
+                kind, (width, height) = opened.format, opened.size
     except Image.DecompressionBombError as error:
         raise InvalidImage(f"the photo is a decompression bomb: {error}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise InvalidImage(f"the photo cannot be decoded: {' '.join(str(error).split())[:200]}") from None
-    pixels = np.asarray(rgb, dtype=np.uint8).copy()
-    # A new image made of the pixels alone: no info dict, no EXIF, no profile goes with it.
-    bare = Image.fromarray(pixels, "RGB")
-    output = io.BytesIO()
-    if media_type == "image/jpeg":
-        bare.save(output, "JPEG", quality=92, optimize=True)
-    else:
-        bare.save(output, "PNG", optimize=True)
-    return CleanPhoto(output.getvalue(), media_type, pixels)
+    if kind not in FORMATS:
+        raise InvalidImage(f"the photo is {kind or 'an unknown format'}: send a JPEG or PNG")
+    pixels = width * height
+    if pixels > MAX_PIXELS:
+        raise InvalidImage(
+            f"the photo is {width}×{height} ({pixels / 1e6:.0f} megapixels): at most "
+            f"{MAX_PIXELS / 1e6:.0f} megapixels are accepted (a decompression bomb is refused here)"
+        )
+    if pixels > SMALL_PHOTO and len(data) < pixels * MIN_BYTES_PER_PIXEL:
+        raise InvalidImage(
+            f"the photo is {width}×{height} in {len(data):,} bytes: it is almost all one colour, not a wound "
+            f"photo (over {SMALL_PHOTO / 1e6:.0f} megapixels, at least {MIN_BYTES_PER_PIXEL} bytes a pixel)"
+        )
+    return kind, width, height
+
+
+def clean(data: bytes) -> CleanPhoto:
+    """Decode, check, orient and re-encode a photo so that nothing but its pixels remains
+    (no EXIF, GPS, device, dates, ICC profile, XMP or comments). Memory: one decoded copy,
+    within the process's `DECODE_BUDGET`."""
+    kind, width, height = check_header(data)
+    with DECODE_BUDGET.hold(width * height):
+        try:
+            with warnings.catch_warnings():
+                # Pillow's other warnings (a damaged EXIF block, palette transparency) do
+                # not stop a photo from being used: the metadata is dropped anyway.
+                warnings.simplefilter("ignore", UserWarning)
+                # Not closed: closing would free the pixels this keeps (the bytes are in memory).
+                opened = Image.open(io.BytesIO(data))
+                opened.load()
+                ImageOps.exif_transpose(opened, in_place=True)  # no copy when already upright
+                eight = _eight_bit(opened)
+                rgb = eight if eight.mode == "RGB" else eight.convert("RGB")
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            raise InvalidImage(f"the photo cannot be decoded: {' '.join(str(error).split())[:200]}") from None
+        # Nothing but the pixels goes with it: no info dict, no EXIF, no profile.
+        rgb.info = {}
+        output = io.BytesIO()
+        # Optimised encoding buffers the whole image once more (libjpeg's coefficients):
+        # worth a few per cent of size on ordinary photos, not a second copy of a huge one.
+        optimize = width * height <= OPTIMISE_UP_TO
+        if kind == "JPEG":
+            rgb.save(output, "JPEG", quality=92, optimize=optimize)
+        else:
+            rgb.save(output, "PNG", optimize=optimize)
+    return CleanPhoto(output.getvalue(), FORMATS[kind], rgb)
+
+
+def for_detection(data: bytes, longest_side: int) -> tuple[NDArray[Any], float]:
+    """A cleaned photo's pixels at no more than ``longest_side`` (a detector sees its input
+    size only), and the factor that maps them back to the photo's own pixels. A JPEG is
+    decoded at the reduced size directly, so a large photo never exists here at full size."""
+    kind, width, height = check_header(data)
+    with DECODE_BUDGET.hold(width * height):
+        try:
+            with Image.open(io.BytesIO(data)) as opened:
+                if kind == "JPEG":
+                    opened.draft("RGB", (longest_side, longest_side))
+                opened.load()
+                reduced = opened.convert("RGB") if opened.mode != "RGB" else opened.copy()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            raise InvalidImage(f"the photo cannot be decoded: {' '.join(str(error).split())[:200]}") from None
+        reduced.thumbnail((longest_side, longest_side))
+        return np.asarray(reduced, dtype=np.uint8), width / reduced.size[0]
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:
@@ -121,15 +207,16 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     return Image.fromarray((values * (255.0 / top)).clip(0, 255).astype(np.uint8), "L")
 
 
-def quality(pixels: NDArray[Any]) -> Quality:
+def quality(photo: Image.Image | NDArray[Any]) -> Quality:
     """Sharpness (variance of the Laplacian), exposure and resolution, with the problems
-    that make the photo unfit for assessment."""
-    height, width = pixels.shape[:2]
-    grey_image = Image.fromarray(pixels).convert("L")
+    that make the photo unfit for assessment. Measured on the photo scaled down first, so
+    that no full-size grey copy is made."""
+    image = photo if isinstance(photo, Image.Image) else Image.fromarray(np.asarray(photo, dtype=np.uint8))
+    width, height = image.size
     scale = ANALYSIS_SIDE / max(width, height)
     if scale < 1:
-        grey_image = grey_image.resize((max(1, round(width * scale)), max(1, round(height * scale))))
-    grey = np.asarray(grey_image, dtype=np.float64)
+        image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))))
+    grey = np.asarray(image.convert("L"), dtype=np.float64)
     laplacian = (
         grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4 * grey[1:-1, 1:-1]
         if min(grey.shape) >= 3

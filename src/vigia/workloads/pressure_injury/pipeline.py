@@ -12,6 +12,7 @@ Input (the photo comes as the job's file, uploaded as multipart):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vigia.blobs import BlobRef
+from vigia.config import Settings
 from vigia.context import StageContext
 from vigia.exceptions import InvalidInput, Permanent
 from vigia.pipeline import EscalationRule, Pipeline, Severity, Stage
@@ -55,6 +57,17 @@ def validate(job_input: Any) -> None:
     BlobRef.from_input(job_input["file"])
 
 
+def check_photo(path: Path, media_type: str, settings: Settings) -> None:
+    """At submission, from the header alone: a photo too large, a decompression bomb or an
+    image that is almost all one colour is a 422, before any worker decodes it."""
+    from vigia.workloads.pressure_injury import image  # noqa: PLC0415 -- Pillow (the pressure-injury extra): only when a case is submitted
+
+    try:
+        image.check_header(path.read_bytes())
+    except image.InvalidImage as error:
+        raise InvalidInput(error.reason, field="file") from None
+
+
 # --- stages -------------------------------------------------------------------------------
 
 
@@ -75,7 +88,7 @@ def intake(ctx: StageContext) -> dict[str, Any]:
     # gone from storage, and every later stage (and reader) gets the clean one.
     stored = files.replace(original, photo.data, photo.media_type)
     ctx.progress(0.7, "measuring quality")
-    measured = image.quality(photo.pixels)
+    measured = image.quality(photo.image)
     return {"photo": stored.to_input(), "quality": measured.to_dict()}
 
 
@@ -99,10 +112,15 @@ def detect(ctx: StageContext) -> dict[str, Any]:
     except detection.DetectorError as error:
         raise Permanent(str(error)) from None
     photo = BlobRef.from_input(ctx.outputs["intake"]["photo"])
-    pixels = image.clean(ctx.require_files().read(photo)).pixels
+    # Twice the model's input side: what it sees is the same, and a 40-megapixel photo is
+    # never decoded at full size a second time.
+    pixels, factor = image.for_detection(ctx.require_files().read(photo), 2 * max(detector.size))
     ctx.progress(0.4, "running the detector")
     try:
-        found = detector.detect(pixels)
+        found = [
+            dataclasses.replace(item, box=tuple(value * factor for value in item.box))
+            for item in detector.detect(pixels)
+        ]
     except detection.DetectorError as error:
         raise Permanent(str(error)) from None
     worst = detection.worst(found)
@@ -238,6 +256,7 @@ pipeline = Pipeline(
     description="Pressure-injury case: photo intake, lesion detection, Braden risk, guideline assessment, triage.",
     validate_input=validate,
     accepts=ACCEPTS,
+    check_file=check_photo,
     subject_field="patient_code",
     escalations=(),
     stages=[
