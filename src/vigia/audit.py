@@ -97,8 +97,16 @@ class AuditEntry:
         }
 
 
-def entry_hash(prev_hash: str, seq: int, draft: AuditDraft) -> str:
-    """SHA-256 over the previous hash and the entry's content in canonical JSON."""
+def chain_key(audit_key: bytes) -> bytes:
+    """The key the chain is signed with, derived from the installation's audit key (kept in
+    a file or VIGIA_AUDIT_KEY, never in the database): one who can write the store but does
+    not hold it cannot recompute the chain after changing an entry."""
+    return hmac.new(audit_key, b"vigia audit chain v1", hashlib.sha256).digest()
+
+
+def entry_hash(prev_hash: str, seq: int, draft: AuditDraft, key: bytes | None = None) -> str:
+    """HMAC-SHA256 with ``key`` (SHA-256 without: entries written before the chain was
+    keyed) over the previous hash and the entry's content in canonical JSON."""
     content = [
         prev_hash,
         seq,
@@ -111,7 +119,9 @@ def entry_hash(prev_hash: str, seq: int, draft: AuditDraft) -> str:
         _stable_numbers(draft.details),
     ]
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    if key is None:
+        return hashlib.sha256(canonical.encode()).hexdigest()
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
 def _stable_numbers(value: Any) -> Any:
@@ -127,12 +137,12 @@ def _stable_numbers(value: Any) -> Any:
     return value
 
 
-def chain(prev_hash: str, last_seq: int, drafts: Iterable[AuditDraft]) -> list[AuditEntry]:
-    """Give drafts their places after the entry (``last_seq``, ``prev_hash``)."""
+def chain(prev_hash: str, last_seq: int, drafts: Iterable[AuditDraft], key: bytes | None) -> list[AuditEntry]:
+    """Give drafts their places after the entry (``last_seq``, ``prev_hash``), signed with ``key``."""
     entries = []
     for draft in drafts:
         last_seq += 1
-        digest = entry_hash(prev_hash, last_seq, draft)
+        digest = entry_hash(prev_hash, last_seq, draft, key)
         entries.append(
             AuditEntry(
                 last_seq,
@@ -163,9 +173,17 @@ class Verification:
         return self.first_broken is None
 
 
-def verify(entries: Iterable[AuditEntry], *, first_prev_hash: str = GENESIS_HASH, first_seq: int = 1) -> Verification:
+def verify(
+    entries: Iterable[AuditEntry],
+    *,
+    first_prev_hash: str = GENESIS_HASH,
+    first_seq: int = 1,
+    key: bytes | None = None,
+    keyed_from: int = 1,
+) -> Verification:
     """Walk the chain in order; the first entry must follow ``first_prev_hash`` at
-    ``first_seq`` (the genesis, or the anchor left by retention)."""
+    ``first_seq`` (the genesis, or the anchor left by retention). Entries from
+    ``keyed_from`` on are checked against ``key``; those before it were written unkeyed."""
     expected_prev, expected_seq, checked = first_prev_hash, first_seq, 0
     for entry in entries:
         if entry.seq != expected_seq:
@@ -175,7 +193,10 @@ def verify(entries: Iterable[AuditEntry], *, first_prev_hash: str = GENESIS_HASH
         draft = AuditDraft(
             entry.action, entry.actor, entry.at, entry.tenant, entry.job_id, entry.subject, entry.details
         )
-        if entry_hash(entry.prev_hash, entry.seq, draft) != entry.hash:
+        signer = key if entry.seq >= keyed_from else None
+        if signer is None and entry.seq >= keyed_from:
+            return Verification(checked, entry.seq, "it is keyed and no audit key was given to check it")
+        if entry_hash(entry.prev_hash, entry.seq, draft, signer) != entry.hash:
             return Verification(checked, entry.seq, "its content does not match its hash (changed after writing)")
         expected_prev, expected_seq, checked = entry.hash, entry.seq + 1, checked + 1
     return Verification(checked)

@@ -50,6 +50,10 @@ class Settings:
     #: made and kept in ``data_dir/audit.key``: set it on every machine of a distributed
     #: installation, or their pseudonyms of one patient differ.
     audit_key: str | None = None
+    #: Where signed checkpoints of the audit chain are appended, outside the database (unset:
+    #: ``data_dir/audit-anchors.jsonl``). Point it at storage the database's writers cannot
+    #: rewrite (another volume, an append-only mount, a log shipper's input).
+    audit_anchor_file: Path | None = None
     #: How long audit entries are kept, in days (7 years by default; jobs have their own).
     audit_retention_days: float = constants.DEFAULT_AUDIT_RETENTION_DAYS
     #: Monitoring: how often alert rules are evaluated, the role alerts go to, and the
@@ -126,6 +130,10 @@ class Settings:
         return Path(self.data_dir) / "audit.key"
 
     @property
+    def audit_anchors(self) -> Path:
+        return Path(self.audit_anchor_file) if self.audit_anchor_file else Path(self.data_dir) / "audit-anchors.jsonl"
+
+    @property
     def distributed(self) -> bool:
         return bool(self.broker_url)
 
@@ -159,7 +167,7 @@ class Settings:
         ):
             if (text := read(name)) is not None:
                 values[name] = text
-        for name in ("data_dir", "pi_model", "doc_embedding_model", "coding_snomed_release"):
+        for name in ("data_dir", "pi_model", "doc_embedding_model", "coding_snomed_release", "audit_anchor_file"):
             if (text := read(name)) is not None:
                 values[name] = Path(text)
         for name in ("pipelines", "queues", "required_queues"):

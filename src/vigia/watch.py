@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vigia import monitoring, trends
+from vigia.anchors import HEAD, RETENTION, AnchorFile, Checkpoint
 from vigia.audit import AuditDraft
 from vigia.config import Settings
 from vigia.coordinator import Coordinator
@@ -73,6 +74,7 @@ class Watch:
         consumers: ConsumersSource,
         *,
         history: HistoryStore | None = None,
+        anchors: AnchorFile | None = None,
         sees_workers: Callable[[], bool] = lambda: True,
     ) -> None:
         self.settings = settings
@@ -82,6 +84,9 @@ class Watch:
         self.consumers = consumers
         #: Where each check's queue depths are kept for the charts (none: not kept).
         self.history = history
+        #: Where the audit chain's signed checkpoints go (none: not kept).
+        self.anchors = anchors
+        self._checkpointed: int | None = None
         #: False where the workers cannot be seen from here (an embedded store read by a
         #: process without workers): then no queue is required, rather than all of them
         #: reported as unserved.
@@ -130,6 +135,7 @@ class Watch:
         self.facts.save_alerts(evaluation.active, evaluation.started)
         if self.history is not None:
             self.history.record(observation.snapshot.at, observation.snapshot.queues)
+        self.checkpoint(observation.snapshot.at)
         for alert in evaluation.started:
             self._tell(alert, started=True)
         for alert in evaluation.resolved:
@@ -170,11 +176,34 @@ class Watch:
             ),
         )
 
+    def checkpoint(self, now: float | None = None) -> None:
+        """Sign the audit chain's head into the anchor file, if it moved since the last."""
+        if self.anchors is None:
+            return
+        if self._checkpointed is None:
+            last = self.anchors.last()
+            self._checkpointed = last.seq if last is not None else 0
+        head = self.facts.audit_anchor()
+        if head.last_seq > 0 and head.last_seq != self._checkpointed:
+            self.anchors.append(Checkpoint(HEAD, head.last_seq, head.last_hash, time.time() if now is None else now))
+            self._checkpointed = head.last_seq
+
+    def prune_audit(self, before: float) -> int:
+        """Retention: entries older than ``before`` removed, a signed checkpoint of the last
+        one left outside the store first (so that verification tells a prune from a deletion)."""
+        anchors = self.anchors
+
+        def anchor(seq: int, digest: str) -> None:
+            if anchors is not None:
+                anchors.append(Checkpoint(RETENTION, seq, digest, time.time()))
+
+        return self.facts.prune_audit(before, anchor)
+
     def _prune(self, now: float) -> None:
         if now - self._last_prune < PRUNE_INTERVAL:
             return
         self._last_prune = now
-        removed = self.facts.prune_audit(now - self.settings.audit_retention_days * 86400)
+        removed = self.prune_audit(now - self.settings.audit_retention_days * 86400)
         if removed:
             log.info("audit.pruned", extra={"entries": removed})
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vigia import constants
-from vigia.audit import Pseudonymiser, load_or_create_key
+from vigia.anchors import AnchorFile
+from vigia.audit import Pseudonymiser, chain_key, load_or_create_key
 from vigia.blobs import BlobStore, LocalBlobStore
 from vigia.config import Settings
 from vigia.coordinator import Coordinator
@@ -134,6 +135,8 @@ def build(settings: Settings, pipelines: Iterable[Pipeline] = (), *, upgrade: bo
     registry = registry_for(settings, pipelines)
     safeguards = safeguards_for(settings, registry)  # a bad setting fails here, before anything opens
     database = open_database(settings, upgrade=upgrade)
+    # Every process built here signs the audit chain with the same key (see vigia.audit).
+    database.audit_chain_key = chain_key(audit_key_of(settings))
     store = SQLJobStore(database)
     return Parts(
         settings=settings,
@@ -203,5 +206,6 @@ def watch_for(parts: Parts, executor: Callable[[], Executor | None]) -> Watch:
         parts.oversight,
         consumers,
         history=parts.history,
+        anchors=AnchorFile(settings.audit_anchors, chain_key(audit_key_of(settings))),
         sees_workers=lambda: settings.distributed or executor() is not None,
     )

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from tests.harness import API, Harness, assert_error, harness
 from tests.pipelines import journal, switches
 from tests.receivers import WebhookReceiver, smtp_server, webhook_receiver
-from vigia.audit import AuditDraft, Pseudonymiser, chain, verify
+from vigia.audit import AuditDraft, Pseudonymiser, chain, chain_key, verify
 from vigia.cli import app
 from vigia.store.database import Database
 from vigia.store.jobs import SQLJobStore
@@ -28,6 +28,7 @@ from vigia.store.oversight import OversightStore
 
 SECRET = "receiver-secret-7f3a"
 AUDIT_KEY = "11" * 32
+CHAIN_KEY = chain_key(bytes.fromhex(AUDIT_KEY))
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -299,7 +300,7 @@ def test_the_audit_chain_names_the_first_tampered_or_missing_entry(sqlite_url: s
     env = {"VIGIA_DATABASE_URL": sqlite_url, "VIGIA_DATA_DIR": str(tmp_path / "data"), "VIGIA_AUDIT_KEY": AUDIT_KEY}
     runner = CliRunner()
 
-    assert verify(entries).ok and len(entries) >= 12
+    assert verify(entries, key=CHAIN_KEY).ok and len(entries) >= 12
     intact = runner.invoke(app, ["audit", "verify"], env=env)
     assert intact.exit_code == 0, intact.output
     assert f"{len(entries)} entries" in intact.output
@@ -312,14 +313,14 @@ def test_the_audit_chain_names_the_first_tampered_or_missing_entry(sqlite_url: s
         )
     changed = runner.invoke(app, ["audit", "verify"], env=env)
     assert changed.exit_code == 1
-    assert f"broken at entry {victim.seq}" in changed.output and "changed after writing" in changed.output
+    assert f"entry {victim.seq}:" in changed.output and "changed after writing" in changed.output
 
     with engine.begin() as connection:
         connection.execute(sa.text("UPDATE vigia_audit SET actor = :actor WHERE seq = :seq"), victim.to_dict())
         connection.execute(sa.text("DELETE FROM vigia_audit WHERE seq = :seq"), {"seq": victim.seq + 1})
     removed = runner.invoke(app, ["audit", "verify"], env=env)
     assert removed.exit_code == 1
-    assert f"broken at entry {victim.seq + 2}" in removed.output and "missing" in removed.output
+    assert f"entry {victim.seq + 2}:" in removed.output and "missing" in removed.output
 
     # Re-chained from the changed entry on (the head left alone): the chain verifies, the
     # head does not match.
@@ -331,7 +332,8 @@ def test_the_audit_chain_names_the_first_tampered_or_missing_entry(sqlite_url: s
                        entry.tenant, entry.job_id, entry.subject, entry.details)
             for entry in entries[victim.seq - 1 :]
         ]  # fmt: skip
-        forged = chain(entries[victim.seq - 2].hash, victim.seq - 1, drafts)
+        # With the key (an insider who has it): only the head's record tells.
+        forged = chain(entries[victim.seq - 2].hash, victim.seq - 1, drafts, CHAIN_KEY)
         connection.execute(sa.text(
             "INSERT INTO vigia_audit (seq, at, actor, action, tenant, job_id, subject, details, prev_hash, hash) "
             "VALUES (:seq, :at, :actor, :action, :tenant, :job_id, :subject, :details, :prev_hash, :hash)"),
@@ -494,4 +496,4 @@ def test_key_administration_is_audited(oversee: Harness) -> None:
     revoked = [entry.details["key_id"] for entry in entries if entry.action == "key.revoked"]
     assert created == sorted(oversee.key_ids.values())
     assert revoked == [oversee.key_ids["revoked"]]
-    assert verify(audit_entries(oversee)).ok
+    assert verify(audit_entries(oversee), key=CHAIN_KEY).ok

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from vigia.audit import AuditDraft, verify
+from vigia.audit import AuditDraft, chain_key, verify
 from vigia.coordinator import Assignment, Coordinator
 from vigia.exceptions import IdempotencyConflict, InvalidInput, JobNotFound, SchemaOutOfDate
 from vigia.job import Event, EventType, JobState, StageRun, StageState
@@ -908,9 +908,10 @@ def _lock_waiters(connection: sa.Connection) -> int:
 def test_audit_entries_with_awkward_numbers_verify_after_a_round_trip(store: SQLJobStore) -> None:
     # What JSONB gives back otherwise than it was given: -0.0 as 0, 1e16 as an integer.
     details = {"delta": -0.0, "big": 1e16, "huge": 1e20, "whole": 1.0, "tenth": 0.1, "n": [3, 2.5, -0.0]}
+    store.database.audit_chain_key = key = chain_key(b"k" * 32)
     store.transact(
         lambda unit: unit.append_audit([AuditDraft("check.numbers", "test", START, "t", None, None, details)])
     )
     entries = list(OversightStore(store.database).audit_entries())
     assert [entry.action for entry in entries] == ["check.numbers"]
-    assert verify(entries).ok, verify(entries)
+    assert verify(entries, key=key).ok, verify(entries, key=key)

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from vigia.anchors import against_store
 from vigia.api.schemas import DeadPageModel, DeadStatisticsModel, ReviewPageModel, dead_model, review_model
 from vigia.app import Vigia
 from vigia.audit import export_lines, verify
@@ -288,9 +289,13 @@ def dlq_purge(
 
 @audit_app.command("verify")
 def audit_verify(data_dir: DataDir = None) -> None:
-    """Walk the hash chain; name the first entry that does not fit."""
+    """Check the audit log: the keyed hash chain, and the store against every signed
+    checkpoint in the anchor file; say exactly what is missing or altered.
 
-    async def verified(vigia: Vigia) -> tuple[Any, Any, str | None]:
+    Exit 0 intact, 1 broken. What it proves and what it cannot: see the README."""
+
+    async def checked(vigia: Vigia) -> tuple[Any, Any, list[str], int]:
+        key = vigia.database.audit_chain_key
         anchor = await asyncio.to_thread(vigia.oversight.audit_anchor)
         last_hash: list[str] = []
 
@@ -303,28 +308,57 @@ def audit_verify(data_dir: DataDir = None) -> None:
                 yield entry
 
         def walk() -> Any:
-            return verify(upto_head(), first_prev_hash=anchor.first_prev_hash, first_seq=anchor.first_seq)
+            return verify(
+                upto_head(),
+                first_prev_hash=anchor.first_prev_hash,
+                first_seq=anchor.first_seq,
+                key=key,
+                keyed_from=anchor.keyed_from,
+            )
 
         result = await asyncio.to_thread(walk)
-        return anchor, result, last_hash[0] if last_hash else None
+        problems: list[str] = []
+        if not result.ok:
+            problems.append(f"entry {result.first_broken}: {result.problem}")
+        elif result.checked != anchor.last_seq - anchor.first_seq + 1:
+            problems.append(
+                f"the chain ends at entry {anchor.first_seq + result.checked - 1}, its head says "
+                f"{anchor.last_seq}: entries were removed from the end"
+            )
+        elif result.checked and last_hash[0] != anchor.last_hash:
+            problems.append(f"entry {anchor.last_seq} is not the one the head recorded: the chain was rewritten")
+        anchors = vigia.watch.anchors
+        count = 0
+        if anchors is not None:
+            reading = await asyncio.to_thread(anchors.read)
+            problems.extend(reading.problems)
+            count = len(reading.checkpoints)
+            hashes = await asyncio.to_thread(vigia.oversight.audit_hashes, [point.seq for point in reading.checkpoints])
+            problems.extend(
+                against_store(
+                    reading.checkpoints,
+                    first_seq=anchor.first_seq,
+                    first_prev_hash=anchor.first_prev_hash,
+                    last_seq=anchor.last_seq,
+                    hashes=hashes,
+                )
+            )
+        return anchor, result, problems, count
 
-    anchor, result, last_hash = locally(settings_of(data_dir), verified)
-    if result.ok and result.checked != anchor.last_seq - anchor.first_seq + 1:
+    anchor, result, problems, checkpoints = locally(settings_of(data_dir), checked)
+    if problems:
+        for problem in problems:
+            errors.print(f"[red]audit log broken:[/] {problem}")
+        raise typer.Exit(1)
+    console.print(
+        f"audit log intact: {result.checked} entries, {anchor.first_seq}–{anchor.last_seq}, "
+        f"against {checkpoints} signed checkpoint(s)"
+    )
+    if not checkpoints:
         errors.print(
-            f"[red]audit log broken:[/] the chain ends at entry {anchor.first_seq + result.checked - 1}, "
-            f"its head says {anchor.last_seq}: entries were removed from the end"
+            "[yellow]note:[/] no signed checkpoints yet (`vigia serve` writes them): entries removed from "
+            "the end could not be told from a shorter log"
         )
-        raise typer.Exit(1)
-    if result.ok and result.checked and last_hash != anchor.last_hash:
-        errors.print(
-            f"[red]audit log broken:[/] entry {anchor.last_seq} is not the one the head recorded: "
-            "the chain was rewritten"
-        )
-        raise typer.Exit(1)
-    if not result.ok:
-        errors.print(f"[red]audit log broken at entry {result.first_broken}:[/] {result.problem}")
-        raise typer.Exit(1)
-    console.print(f"audit log intact: {result.checked} entries, {anchor.first_seq}–{anchor.last_seq}")
 
 
 @audit_app.command("export")
@@ -366,7 +400,7 @@ def audit_prune(data_dir: DataDir = None) -> None:
 
     async def pruned(vigia: Vigia) -> int:
         before = time.time() - vigia.settings.audit_retention_days * 86400
-        return await asyncio.to_thread(vigia.oversight.prune_audit, before)
+        return await asyncio.to_thread(vigia.watch.prune_audit, before)
 
     console.print(f"removed {locally(settings_of(data_dir), pruned)} entries older than the retention")
 

@@ -37,7 +37,7 @@ class ApiKeyStore:
                     created_at=now,
                 )
             )
-            _audit(connection, "key.created", actor, now, tenant, issued.id, role, row_locks=self._database.row_locks)
+            _audit(connection, "key.created", actor, now, tenant, issued.id, role, database=self._database)
         return ApiKey(issued.id, tenant, role, name, now, None)
 
     def authenticate(self, plaintext: str) -> ApiKey | None:
@@ -75,7 +75,7 @@ class ApiKeyStore:
                     key.tenant,
                     key.id,
                     key.role,
-                    row_locks=self._database.row_locks,
+                    database=self._database,
                 )
         if row is None:
             raise KeyNotFound(f"no API key {key_id!r}", key_id=key_id)
@@ -95,7 +95,12 @@ def _audit(
     key_id: str,
     role: Role,
     *,
-    row_locks: bool,
+    database: Database,
 ) -> None:
     details = {"key_id": key_id, "role": role.value}
-    append_audit(connection, [AuditDraft(action, actor, now, tenant, None, None, details)], row_locks=row_locks)
+    append_audit(
+        connection,
+        [AuditDraft(action, actor, now, tenant, None, None, details)],
+        row_locks=database.row_locks,
+        key=database.audit_chain_key,
+    )

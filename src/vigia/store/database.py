@@ -150,6 +150,9 @@ class Database:
         self._write_lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self._sqlite else contextlib.nullcontext()
         )
+        #: The key the audit chain is signed with (`vigia.audit.chain_key`): held by this
+        #: process, never written to the database. None: entries are hashed unkeyed.
+        self.audit_chain_key: bytes | None = None
 
     @property
     def is_local_file(self) -> bool:

@@ -25,7 +25,8 @@ from vigia.exceptions import DocumentNotFound
 from vigia.job import is_job_id, new_job_id
 from vigia.store import oversight
 from vigia.store.database import Database
-from vigia.store.schema import document_chunks, document_index, document_pages, documents, jobs
+from vigia.store.jobs import upload_names
+from vigia.store.schema import document_chunks, document_index, document_pages, documents
 
 #: Keyword candidates read per search before fusion.
 KEYWORD_CANDIDATES = 50
@@ -161,8 +162,7 @@ class DocumentStore:
         chunks: Sequence[NewChunk],
         status: str,
     ) -> str:
-        """Write a document with its pages and chunks (replacing those of an earlier save of
-        the same file by this tenant: saving is idempotent); its id."""
+        """Write a document, its pages and chunks (replacing an earlier save of the file by the tenant); its id."""
 
         def work(connection: Connection) -> str:
             now = time.time()
@@ -171,9 +171,7 @@ class DocumentStore:
             ).scalar()
             values = {
                 "job_id": job_id,
-                # Never written (the name is the job's: see `_named`); the column stays for
-                # stores made before.
-                "filename": None,
+                "filename": None,  # the name is the job's (see `_named`): never copied here
                 "media_type": media_type,
                 "size": size,
                 "title": fields.get("title"),
@@ -269,6 +267,7 @@ class DocumentStore:
                 connection,
                 [AuditDraft("document.deleted", actor, time.time(), tenant, row.job_id, None, details)],
                 row_locks=self._database.row_locks,
+                key=self._database.audit_chain_key,
             )
             return DocumentRow.from_row(row._mapping)
 
@@ -597,11 +596,5 @@ def _filter_sql(where: DocumentFilter) -> tuple[str, str, dict[str, Any]]:
 def _named(connection: Connection, rows: list[DocumentRow]) -> list[DocumentRow]:
     """The rows with the file name their job was given: the client's name (which may be a
     patient's) is kept with the job only, never copied to the document."""
-    job_ids = sorted({row.job_id for row in rows if row.job_id})
-    if not job_ids:
-        return rows
-    names: dict[str, str | None] = {}
-    for job_id, job_input in connection.execute(sa.select(jobs.c.id, jobs.c.input).where(jobs.c.id.in_(job_ids))):
-        upload = job_input.get("file") if isinstance(job_input, dict) else None
-        names[job_id] = upload.get("filename") if isinstance(upload, dict) else None
+    names = upload_names(connection, [row.job_id for row in rows if row.job_id])
     return [dataclasses.replace(row, filename=names.get(row.job_id or "")) for row in rows]

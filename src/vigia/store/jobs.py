@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from vigia import constants
 from vigia.exceptions import BatchNotFound, JobNotFound
@@ -33,12 +34,15 @@ class SQLJobStore:
     @contextlib.contextmanager
     def unit_of_work(self) -> Iterator[SQLUnitOfWork]:
         with self.database.writing() as connection:
-            yield SQLUnitOfWork(connection, row_locks=self.database.row_locks)
+            yield SQLUnitOfWork(connection, row_locks=self.database.row_locks, audit_key=self.database.audit_chain_key)
 
     def transact(self, work: Callable[[SQLUnitOfWork], T], attempts: int = 5) -> T:
         """Run ``work`` in a unit of work, again if it collided with another transaction."""
         row_locks = self.database.row_locks
-        return self.database.transact(lambda connection: work(SQLUnitOfWork(connection, row_locks=row_locks)), attempts)
+        key = self.database.audit_chain_key
+        return self.database.transact(
+            lambda connection: work(SQLUnitOfWork(connection, row_locks=row_locks, audit_key=key)), attempts
+        )
 
     # --- reads --------------------------------------------------------------------------
 
@@ -196,3 +200,16 @@ class SQLJobStore:
                 )
             )
         return wanted - renewed, cancelled
+
+
+def upload_names(connection: Connection, job_ids: Sequence[str]) -> dict[str, str | None]:
+    """The display name of each job's uploaded file (None for a job without one)."""
+    names: dict[str, str | None] = {}
+    if not job_ids:
+        return names
+    for job_id, job_input in connection.execute(
+        sa.select(jobs.c.id, jobs.c.input).where(jobs.c.id.in_(sorted(set(job_ids))))
+    ):
+        upload = job_input.get("file") if isinstance(job_input, dict) else None
+        names[job_id] = upload.get("filename") if isinstance(upload, dict) else None
+    return names

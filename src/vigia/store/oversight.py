@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,14 +56,16 @@ def _review_row(review: Review) -> dict[str, Any]:
     return {column.name: row[column.name] for column in reviews.c}
 
 
-def append_audit(connection: Connection, drafts: Sequence[AuditDraft], *, row_locks: bool) -> list[AuditEntry]:
+def append_audit(
+    connection: Connection, drafts: Sequence[AuditDraft], *, row_locks: bool, key: bytes | None
+) -> list[AuditEntry]:
     if not drafts:
         return []
     query = sa.select(audit_head).where(audit_head.c.id == _HEAD)
     if row_locks:
         query = query.with_for_update()
     head = connection.execute(query).one()
-    entries = chain(head.last_hash, head.last_seq, drafts)
+    entries = chain(head.last_hash, head.last_seq, drafts, key)
     rows = [entry.to_dict() for entry in entries]
     if row_locks:  # PostgreSQL: one statement for the lot
         bulk.insert_rows(connection, audit_log, rows)
@@ -125,6 +127,8 @@ class AuditAnchor:
     first_prev_hash: str
     last_seq: int
     last_hash: str
+    #: Entries from this one on are keyed (those before were written by an older version).
+    keyed_from: int = 1
 
 
 class OversightStore:
@@ -212,7 +216,18 @@ class OversightStore:
     def audit_anchor(self) -> AuditAnchor:
         with self._database.reading() as connection:
             head = connection.execute(sa.select(audit_head).where(audit_head.c.id == _HEAD)).one()
-        return AuditAnchor(head.first_seq, head.first_prev_hash, head.last_seq, head.last_hash)
+        return AuditAnchor(head.first_seq, head.first_prev_hash, head.last_seq, head.last_hash, head.keyed_from)
+
+    def audit_hashes(self, seqs: Iterable[int]) -> dict[int, str]:
+        wanted = sorted(set(seqs))
+        found: dict[int, str] = {}
+        with self._database.reading() as connection:
+            for start in range(0, len(wanted), 500):
+                query = sa.select(audit_log.c.seq, audit_log.c.hash).where(
+                    audit_log.c.seq.in_(wanted[start : start + 500])
+                )
+                found.update({int(seq): str(digest) for seq, digest in connection.execute(query)})
+        return found
 
     def audit_entries(self, *, since: float | None = None, after_seq: int = 0) -> Iterator[AuditEntry]:
         """Every entry in chain order (from ``after_seq``, or those at or after ``since``)."""
@@ -230,9 +245,11 @@ class OversightStore:
                 return
             after_seq = page[-1].seq
 
-    def prune_audit(self, before: float) -> int:
+    def prune_audit(self, before: float, anchor_with: Callable[[int, str], None] | None = None) -> int:
         """Remove entries older than ``before`` (retention), leaving an anchor so that the
-        rest of the chain still verifies from its new first entry."""
+        rest of the chain still verifies from its new first entry. ``anchor_with(seq, hash)``
+        is told of the last entry removed before anything is (a signed checkpoint outside
+        the store: a crash in between leaves a checkpoint, never an unexplained gap)."""
         with self._database.writing() as connection:
             head = connection.execute(sa.select(audit_head).where(audit_head.c.id == _HEAD).with_for_update()).one()
             last_old = connection.scalar(
@@ -241,6 +258,8 @@ class OversightStore:
             if last_old is None:
                 return 0
             anchor = connection.execute(sa.select(audit_log.c.hash).where(audit_log.c.seq == last_old)).scalar_one()
+            if anchor_with is not None:
+                anchor_with(int(last_old), str(anchor))
             removed = connection.execute(audit_log.delete().where(audit_log.c.seq <= last_old)).rowcount
             connection.execute(
                 audit_head.update()

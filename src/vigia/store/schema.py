@@ -178,6 +178,8 @@ audit_head = sa.Table(
     sa.Column("last_hash", sa.String(64), nullable=False),
     sa.Column("first_seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False),
     sa.Column("first_prev_hash", sa.String(64), nullable=False),
+    # Entries from this one on are keyed (HMAC); those before, of an older version, are not.
+    sa.Column("keyed_from", sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False, server_default="1"),
 )
 
 # Alerts now pending or firing, one per rule and key; their history is in the audit log.

@@ -98,9 +98,10 @@ def _work_of(row: Row[Any]) -> StageWork:
 class SQLUnitOfWork:
     """One transaction; jobs it loads stay locked (PostgreSQL row locks, SQLite's write lock)."""
 
-    def __init__(self, connection: Connection, *, row_locks: bool) -> None:
+    def __init__(self, connection: Connection, *, row_locks: bool, audit_key: bytes | None = None) -> None:
         self._connection = connection
         self._row_locks = row_locks
+        self._audit_key = audit_key
         #: PostgreSQL: many rows in one statement (see `vigia.store.bulk`).
         self._bulk = row_locks
 
@@ -297,7 +298,7 @@ class SQLUnitOfWork:
         oversight.update_review(self._connection, review)
 
     def append_audit(self, drafts: Sequence[AuditDraft]) -> list[AuditEntry]:
-        return oversight.append_audit(self._connection, drafts, row_locks=self._row_locks)
+        return oversight.append_audit(self._connection, drafts, row_locks=self._row_locks, key=self._audit_key)
 
     def delete_dead_jobs(self, where: DeadFilter, limit: int) -> list[str]:
         return oversight.delete_dead_jobs(self._connection, where, limit)
