@@ -28,6 +28,9 @@ class Settings:
     queues: tuple[str, ...] = ()
     #: Concurrent stage runs per queue, and exceptions per queue (``queue=n,...`` in the env).
     concurrency: int = constants.DEFAULT_CONCURRENCY
+    #: Stage runs one tenant may have in progress on a queue at once, installation-wide
+    #: (unset: no cap; free slots still go to the tenant with the fewest first).
+    tenant_max_running: int | None = None
     queue_concurrency: Mapping[str, int] = field(default_factory=dict)
     lease_seconds: float = constants.DEFAULT_LEASE_SECONDS
     poll_interval: float = constants.DEFAULT_POLL_INTERVAL
@@ -99,6 +102,8 @@ class Settings:
             )
         if self.notify_attempts < 1:
             raise ConfigurationError(f"VIGIA_NOTIFY_ATTEMPTS must be at least 1, got {self.notify_attempts}")
+        if self.tenant_max_running is not None and self.tenant_max_running < 1:
+            raise ConfigurationError(f"VIGIA_TENANT_MAX_RUNNING must be at least 1, got {self.tenant_max_running}")
         if self.audit_retention_days <= 0 or self.monitor_interval <= 0:
             raise ConfigurationError("VIGIA_AUDIT_RETENTION_DAYS and VIGIA_MONITOR_INTERVAL must be > 0")
         if self.doc_max_pages < 1 or self.doc_ocr_timeout <= 0 or self.doc_ocr_workers < 0:
@@ -183,6 +188,7 @@ class Settings:
             "doc_ocr_workers",
             "doc_chunk_size",
             "coding_max_chars",
+            "tenant_max_running",
         ):
             if (text := read(name)) is not None:
                 values[name] = _number(int, name, text)

@@ -52,8 +52,12 @@ class Coordinator:
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
         safeguards: Safeguards | None = None,
+        tenant_cap: int | None = None,
     ) -> None:
         self.store = store
+        #: Stage runs one tenant may have in progress per queue (None: no cap; free slots
+        #: still go to the least-served tenant first).
+        self.tenant_cap = tenant_cap
         self.registry = registry
         self.safeguards = safeguards or Safeguards()
         self.oversight = Oversight(registry, self.safeguards, clock)
@@ -223,7 +227,7 @@ class Coordinator:
             now = self._clock()
             claimed: list[StageRun] = []
             for queue, limit in free_slots.items():
-                claimed.extend(unit.claim(queue, limit, owner, now + lease_seconds, now))
+                claimed.extend(unit.claim(queue, limit, owner, now + lease_seconds, now, self.tenant_cap))
             if not claimed:
                 return [], []
             settlement = self._settlement(unit, [run.job_id for run in claimed], now)
@@ -460,7 +464,7 @@ class Coordinator:
         now = self._clock()
         taken = self.store.transact(
             lambda unit: unit.take_for_dispatch(
-                now, limit, resend_before=now - resend_after, resend_queues=resend_queues
+                now, limit, resend_before=now - resend_after, resend_queues=resend_queues, tenant_cap=self.tenant_cap
             )
         )
         return [dispatch.first_stage_work(self.registry, item) for item in taken]

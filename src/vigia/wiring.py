@@ -143,7 +143,7 @@ def build(settings: Settings, pipelines: Iterable[Pipeline] = (), *, upgrade: bo
         registry=registry,
         database=database,
         store=store,
-        coordinator=Coordinator(store, registry, safeguards=safeguards),
+        coordinator=Coordinator(store, registry, safeguards=safeguards, tenant_cap=settings.tenant_max_running),
         oversight=OversightStore(database),
         keys=ApiKeyStore(database),
         documents=DocumentStore(database),

@@ -915,3 +915,61 @@ def test_audit_entries_with_awkward_numbers_verify_after_a_round_trip(store: SQL
     entries = list(OversightStore(store.database).audit_entries())
     assert [entry.action for entry in entries] == ["check.numbers"]
     assert verify(entries, key=key).ok, verify(entries, key=key)
+
+
+# --- sharing a queue between tenants ------------------------------------------------------
+
+
+def tenants_of(coordinator: Coordinator, assignments: list[Assignment]) -> list[str]:
+    return [assignment.job.tenant for assignment in assignments]
+
+
+def test_free_slots_go_to_the_tenant_with_the_fewest_running(coordinator: Coordinator, clock: Clock) -> None:
+    # One tenant's backlog first, then another's: first come would give "busy" every slot.
+    for n in range(6):
+        coordinator.submit("store_test", {"name": f"busy-{n}"}, tenant="busy")
+        clock.advance(1)
+    for n in range(2):
+        coordinator.submit("store_test", {"name": f"quiet-{n}"}, tenant="quiet")
+        clock.advance(1)
+    first, _ = coordinator.claim({"images": 2}, "worker-1", 30)
+    assert sorted(tenants_of(coordinator, first)) == ["busy", "quiet"]
+    second, _ = coordinator.claim({"images": 2}, "worker-1", 30)
+    assert sorted(tenants_of(coordinator, second)) == ["busy", "quiet"]
+    # Nobody else waits: the rest go to the one tenant left.
+    rest, _ = coordinator.claim({"images": 10}, "worker-1", 30)
+    assert tenants_of(coordinator, rest) == ["busy"] * 4
+
+
+def test_a_tenant_cap_keeps_slots_free_for_the_next_tenant(store: SQLJobStore, clock: Clock) -> None:
+    coordinator = Coordinator(store, Registry([PIPELINE, OTHER]), clock=clock, rand=lambda: 0.0, tenant_cap=2)
+    for n in range(6):
+        coordinator.submit("store_test", {"name": f"busy-{n}"}, tenant="busy")
+        clock.advance(1)
+    claimed, _ = coordinator.claim({"images": 8}, "worker-1", 30)
+    assert tenants_of(coordinator, claimed) == ["busy", "busy"]  # two, though eight slots are free
+    assert coordinator.claim({"images": 8}, "worker-1", 30)[0] == []
+    coordinator.submit("store_test", {"name": "late"}, tenant="quiet")
+    late, _ = coordinator.claim({"images": 8}, "worker-1", 30)
+    assert tenants_of(coordinator, late) == ["quiet"]  # at once, though it came last
+    # One of busy's finishes: busy gets the slot back.
+    coordinator.settle([outcome_of(claimed[0], clock.advance(1), {"ok": True})])
+    again, _ = coordinator.claim({"images": 8}, "worker-1", 30)
+    assert tenants_of(coordinator, again) == ["busy"]
+
+
+def test_dispatching_to_workers_holds_a_tenant_at_its_cap(store: SQLJobStore, clock: Clock) -> None:
+    """Distributed mode: what is sent to the broker counts, since a worker takes it in order."""
+    coordinator = Coordinator(store, Registry([PIPELINE, OTHER]), clock=clock, rand=lambda: 0.0, tenant_cap=2)
+    for n in range(5):
+        coordinator.submit("store_test", {"name": f"busy-{n}"}, tenant="busy")
+        clock.advance(1)
+    coordinator.submit("store_test", {"name": "late"}, tenant="quiet")
+    sent = coordinator.take_for_dispatch(100)
+    per_queue: dict[str, list[str]] = {}
+    for item in sent:
+        assert item.work is not None
+        per_queue.setdefault(item.queue, []).append(item.work.tenant)
+    # The pipeline starts with a stage on each of two queues: the cap holds on each.
+    assert len(per_queue) == 2 and all(sorted(tenants) == ["busy", "busy", "quiet"] for tenants in per_queue.values())
+    assert coordinator.take_for_dispatch(100) == []  # busy has two in the broker already

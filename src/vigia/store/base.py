@@ -169,11 +169,20 @@ class UnitOfWork(Protocol):
 
     def find_idempotent(self, tenant: str, key: str) -> Job | None: ...
 
-    def claim(self, queue: str, limit: int, owner: str, lease_until: float, now: float) -> list[StageRun]:
-        """Mark up to ``limit`` ready stage runs of ``queue`` as running under ``owner``."""
+    def claim(
+        self, queue: str, limit: int, owner: str, lease_until: float, now: float, tenant_cap: int | None = None
+    ) -> list[StageRun]:
+        """Mark up to ``limit`` ready stage runs of ``queue`` as running under ``owner``, the
+        slots shared between tenants (`vigia.fairness`), none to a tenant at ``tenant_cap``."""
 
     def take_for_dispatch(
-        self, now: float, limit: int, *, resend_before: float, resend_queues: Sequence[str]
+        self,
+        now: float,
+        limit: int,
+        *,
+        resend_before: float,
+        resend_queues: Sequence[str],
+        tenant_cap: int | None = None,
     ) -> list[Dispatch]: ...
 
     def expired_leases(self, now: float, limit: int) -> list[StageRun]: ...

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Row
 
+from vigia import fairness
 from vigia.audit import AuditDraft, AuditEntry
 from vigia.escalation import Review
 from vigia.exceptions import DuplicateIdempotencyKey
@@ -179,21 +180,43 @@ class SQLUnitOfWork:
             batches.insert().values(id=batch_id, tenant=tenant, pipeline=pipeline, size=size, created_at=now)
         )
 
-    def claim(self, queue: str, limit: int, owner: str, lease_until: float, now: float) -> list[StageRun]:
+    def claim(
+        self, queue: str, limit: int, owner: str, lease_until: float, now: float, tenant_cap: int | None = None
+    ) -> list[StageRun]:
         if limit <= 0:
             return []
         # One query per claimable state, each read in index order, then merged: a single
-        # query over both states would sort the whole backlog of the queue.
+        # query over both states would sort the whole backlog of the queue. More are read
+        # than claimed, so that the slots can be shared between tenants (vigia.fairness).
         order = (stage_runs.c.priority.desc(), stage_runs.c.available_at, stage_runs.c.id)
+        busy = self._in_progress(queue, sent=False) if tenant_cap is not None else {}
+        # Tenants at their cap are left out in the query: their backlog cannot hide others'.
+        capped = [tenant for tenant, count in busy.items() if count >= (tenant_cap or 0)]
         per_state = [
-            sa.select(stage_runs.c.id, stage_runs.c.job_id, *order[:2])
-            .where(stage_runs.c.queue == queue, stage_runs.c.state == state, stage_runs.c.available_at <= now)
+            sa.select(stage_runs.c.id, stage_runs.c.job_id, *order[:2], jobs.c.tenant)
+            .join(jobs, jobs.c.id == stage_runs.c.job_id)
+            .where(
+                stage_runs.c.queue == queue,
+                stage_runs.c.state == state,
+                stage_runs.c.available_at <= now,
+                jobs.c.tenant.not_in(capped) if capped else sa.true(),
+            )
             .order_by(*order)
-            .limit(limit)
+            .limit(limit * fairness.LOOKAHEAD)
             for state in CLAIMABLE
         ]
-        rows = [row for query in per_state for row in self._connection.execute(query)]
-        candidates = sorted(rows, key=lambda row: (-row.priority, row.available_at, row.id))[:limit]
+        rows = {row.id: row for query in per_state for row in self._connection.execute(query)}
+        if not rows:
+            return []
+        if tenant_cap is None and len({row.tenant for row in rows.values()}) > 1:
+            busy = self._in_progress(queue, sent=False)
+        picked = fairness.share(
+            [fairness.Candidate(row.id, row.tenant, row.priority, row.available_at) for row in rows.values()],
+            limit,
+            busy,
+            tenant_cap,
+        )
+        candidates = [rows[run_id] for run_id in picked]
         if not candidates:
             return []
         run_ids = [row.id for row in candidates]
@@ -241,8 +264,26 @@ class SQLUnitOfWork:
         )
         return [StageRun.from_row(row._mapping) for row in rows]
 
+    def _in_progress(self, queue: str | None, *, sent: bool) -> dict[str, int]:
+        """Stage runs in progress per tenant (on ``queue``, or per "queue/tenant" for all):
+        running, and with ``sent`` also those handed to a worker's queue and not yet taken."""
+        busy: sa.ColumnElement[bool] = stage_runs.c.state == StageState.RUNNING.value
+        if sent:
+            busy = sa.or_(busy, sa.and_(stage_runs.c.state.in_(CLAIMABLE), stage_runs.c.dispatched_at.is_not(None)))
+        key = jobs.c.tenant if queue is not None else stage_runs.c.queue + "/" + jobs.c.tenant
+        query = sa.select(key, sa.func.count()).join(jobs, jobs.c.id == stage_runs.c.job_id).where(busy)
+        if queue is not None:
+            query = query.where(stage_runs.c.queue == queue)
+        return {str(name): int(count) for name, count in self._connection.execute(query.group_by(key))}
+
     def take_for_dispatch(
-        self, now: float, limit: int, *, resend_before: float, resend_queues: Sequence[str]
+        self,
+        now: float,
+        limit: int,
+        *,
+        resend_before: float,
+        resend_queues: Sequence[str],
+        tenant_cap: int | None = None,
     ) -> list[Dispatch]:
         """Ready stage runs not sent yet (or, in ``resend_queues``, sent before
         ``resend_before`` and never taken), marked as sent now."""
@@ -270,6 +311,23 @@ class SQLUnitOfWork:
         )
         if self._row_locks:
             query = query.with_for_update(of=stage_runs, skip_locked=True)
+        busy: dict[str, int] = {}
+        if tenant_cap is not None:
+            # Nothing more of a tenant is sent to a queue where it already has its cap in
+            # progress (running or waiting in the broker): what is held back goes later.
+            busy = self._in_progress(None, sent=True)
+            capped = [tuple(key.split("/", 1)) for key, count in busy.items() if count >= tenant_cap]
+            if capped:
+                query = query.where(sa.not_(sa.tuple_(stage_runs.c.queue, jobs.c.tenant).in_(capped)))
+        found = list(self._connection.execute(query))
+        if tenant_cap is not None and found:
+            kept = []
+            for row in found:
+                slot = f"{row.queue}/{row.tenant}"
+                if busy.get(slot, 0) < tenant_cap:
+                    busy[slot] = busy.get(slot, 0) + 1
+                    kept.append(row)
+            found = kept
         taken = [
             Dispatch(
                 row.id,
@@ -278,7 +336,7 @@ class SQLUnitOfWork:
                 row.stage,
                 StageWork(row.job_id, row.attempts, row.input, None, row.tenant),
             )
-            for row in self._connection.execute(query)
+            for row in found
         ]
         if taken:
             self._connection.execute(
