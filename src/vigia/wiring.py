@@ -75,6 +75,9 @@ def open_database(settings: Settings, *, upgrade: bool | None = None) -> Databas
     if url.startswith("sqlite:///") and ":memory:" not in url:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     database = Database(url)
+    # Every process opening the installation's database signs the audit chain with the
+    # same key (see vigia.audit): a worker, a command, the server.
+    database.audit_chain_key = chain_key(audit_key_of(settings))
     if upgrade if upgrade is not None else database.is_local_file:
         database.upgrade()
     return database
@@ -135,8 +138,6 @@ def build(settings: Settings, pipelines: Iterable[Pipeline] = (), *, upgrade: bo
     registry = registry_for(settings, pipelines)
     safeguards = safeguards_for(settings, registry)  # a bad setting fails here, before anything opens
     database = open_database(settings, upgrade=upgrade)
-    # Every process built here signs the audit chain with the same key (see vigia.audit).
-    database.audit_chain_key = chain_key(audit_key_of(settings))
     store = SQLJobStore(database)
     return Parts(
         settings=settings,
