@@ -43,6 +43,7 @@ from selenium.common.exceptions import (  # noqa: E402
     WebDriverException,
 )
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
@@ -232,6 +233,21 @@ def test_a_bad_key_is_refused_with_its_reason_and_a_good_one_signs_in(browser: W
     wait_for(driver, "the refusal", lambda d: "not valid" in d.find_element(By.ID, "key-problem").text)
     assert not driver.find_element(By.ID, "nav").is_displayed()
     shot(driver, "sign-in-refused")
+    # By keyboard alone: the key typed, Enter; then Tab to a section and Enter.
+    field = driver.find_element(By.NAME, "api-key")
+    field.clear()
+    field.send_keys(dashboard.admin, Keys.ENTER)
+    wait_for(driver, "the sections", lambda d: d.find_element(By.ID, "nav").is_displayed())
+    assert driver.title == "Vigía — Jobs"
+    driver.find_element(By.TAG_NAME, "body").click()
+    reviews_link = driver.find_element(By.CSS_SELECTOR, "#nav a[data-section='reviews']")
+    for _ in range(12):
+        if driver.switch_to.active_element == reviews_link:
+            break
+        driver.switch_to.active_element.send_keys(Keys.TAB)
+    assert driver.switch_to.active_element == reviews_link, "the sections are not reachable by Tab"
+    reviews_link.send_keys(Keys.ENTER)
+    wait_for(driver, "the reviews page by keyboard", lambda d: d.title == "Vigía — Reviews")
     sign_in(driver, dashboard, dashboard.admin)
     assert driver.title == "Vigía — Jobs"
     assert driver.find_element(By.ID, "who").text == "default · admin"
