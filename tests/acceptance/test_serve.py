@@ -542,3 +542,18 @@ def test_a_refused_websocket_gets_its_documented_close_code_over_the_network(
     with connect(f"{base}/ws/jobs/{finished_job['id']}?api_key={server.admin_key()}", open_timeout=10) as socket_:
         first = json.loads(socket_.recv(timeout=10))
     assert first["seq"] == 1 and first["job_id"] == finished_job["id"]
+
+
+def test_a_request_the_server_cannot_parse_gets_a_json_error(server: Server) -> None:
+    """Before any app code runs (uvicorn's own 400): still the API's one error shape."""
+    for garbage in (b"GARBAGE\r\n\r\n", b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+            connection.sendall(garbage)
+            answer = b""
+            while chunk := connection.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400"), answer
+        assert b"content-type: application/json" in head.lower(), answer
+        error = json.loads(body)["error"]
+        assert error["code"] == "malformed_request" and error["message"].startswith("the HTTP request cannot be read")

@@ -4,13 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from vigia.api.application import request_stop
+from vigia.api.errors import error_body
+
+
+class JsonErrorsProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, its own 400 (a request it cannot parse, before any app sees
+    it) in the API's error shape instead of plain text."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps(error_body("malformed_request", f"the HTTP request cannot be read: {msg}")).encode()
+        content = [STATUS_LINE[400]]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend(
+            [
+                b"content-type: application/json\r\n",
+                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                b"connection: close\r\n",
+                b"\r\n",
+                body,
+            ]
+        )
+        self.transport.write(b"".join(content))
+        self.transport.close()
 
 
 class Server(uvicorn.Server):
@@ -19,7 +44,7 @@ class Server(uvicorn.Server):
     signal after its graceful shutdown, so the process would die of it)."""
 
     def __init__(self, app: FastAPI, *, host: str, port: int) -> None:
-        super().__init__(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        super().__init__(uvicorn.Config(app, host=host, port=port, log_level="warning", http=JsonErrorsProtocol))
         self._app = app
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
