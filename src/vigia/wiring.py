@@ -207,6 +207,8 @@ def watch_for(parts: Parts, executor: Callable[[], Executor | None]) -> Watch:
         parts.oversight,
         consumers,
         history=parts.history,
-        anchors=AnchorFile(settings.audit_anchors, chain_key(audit_key_of(settings))),
+        anchors=AnchorFile(settings.audit_anchors, parts.database.audit_chain_key)
+        if parts.database.audit_chain_key is not None
+        else None,
         sees_workers=lambda: settings.distributed or executor() is not None,
     )

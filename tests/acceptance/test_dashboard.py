@@ -71,6 +71,16 @@ class Dashboard:
     def http(self, key: str | None = None) -> httpx.Client:
         return self.server.http(key or self.admin)
 
+    def dead_job(self, switch: Path, **fields: Any) -> str:
+        """A t_dash_switch job, submitted while ``switch`` exists and waited for until dead."""
+        with self.http() as http:
+            response = http.post("/pipelines/t_dash_switch/jobs", json={"input": {"switch": str(switch), **fields}})
+            assert response.status_code == 202, response.text
+        job_id = str(response.json()["id"])
+        dead = self.wait_job(job_id, {"dead", "failed", "succeeded"})
+        assert dead["state"] == "dead", dead
+        return job_id
+
     def wait_job(self, job_id: str, states: set[str], timeout: float = WAIT) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         with self.http() as http:
@@ -316,12 +326,7 @@ def test_a_dead_job_retried_from_the_dead_letter_page_finishes(
     driver = browser
     switch = tmp_path / "broken"
     switch.write_text("on")
-    with dashboard.http() as http:
-        response = http.post("/pipelines/t_dash_switch/jobs", json={"input": {"switch": str(switch)}})
-        assert response.status_code == 202, response.text
-        job_id = response.json()["id"]
-    dead = dashboard.wait_job(job_id, {"dead", "failed"})
-    assert dead["state"] == "dead", dead
+    job_id = dashboard.dead_job(switch)
 
     sign_in(driver, dashboard, dashboard.admin)
     visit(driver, dashboard, "dlq")
@@ -608,13 +613,7 @@ def test_dead_jobs_are_retried_in_bulk_and_purged_by_filter_after_a_confirmation
     driver = browser
     switch = tmp_path / "broken"
     switch.write_text("on")
-    with dashboard.http() as http:
-        ids = [
-            http.post("/pipelines/t_dash_switch/jobs", json={"input": {"switch": str(switch), "n": n}}).json()["id"]
-            for n in range(3)
-        ]
-    for job_id in ids:
-        assert dashboard.wait_job(job_id, {"dead", "failed", "succeeded"})["state"] == "dead"
+    ids = [dashboard.dead_job(switch, n=n) for n in range(3)]
     sign_in(driver, dashboard, dashboard.admin)
     visit(driver, dashboard, "dlq")
     Select(
@@ -635,9 +634,7 @@ def test_dead_jobs_are_retried_in_bulk_and_purged_by_filter_after_a_confirmation
         assert dashboard.wait_job(job_id, {"succeeded", "dead", "failed"})["state"] == "succeeded"
 
     switch.write_text("on")
-    with dashboard.http() as http:
-        doomed = http.post("/pipelines/t_dash_switch/jobs", json={"input": {"switch": str(switch)}}).json()["id"]
-    assert dashboard.wait_job(doomed, {"dead", "failed", "succeeded"})["state"] == "dead"
+    doomed = dashboard.dead_job(switch)
     driver.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
     click(driver, "the purge button", "//button[text()='Purge 1 matching…']")
     assert "cannot be undone" in driver.switch_to.alert.text

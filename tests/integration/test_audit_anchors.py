@@ -136,7 +136,6 @@ def test_truncation_deletion_and_rechaining_are_caught_and_a_prune_is_not(tmp_pa
     (data_dir / "audit-anchors.jsonl").write_text("\n".join([json.dumps(altered), *lines[1:]]) + "\n")
     code, output = verify_command(url, data_dir)
     assert code == 1 and "anchor line 1" in output and "bad signature" in output, output
-    assert CHAIN_KEY  # the key the chain was signed with never reached the database
     with sqlite3.connect(source) as connection:
         dump = "\n".join(connection.iterdump())
     assert CHAIN_KEY.hex() not in dump and AUDIT_KEY not in dump

@@ -85,10 +85,9 @@ def read_model(model: type[Model], raw: bytes) -> Model:
     """The body ``raw`` as ``model``: checked as above, then validated strictly (JSON's
     own types only: no number from a string or a boolean, dates in ISO 8601), or
     `InvalidInput` naming the fields."""
-    text = decode(raw or b"{}")
-    parse_json(text)
+    value = parse_json(raw or b"{}")
     try:
-        return model.model_validate_json(text, strict=True)
+        return model.model_validate(value, strict=True)
     except ValidationError as error:
         raise invalid(error) from None
 

@@ -168,17 +168,7 @@ async def get_chunks(
     await asyncio.to_thread(vigia.documents.get, document_id, key.tenant)
     chunks = await asyncio.to_thread(vigia.documents.chunks, document_id)
     return ChunkPageModel(
-        chunks=[
-            ChunkModel(
-                ordinal=chunk.ordinal,
-                page_start=chunk.page_start,
-                page_end=chunk.page_end,
-                start_offset=chunk.start_offset,
-                end_offset=chunk.end_offset,
-                text=chunk.text,
-            )
-            for chunk in chunks[offset : offset + limit]
-        ],
+        chunks=[ChunkModel.model_validate(chunk, from_attributes=True) for chunk in chunks[offset : offset + limit]],
         total=len(chunks),
     )
 
