@@ -4,6 +4,7 @@ saw in `journal`, so that tests can check what ran, when, and with what."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections import defaultdict
@@ -255,7 +256,29 @@ def third(ctx: StageContext) -> dict[str, Any]:
     return {}
 
 
+# Two short stages that append every start, with the process that made it, to a journal file
+# shared by all processes (`journal` in the input): the chaos probe counts each stage's
+# executions from it, and sees what a worker it is about to kill holds.
+chaos = Pipeline("t_chaos")
+
+
+def _journalled(ctx: StageContext) -> dict[str, Any]:
+    line = f"{ctx.job_id} {ctx.stage} {ctx.attempt} {os.getpid()}\n".encode()
+    descriptor = os.open(ctx.input["journal"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(descriptor, line)  # one short O_APPEND write: whole, whatever else appends
+    finally:
+        os.close(descriptor)
+    time.sleep(ctx.input.get("pace", 0.02))
+    return {"attempt": ctx.attempt}
+
+
+chaos.stage("first", after=())(_journalled)
+chaos.stage("second", after=("first",))(_journalled)
+
+
 ALL = [
+    chaos,
     chain,
     parallel,
     narrow,

@@ -103,8 +103,22 @@ def safeguards_for(settings: Settings, registry: Registry) -> Safeguards:
     )
 
 
-def coordinator_for(settings: Settings, registry: Registry, database: Database) -> Coordinator:
-    return Coordinator(SQLJobStore(database), registry, safeguards=safeguards_for(settings, registry))
+def coordinator_for(
+    settings: Settings,
+    registry: Registry,
+    database: Database,
+    *,
+    store: SQLJobStore | None = None,
+    safeguards: Safeguards | None = None,
+) -> Coordinator:
+    """The coordinator of any process, API or worker: the same safeguards and tenant cap
+    everywhere (a worker's housekeeping process dispatches too)."""
+    return Coordinator(
+        store or SQLJobStore(database),
+        registry,
+        safeguards=safeguards or safeguards_for(settings, registry),
+        tenant_cap=settings.tenant_max_running,
+    )
 
 
 def event_bus_for(settings: Settings) -> EventBus:
@@ -144,7 +158,7 @@ def build(settings: Settings, pipelines: Iterable[Pipeline] = (), *, upgrade: bo
         registry=registry,
         database=database,
         store=store,
-        coordinator=Coordinator(store, registry, safeguards=safeguards, tenant_cap=settings.tenant_max_running),
+        coordinator=coordinator_for(settings, registry, database, store=store, safeguards=safeguards),
         oversight=OversightStore(database),
         keys=ApiKeyStore(database),
         documents=DocumentStore(database),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -28,7 +29,7 @@ from tests.harness import TestClient
 from tests.onnx_models import STAGE_4, constant_detector, yolov5_rows
 from tests.pipelines import ALL
 from tests.receivers import webhook_receiver
-from vigia import JobState, Settings, StageRun, StageState, Vigia
+from vigia import Job, JobState, Settings, StageRun, StageState, Vigia
 from vigia.access import Role, issue
 from vigia.api import create_app
 from vigia.executors.celery import HOUSEKEEPING_DIED_EXIT_CODE, HOUSEKEEPING_PROCESS_NAME, make_celery, queue_facts
@@ -683,3 +684,35 @@ def test_the_tenant_stream_follows_jobs_run_by_worker_processes(cluster: Cluster
         mine = [event for event in seen if event["job_id"] == job_id]
         assert mine[-1]["type"] == "job.finished" and mine[-1]["state"] == "succeeded", mine
         assert any(event["type"] == "stage.progress" for event in mine)
+
+
+def test_one_tenants_backlog_does_not_hold_every_worker_slot_from_another(cluster: Cluster) -> None:
+    """The probe's finding: eight slow jobs of one tenant held every slot of a queue while
+    another tenant's job waited. With a cap of one run in progress per tenant and queue, the
+    other tenant's job runs at once on the second slot (without it, behind four)."""
+    # On every process: a worker's housekeeping process dispatches too.
+    cluster.env["VIGIA_TENANT_MAX_RUNNING"] = "1"
+    cluster.start_worker("--concurrency", "2")
+    journal = cluster.data_dir / "journal.txt"
+    settings = dataclasses.replace(cluster.settings(), tenant_max_running=1)
+
+    async def main() -> tuple[list[Job], Job]:
+        vigia = Vigia.from_settings(settings, pipelines=[*ALL, demo])
+        await vigia.start()
+        try:
+            slow = [
+                await vigia.submit("t_chaos", {"journal": str(journal), "pace": 0.5}, tenant="busy") for _ in range(4)
+            ]
+            quick = await vigia.submit("t_chaos", {"journal": str(journal), "pace": 0.0}, tenant="quiet")
+            return [await vigia.wait(job.id, timeout=180) for job in slow], await vigia.wait(quick.id, timeout=180)
+        finally:
+            await vigia.stop()
+            vigia.close()
+
+    slow, quick = asyncio.run(main())
+    assert {job.state for job in [*slow, quick]} == {JobState.SUCCEEDED}, cluster.logs()
+    # The order stages started in (the journal every worker process appends to): the quiet
+    # tenant's two stages come before the busy tenant's third stage, not after its first four.
+    started = [line.split()[0] for line in journal.read_text().splitlines()]
+    before_quick_finished = started[: max(i for i, job_id in enumerate(started) if job_id == quick.id)]
+    assert sum(job_id != quick.id for job_id in before_quick_finished) <= 2, (quick.id, journal.read_text())

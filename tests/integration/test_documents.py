@@ -7,11 +7,13 @@ import difflib
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import sqlalchemy as sa
 
@@ -20,6 +22,7 @@ from tests.harness import API, TERMINAL, Harness, assert_error, harness
 from vigia.store import documents as document_store
 from vigia.store import schema
 from vigia.store.database import Database
+from vigia.workloads import decoding
 from vigia.workloads.documents import embeddings, extraction, ocr
 
 pytestmark = pytest.mark.timeout(600)
@@ -137,6 +140,60 @@ def test_a_page_that_takes_too_long_fails_alone_with_its_reason(files: dict[str,
     found = read(files["scanned_es.pdf"], "application/pdf", language="es", timeout=0.05)
     assert {page.method for page in found.pages} == {"failed"}
     assert "did not finish the page within 0.05 s" in (found.pages[0].reason or "")
+
+
+def test_poster_sized_pages_are_read_within_the_decode_budget(tmp_path: Path) -> None:
+    # Eight 60-inch pages: each renders to 40 megapixels (the cap), and four readers would
+    # otherwise hold eight of them at once (320 megapixels, 664 MB above the start here).
+    import pypdfium2 as pdfium  # noqa: PLC0415 -- with the documents extra
+
+    poster = pdfium.PdfDocument.new()
+    for _ in range(8):
+        poster.new_page(72 * 60, 72 * 60)
+    path = tmp_path / "posters.pdf"
+    poster.save(str(path))
+    budget = decoding.DecodeBudget(80_000_000)
+    process = psutil.Process()
+    start = process.memory_info().rss
+    peak = start
+    finished = threading.Event()
+
+    def measure() -> None:
+        nonlocal peak
+        while not finished.wait(0.01):
+            peak = max(peak, process.memory_info().rss)
+
+    sampler = threading.Thread(target=measure)
+    sampler.start()
+    try:
+        found = extraction.Reader(workers=4, timeout=120, budget=budget).read(path, extraction.PDF, language="en")
+    finally:
+        finished.set()
+        sampler.join()
+    rise = (peak - start) / 2**20
+    print(
+        f"8 pages of 40 megapixels, 4 readers: {budget.peak / 1e6:.1f} megapixels held at most, RSS rise {rise:.0f} MB"
+    )
+    assert [page.method for page in found.pages] == ["empty"] * 8
+    assert extraction.MAX_RENDER_PIXELS * 1.5 < budget.peak <= budget.pixels  # two at once, never three
+    assert budget.held == 0  # every page's pixels given back
+    assert rise < 500, f"memory rose by {rise:.0f} MB"
+
+
+def test_the_frames_of_an_image_wait_for_the_budget_and_give_it_back_when_a_page_fails(tmp_path: Path) -> None:
+    from PIL import Image  # noqa: PLC0415
+
+    frames = [Image.new("L", (1200, 1000), 255) for _ in range(3)]
+    path = tmp_path / "frames.tiff"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    budget = decoding.DecodeBudget(1_500_000)  # one frame at a time
+    found = extraction.Reader(workers=2, timeout=0.001, budget=budget).read(path, "image/tiff", language="es")
+    assert [page.method for page in found.pages] == ["failed"] * 3
+    assert budget.peak == 1_200_000 and budget.held == 0
+    with pytest.raises(decoding.OverBudget, match="page 1 decodes to 1 megapixels"):
+        extraction.Reader(workers=2, timeout=120, budget=decoding.DecodeBudget(1_000_000)).read(
+            path, "image/tiff", language="es"
+        )
 
 
 def test_an_engine_reads_page_after_page_as_tesseract_alone_does(docs: list[corpus.Doc]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import struct
-import threading
 import zlib
 
 import numpy as np
@@ -214,25 +213,6 @@ def test_a_large_image_of_almost_one_colour_is_refused_from_its_header() -> None
     flat = io.BytesIO()
     Image.new("RGB", (800, 600), (200, 120, 110)).save(flat, "PNG")
     assert image.clean(flat.getvalue()).image.size == (800, 600)
-
-
-def test_the_decode_budget_refuses_one_too_large_and_makes_the_others_wait() -> None:
-    budget = image.DecodeBudget(100)
-    with pytest.raises(image.InvalidImage, match="over this worker's budget"), budget.hold(101):
-        pass
-    entered = threading.Event()
-
-    def second() -> None:
-        with budget.hold(60):
-            entered.set()
-
-    with budget.hold(60):
-        waiting = threading.Thread(target=second)
-        waiting.start()
-        # The second hold cannot start while the first holds 60 of 100.
-        assert not entered.wait(0.2)
-    waiting.join(10)
-    assert entered.is_set()
 
 
 def test_data_over_the_byte_limit_is_refused_before_anything_else() -> None:

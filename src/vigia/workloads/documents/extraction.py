@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import pypdfium2 as pdfium
@@ -33,6 +33,7 @@ from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from vigia.exceptions import InvalidInput, PayloadTooLarge, Permanent
 from vigia.workloads import language as languages
+from vigia.workloads.decoding import DECODE_BUDGET, DecodeBudget, Hold
 from vigia.workloads.documents import ocr
 
 PDF = "application/pdf"
@@ -231,12 +232,23 @@ def _page_layer(page: pdfium.PdfPage) -> Layer:
     return judge_layer(text, scanned=covered >= SCAN_COVERAGE, invisible=texts > 0 and invisible == texts)
 
 
-def _render(page: pdfium.PdfPage) -> Image.Image:
-    width, height = page.get_size()
+def _render_scale(page: pdfium.PdfPage) -> tuple[float, int]:
+    """The scale a page is rendered at for OCR, and the pixels its render holds (PDFium
+    rounds each side up), never more than `MAX_RENDER_PIXELS`."""
+    width, height = (float(side) for side in page.get_size())
     scale = OCR_DPI / 72
-    pixels = width * scale * height * scale
-    if pixels > MAX_RENDER_PIXELS:
-        scale *= math.sqrt(MAX_RENDER_PIXELS / pixels)
+
+    def pixels() -> int:
+        return math.ceil(width * scale) * math.ceil(height * scale)
+
+    if pixels() > MAX_RENDER_PIXELS:
+        scale *= math.sqrt(MAX_RENDER_PIXELS / pixels())
+        while pixels() > MAX_RENDER_PIXELS:  # the sides rounded up: a hair smaller
+            scale *= 0.9995
+    return scale, pixels()
+
+
+def _render(page: pdfium.PdfPage, scale: float) -> Image.Image:
     # PDFium's native BGRx in a buffer it allocates itself, then OpenCV's conversion to
     # grey: the same pixels for a grey scan as PDFium's grey rendering, in a quarter of its
     # time (19 against 77 ms a page at 300 dpi; ctypes' zero-filled buffer doubles it).
@@ -266,6 +278,19 @@ class Extraction:
 Progress = Callable[[int, int, str], None]
 
 
+class Decoded(NamedTuple):
+    """A page's image to read, and the pixels it holds of the process's decode budget
+    (given back once it has been read)."""
+
+    number: int
+    image: Image.Image
+    hold: Hold
+
+
+def _releasing(hold: Hold) -> Callable[[Future[ocr.Reading]], None]:
+    return lambda _: hold.release()
+
+
 class Reader:
     """Extracts a document's pages: OCR of several pages at once, up to ``workers``."""
 
@@ -276,11 +301,13 @@ class Reader:
         timeout: float,
         progress: Progress = lambda done, total, message: None,
         cancelled: Callable[[], bool] = lambda: False,
+        budget: DecodeBudget = DECODE_BUDGET,
     ) -> None:
         self.workers = max(1, workers)
         self.timeout = timeout
         self.progress = progress
         self.cancelled = cancelled
+        self.budget = budget
 
     def read(self, path: Path, media_type: str, *, language: str | None = None) -> Extraction:
         if media_type == PDF:
@@ -310,15 +337,23 @@ class Reader:
             wanted = [number for number, layer in enumerate(layers, start=1) if not layer.usable]
             reasons = {number: layers[number - 1].reason for number in wanted}
 
-            def images() -> Iterator[tuple[int, Image.Image]]:
+            def images() -> Iterator[Decoded]:
                 # PDFium is not thread-safe: pages are rendered here, one at a time, and
                 # only read in parallel.
                 for number in wanted:
                     page = document[number - 1]
                     try:
-                        yield number, _render(page)
+                        scale, pixels = _render_scale(page)
+                        hold = self.budget.take(pixels, f"page {number}")
+                        try:
+                            image = _render(page, scale)
+                        except BaseException:
+                            hold.release()
+                            raise
                     finally:
                         page.close()
+                    yield Decoded(number, image, hold)
+                    del image  # not held here while the next page waits for the budget
 
             language, source = self._ocr(images(), language, source, pages, reasons, total)
         finally:
@@ -330,10 +365,17 @@ class Reader:
         with Image.open(path) as image:
             total = getattr(image, "n_frames", 1)
 
-            def images() -> Iterator[tuple[int, Image.Image]]:
+            def images() -> Iterator[Decoded]:
                 for number, frame in enumerate(ImageSequence.Iterator(image), start=1):
-                    # A phone photo's orientation tag turns it upright first.
-                    yield number, ImageOps.exif_transpose(frame.convert("L"))
+                    hold = self.budget.take(frame.width * frame.height, f"page {number}")
+                    try:
+                        # A phone photo's orientation tag turns it upright first.
+                        grey = ImageOps.exif_transpose(frame.convert("L"))
+                    except BaseException:
+                        hold.release()
+                        raise
+                    yield Decoded(number, grey, hold)
+                    del grey
 
             language, source = self._language(hint, [])
             reasons = dict.fromkeys(range(1, total + 1), "an image")
@@ -349,7 +391,7 @@ class Reader:
 
     def _ocr(
         self,
-        images: Iterator[tuple[int, Image.Image]],
+        images: Iterator[Decoded],
         language: str | None,
         source: str,
         pages: dict[int, PageText],
@@ -385,44 +427,62 @@ class Reader:
                     record(number, None, str(error))
 
         iterator = iter(images)
-        with ocr.Engines() as engines:
-            # Started now, Tesseract loads its model while the first pages are rendered.
-            engines.start(
-                languages.tesseract_model(language), 1 if language is None else min(self.workers, len(reasons))
-            )
-            if language is None:
-                first = next(iterator, None)
-                if first is None:
-                    return None, source
-                number, image = first
-                reading, failure = self._read_one(image, languages.tesseract_model(None), engines)
-                detected = languages.detect(reading.text) if reading is not None else None
-                if detected is not None and reading is not None:
-                    language, source = detected.language, "ocr"
-                    # Read again with the right model alone ("spa+eng" loses Spanish accents),
-                    # beside the next pages rather than before them.
-                    fallback[number] = reading
-                    iterator = itertools.chain([(number, image)], iterator)
-                else:
-                    record(number, reading, failure)
-            model = languages.tesseract_model(language)
-            engines.start(model, min(self.workers, sum(number not in pages for number in reasons)))
-            self._read_all(iterator, model, engines, finish)
+        first_hold: Hold | None = None
+        try:
+            with ocr.Engines() as engines:
+                # Started now, Tesseract loads its model while the first pages are rendered.
+                engines.start(
+                    languages.tesseract_model(language), 1 if language is None else min(self.workers, len(reasons))
+                )
+                if language is None:
+                    first = next(iterator, None)
+                    if first is None:
+                        return None, source
+                    first_hold = first.hold
+                    reading, failure = self._read_one(first.image, languages.tesseract_model(None), engines)
+                    detected = languages.detect(reading.text) if reading is not None else None
+                    if detected is not None and reading is not None:
+                        language, source = detected.language, "ocr"
+                        # Read again with the right model alone ("spa+eng" loses Spanish
+                        # accents), beside the next pages rather than before them.
+                        fallback[first.number] = reading
+                        iterator = itertools.chain([first], iterator)
+                    else:
+                        first.hold.release()
+                        record(first.number, reading, failure)
+                    del first
+                model = languages.tesseract_model(language)
+                engines.start(model, min(self.workers, sum(number not in pages for number in reasons)))
+                self._read_all(iterator, model, engines, finish)
+        finally:
+            # Read or not (a failure on the way), every page submitted has finished by now.
+            if first_hold is not None:
+                first_hold.release()
         return language, source
 
     def _read_all(
         self,
-        images: Iterator[tuple[int, Image.Image]],
+        images: Iterator[Decoded],
         model: str,
         engines: ocr.Engines,
         finish: Callable[[int, Future[ocr.Reading]], None],
     ) -> None:
         with ThreadPoolExecutor(self.workers, thread_name_prefix="vigia-ocr") as pool:
             running: list[tuple[int, Future[ocr.Reading]]] = []
-            for number, image in images:
+            for page in images:
                 if self.cancelled():
+                    page.hold.release()
                     break
-                running.append((number, pool.submit(ocr.read, image, model, timeout=self.timeout, engines=engines)))
+                try:
+                    future = pool.submit(ocr.read, page.image, model, timeout=self.timeout, engines=engines)
+                except BaseException:
+                    page.hold.release()
+                    raise
+                # Given back by the thread that read it, not by this one: this thread may be
+                # waiting on the budget for the next page meanwhile.
+                future.add_done_callback(_releasing(page.hold))
+                running.append((page.number, future))
+                del page  # the image lives on with its reading only
                 # At most two pages waiting per reader: renders are large.
                 while len(running) >= 2 * self.workers:
                     finish(*running.pop(0))

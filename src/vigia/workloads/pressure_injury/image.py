@@ -4,11 +4,8 @@ it is good enough to assess (sharpness, exposure, resolution)."""
 
 from __future__ import annotations
 
-import contextlib
 import io
-import threading
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +14,7 @@ from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vigia.exceptions import Permanent
+from vigia.workloads.decoding import DECODE_BUDGET
 
 #: Largest photo accepted, in pixels (a 40-megapixel camera), and in bytes.
 MAX_PIXELS = 40_000_000
@@ -80,35 +78,6 @@ class CleanPhoto:
         return np.asarray(self.image, dtype=np.uint8)
 
 
-class DecodeBudget:
-    """Pixels this process may hold decoded at once, shared by the stages that decode photos:
-    a few small uploads that decode to huge images wait their turn instead of exhausting a
-    worker's memory. One image larger than the whole budget is refused."""
-
-    def __init__(self, pixels: int) -> None:
-        self.pixels = pixels
-        self._free = pixels
-        self._changed = threading.Condition()
-
-    @contextlib.contextmanager
-    def hold(self, pixels: int) -> Iterator[None]:
-        if pixels > self.pixels:
-            raise InvalidImage(f"the photo decodes to {pixels / 1e6:.0f} megapixels, over this worker's budget")
-        with self._changed:
-            self._changed.wait_for(lambda: self._free >= pixels)
-            self._free -= pixels
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._free += pixels
-                self._changed.notify_all()
-
-
-#: Decoded pixels one worker process may hold (each costs about 4 bytes while a photo is
-#: cleaned: the RGB copy and the grey one quality is measured on): two photos at the
-#: largest size accepted, about 320 MB.
-DECODE_BUDGET = DecodeBudget(2 * MAX_PIXELS)
 #: A photo that compresses to less than this many bytes per pixel, past SMALL_PHOTO pixels,
 #: is mostly one colour: not a wound photo, and the shape of a decompression bomb (a 116 KB
 #: PNG of 40 megapixels). Real photos take 0.05–3 bytes a pixel.
@@ -153,7 +122,7 @@ def clean(data: bytes) -> CleanPhoto:
     (no EXIF, GPS, device, dates, ICC profile, XMP or comments). Memory: one decoded copy,
     within the process's `DECODE_BUDGET`."""
     kind, width, height = check_header(data)
-    with DECODE_BUDGET.hold(width * height):
+    with DECODE_BUDGET.hold(width * height, "the photo"):
         try:
             with warnings.catch_warnings():
                 # Pillow's other warnings (a damaged EXIF block, palette transparency) do
@@ -185,7 +154,7 @@ def for_detection(data: bytes, longest_side: int) -> tuple[NDArray[Any], float]:
     size only), and the factor that maps them back to the photo's own pixels. A JPEG is
     decoded at the reduced size directly, so a large photo never exists here at full size."""
     kind, width, height = check_header(data)
-    with DECODE_BUDGET.hold(width * height):
+    with DECODE_BUDGET.hold(width * height, "the photo"):
         try:
             with Image.open(io.BytesIO(data)) as opened:
                 if kind == "JPEG":
