@@ -69,6 +69,8 @@ class Settings:
     alert_failure_rate: float = 0.05
     alert_failure_min_jobs: int = 10
     alert_p95_seconds: float = 60.0
+    #: The mean wait for a worker slot the scaling advice aims at (`vigia scale advise`).
+    scale_target_wait: float = 30.0
     #: The pressure-injury workload's detection model: a YOLO-format ONNX file. Unset, the
     #: workload grades nothing and sends every case to human review.
     pi_model: Path | None = None
@@ -104,6 +106,8 @@ class Settings:
             raise ConfigurationError(f"VIGIA_NOTIFY_ATTEMPTS must be at least 1, got {self.notify_attempts}")
         if self.tenant_max_running is not None and self.tenant_max_running < 1:
             raise ConfigurationError(f"VIGIA_TENANT_MAX_RUNNING must be at least 1, got {self.tenant_max_running}")
+        if not self.scale_target_wait > 0:
+            raise ConfigurationError(f"VIGIA_SCALE_TARGET_WAIT must be > 0 seconds, got {self.scale_target_wait}")
         if self.audit_retention_days <= 0 or self.monitor_interval <= 0:
             raise ConfigurationError("VIGIA_AUDIT_RETENTION_DAYS and VIGIA_MONITOR_INTERVAL must be > 0")
         if self.doc_max_pages < 1 or self.doc_ocr_timeout <= 0 or self.doc_ocr_workers < 0:
@@ -201,6 +205,7 @@ class Settings:
             "alert_queue_depth_seconds",
             "alert_failure_rate",
             "alert_p95_seconds",
+            "scale_target_wait",
             "doc_ocr_timeout",
         ):
             if (text := read(name)) is not None:

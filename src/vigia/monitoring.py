@@ -25,6 +25,8 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
+from vigia.scaling import Advice
+
 #: Upper bounds, in seconds, of the stage-duration histogram buckets (+Inf comes after).
 #: From 10 ms (a quick lookup) to 10 min (a long model call), roughly x2-x2.5 apart.
 DURATION_BUCKETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -136,6 +138,8 @@ class Snapshot:
     notifications_failed: int
     #: Names of the workers alive, whatever queues they consume.
     workers: tuple[str, ...]
+    #: Per queue, the workers its observed load needs (`vigia.scaling`).
+    scaling: tuple[Advice, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.window_seconds > 0:
@@ -427,10 +431,26 @@ class _SnapshotCollector:
             "Processing time of jobs finished in the window, by quantile.",
             labels=("pipeline", "quantile"),
         )
+        counted = GaugeMetricFamily(
+            "vigia_processing_jobs",
+            "Jobs finished in the window that the processing quantiles are taken over.",
+            labels=("pipeline",),
+        )
         for times in snapshot.times:
             for quantile, seconds in (("0.5", times.p50), ("0.95", times.p95), ("0.99", times.p99)):
                 processing.add_metric((times.pipeline, quantile), seconds)
+            counted.add_metric((times.pipeline,), times.count)
         yield processing
+        yield counted
+
+        advised = GaugeMetricFamily(
+            "vigia_workers_advised",
+            "Workers a queue's observed load needs for the target wait (vigia scale advise).",
+            labels=("queue",),
+        )
+        for advice in snapshot.scaling:
+            advised.add_metric((advice.queue,), advice.workers_needed)
+        yield advised
 
         # Every rule appears, at zero when quiet, so that a dashboard can tell "no alert"
         # from "no data".
@@ -477,4 +497,5 @@ def status_document(snapshot: Snapshot, active: Iterable[Alert]) -> dict[str, An
         "open_reviews": snapshot.open_reviews,
         "notifications_failed": snapshot.notifications_failed,
         "alerts": [alert.to_dict() for alert in alerts],
+        "scaling": [advice.to_dict() for advice in snapshot.scaling],
     }

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vigia import monitoring, trends
+from vigia import monitoring, scaling, trends
 from vigia.anchors import HEAD, RETENTION, AnchorFile, Checkpoint
 from vigia.audit import AuditDraft
 from vigia.config import Settings
@@ -24,6 +24,7 @@ from vigia.escalation import Urgency
 from vigia.exceptions import VigiaError
 from vigia.monitoring import Alert, AlertSeverity, Evaluation, QueueFacts, Snapshot, Thresholds
 from vigia.registry import Registry
+from vigia.scaling import Advice
 from vigia.store.history import HistoryStore
 from vigia.store.oversight import OversightStore
 
@@ -121,7 +122,22 @@ class Watch:
             open_reviews=waiting,
             notifications_failed=undelivered,
             workers=tuple(sorted({worker for workers in consumed.values() for worker in workers})),
+            scaling=tuple(self.scaling(now)),
         )
+
+    def scaling(self, now: float, *, window: float = WINDOW_SECONDS, target_wait: float | None = None) -> list[Advice]:
+        """Per queue, the workers the load of the last ``window`` seconds needs for a mean
+        wait within ``target_wait`` (default: `VIGIA_SCALE_TARGET_WAIT`)."""
+        wait = self.settings.scale_target_wait if target_wait is None else target_wait
+        loads = {load.queue: load for load in self.facts.queue_loads(now - window, now)}
+        return [
+            scaling.advise(
+                loads.get(queue) or scaling.QueueLoad(queue, 0, 0, None, window),
+                target_wait_seconds=wait,
+                slots_per_worker=self.settings.concurrency_for(queue),
+            )
+            for queue in dict.fromkeys([*self.registry.queues, *loads])
+        ]
 
     def observe(self, now: float | None = None) -> Observation:
         """The facts and the alert rules over them, without acting on them (a read)."""

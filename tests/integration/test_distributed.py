@@ -160,6 +160,11 @@ def test_jobs_run_on_worker_processes_with_live_events(cluster: Cluster) -> None
 
     states, seqs, result, starts = run_api(cluster, scenario)  # type: ignore[misc]
     assert states == [JobState.SUCCEEDED] * 21, cluster.logs()
+    # The worker's log, like Flower (both read the task's name from the request), names each
+    # task by its pipeline and stage (Celery's shadow name), and shows no input.
+    logged = "".join(path.read_text(errors="replace") for path in cluster.data_dir.glob("worker-*.log"))
+    assert "Task demo:" in logged and "Task t_outcomes:start[" in logged, logged[-3000:]
+    assert "vigia.run_stage[" not in logged and "not a uuid" not in logged
     assert seqs == list(range(1, len(seqs) + 1))
     assert result["sentences"] == 19
     assert starts == [{"mode": tagged}]

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from vigia import scaling
 from vigia.monitoring import (
     ALL,
     DURATION_BUCKETS,
@@ -421,7 +422,16 @@ def busy() -> Snapshot:
         open_reviews=4,
         notifications_failed=1,
         workers=("w1", "w2", "w3"),
+        scaling=(ADVICE,),
     )
+
+
+#: What `vigia.scaling` advised for the busy snapshot's default queue.
+ADVICE = scaling.advise(
+    scaling.QueueLoad("default", arrivals=120, finished=118, mean_service_seconds=2.0, window_seconds=600.0),
+    target_wait_seconds=5.0,
+    slots_per_worker=2,
+)
 
 
 def parsed(text: bytes) -> dict[str, tuple[str, str, list[tuple[str, dict[str, str], float]]]]:
@@ -454,7 +464,13 @@ def test_render_metrics_exposes_every_fact() -> None:
         "vigia_failure_rate",
         "vigia_throughput_per_minute",
         "vigia_processing_seconds",
+        "vigia_processing_jobs",
+        "vigia_workers_advised",
         "vigia_alerts_firing",
+    ]
+    assert families["vigia_processing_jobs"][2] == [("vigia_processing_jobs", {"pipeline": "intake"}, 30.0)]
+    assert families["vigia_workers_advised"][2] == [
+        ("vigia_workers_advised", {"queue": "default"}, float(ADVICE.workers_needed))
     ]
     assert families["vigia_jobs"] == (
         "counter",
@@ -618,7 +634,9 @@ def test_status_document() -> None:
                 "firing": False,
             },
         ],
+        "scaling": [ADVICE.to_dict()],
     }
+    assert document["scaling"][0]["workers_needed"] == 1  # 0.4 busy slots of 2
     assert json.loads(json.dumps(document)) == document
 
 

@@ -238,6 +238,19 @@ class AlertModel(BaseModel):
     firing: bool = Field(description="False while the condition has not lasted long enough yet.")
 
 
+class ScalingAdviceModel(BaseModel):
+    queue: str
+    arrivals_per_minute: float = Field(description="Stage runs that became ready, per minute, over the window.")
+    mean_service_seconds: float | None = Field(description="Mean duration of the runs that finished in the window.")
+    offered_load: float = Field(description="Slots busy on average: arrival rate × service time.")
+    slots_needed: int
+    workers_needed: int = Field(description="Workers of VIGIA_CONCURRENCY slots for the target wait.")
+    expected_wait_seconds: float | None = Field(description="Mean wait with that many (null: they cannot keep up).")
+    utilisation: float | None
+    keda_list_length: int | None = Field(description="Messages per replica for KEDA's Redis scaler.")
+    reasoning: str
+
+
 class MonitoringStatusModel(BaseModel):
     at: float
     health: str = Field(description="ok, warning or critical.")
@@ -253,6 +266,9 @@ class MonitoringStatusModel(BaseModel):
     open_reviews: int
     notifications_failed: int
     alerts: list[AlertModel]
+    scaling: list[ScalingAdviceModel] = Field(
+        description="Per queue, the workers the load of the window needs for VIGIA_SCALE_TARGET_WAIT (M/M/c)."
+    )
 
 
 class PipelineTrendModel(BaseModel):

@@ -2,10 +2,10 @@
 
     running    demo, serve, worker, submit
     jobs       status, jobs list, pipelines
-    oversight  reviews, dlq, audit, monitor
+    oversight  reviews, dlq, audit, monitor, scale
     documents  docs: add, list, show, search, delete, reindex
     coding     coding: report, show
-    admin      db, keys
+    admin      db, keys, deploy
 
 Each command works on a server (`--url`) or on the local store, and gets the API's JSON
 shapes back either way (`support.either`), which `render` shows.

@@ -1,4 +1,5 @@
-"""`vigia db` and `vigia keys`: the job store's schema, and API keys."""
+"""`vigia db`, `vigia keys` and `vigia deploy`: the job store's schema, API keys, and the
+deployment files of distributed mode."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from vigia import constants, wiring
+from vigia import constants, deployment, wiring
 from vigia.access import Role, issue
 from vigia.cli import render
 from vigia.cli.support import DataDir, console, errors, fail, local_actor, settings_of
@@ -18,6 +19,7 @@ from vigia.store.database import Database
 
 db_app = typer.Typer(help="Job store administration.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys (on the local job store).", no_args_is_help=True)
+deploy_app = typer.Typer(help="Deployment files for distributed mode.", no_args_is_help=True)
 
 
 @db_app.command("upgrade")
@@ -106,6 +108,23 @@ def keys_revoke(
     console.print(f"revoked key {key.id} ({key.role.value}, tenant {key.tenant})")
 
 
+@deploy_app.command("kubernetes")
+def deploy_kubernetes(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write the manifests into.")],
+) -> None:
+    """Kubernetes manifests: the API, a worker Deployment per queue group with its resources,
+    PodDisruptionBudgets, and KEDA ScaledObjects whose listLength follows from each group's
+    target wait (`vigia scale advise` measures what to plan with)."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        for name in deployment.FILES:
+            (output / name).write_text(deployment.render(name))
+    except OSError as error:
+        raise fail(f"cannot write to {output}: {error.strerror or error}") from None
+    console.print(f"wrote {', '.join(deployment.FILES)} to {output}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
     app.add_typer(keys_app, name="keys")
+    app.add_typer(deploy_app, name="deploy")

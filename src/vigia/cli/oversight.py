@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from vigia import alert_rules, wiring
 from vigia.anchors import against_store
 from vigia.api.schemas import DeadPageModel, DeadStatisticsModel, ReviewPageModel, dead_model, review_model
 from vigia.app import Vigia
@@ -40,6 +41,7 @@ from vigia.client import Client
 from vigia.escalation import ReviewStatus
 from vigia.exceptions import VigiaError
 from vigia.store.base import DeadFilter, ReviewFilter
+from vigia.watch import WINDOW_SECONDS, thresholds_of
 
 reviews_app = typer.Typer(help="Human-review items: list, acknowledge, resolve.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The dead-letter queue: list, stats, retry, purge.", no_args_is_help=True)
@@ -408,7 +410,13 @@ def audit_prune(data_dir: DataDir = None) -> None:
 # --- monitor -------------------------------------------------------------------------------
 
 
+monitor_app = typer.Typer(help="Health, queues, workers and alerts; the alert rules for Prometheus.")
+scale_app = typer.Typer(help="How many workers each queue needs.", no_args_is_help=True)
+
+
+@monitor_app.callback(invoke_without_command=True)
 def monitor(
+    context: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Check once and exit with the health as status.")] = False,
     as_json: AsJson = False,
     interval: Annotated[float, typer.Option(min=1, help="Seconds between checks.")] = 30.0,
@@ -421,7 +429,10 @@ def monitor(
     Exit status: 0 healthy, 1 warning, 2 critical, 3 unreachable (so `--once` serves as a
     probe). With --url it asks a server. Without, in distributed mode it evaluates the alert
     rules itself and notifies new alerts once per incident; in embedded mode it only reads
-    the store (the workers, and the alerting, are in `vigia serve`)."""
+    the store (the workers, and the alerting, are in `vigia serve`). `vigia monitor rules`
+    writes the same alert rules for Prometheus."""
+    if context.invoked_subcommand is not None:
+        return
     settings = settings_of(data_dir, url=url, api_key=api_key)
     client = client_of(settings)
 
@@ -472,8 +483,70 @@ def monitor(
     raise typer.Exit(status)
 
 
+@monitor_app.command("rules")
+def monitor_rules(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the rules to this file (default: print them).")
+    ] = None,
+) -> None:
+    """Prometheus alert rules from the thresholds the built-in monitor applies (VIGIA_ALERT_*)
+    and the queues that need workers (VIGIA_REQUIRED_QUEUES, or every pipeline's)."""
+    settings = settings_of()
+    try:
+        registry = wiring.registry_for(settings, [])
+    except VigiaError as error:
+        raise fail(error.message) from None
+    text = alert_rules.render(
+        thresholds_of(settings), sorted(settings.required_queues or registry.queues), WINDOW_SECONDS
+    )
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text)
+    except OSError as error:
+        raise fail(f"cannot write {output}: {error.strerror or error}") from None
+    console.print(f"wrote {len(alert_rules.ALERT_NAMES)} alert rules to {output}")
+
+
+@scale_app.command("advise")
+def scale_advise(
+    target_wait: Annotated[
+        float | None,
+        typer.Option(min=0.001, help="Mean wait for a slot to aim at, seconds (default VIGIA_SCALE_TARGET_WAIT)."),
+    ] = None,
+    window: Annotated[float, typer.Option(min=60, help="Seconds of history the load is measured over.")] = 3600.0,
+    as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOption = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Per queue, the workers the observed load needs for a target wait, with the reasoning
+    (queueing arithmetic: M/M/c, Erlang C) and the KEDA listLength that follows.
+
+    Slots per worker are VIGIA_CONCURRENCY (or VIGIA_QUEUE_CONCURRENCY's). With --url, the
+    server's advice for its own target and the last hour (--target-wait and --window are
+    then refused)."""
+    settings = settings_of(data_dir, url=url, api_key=api_key)
+    remote = bool(settings.url)
+    if remote and (target_wait is not None or window != 3600.0):
+        raise fail("--target-wait and --window apply to the local store; a server advises for its own settings")
+    wait = settings.scale_target_wait if target_wait is None else target_wait
+
+    async def local(vigia: Vigia) -> list[dict[str, Any]]:
+        found = await asyncio.to_thread(vigia.watch.scaling, time.time(), window=window, target_wait=wait)
+        return [advice.to_dict() for advice in found]
+
+    advice = either(settings, lambda server: list(server.monitoring_status()["scaling"]), local)
+    if as_json:
+        sys.stdout.write(json.dumps(advice) + "\n")
+    else:
+        console.print(render.scaling_advice(advice, None if remote else wait))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(reviews_app, name="reviews")
     app.add_typer(dlq_app, name="dlq")
     app.add_typer(audit_app, name="audit")
-    app.command()(monitor)
+    app.add_typer(monitor_app, name="monitor")
+    app.add_typer(scale_app, name="scale")

@@ -237,6 +237,40 @@ def monitoring_summary(document: dict[str, Any]) -> Table:
     return table
 
 
+def scaling_advice(advice: Iterable[dict[str, Any]], target_wait: float | None) -> Table:
+    """`vigia scale advise`: per queue, the workers its load needs, and why."""
+    wanted = "" if target_wait is None else f" for a mean wait within {target_wait:g} s"
+    table = Table(title=f"workers needed{wanted}", show_edge=False, title_justify="left")
+    for name, justify in (
+        ("queue", "left"),
+        ("arrivals/min", "right"),
+        ("service s", "right"),
+        ("busy slots", "right"),
+        ("workers", "right"),
+        ("mean wait s", "right"),
+        ("KEDA listLength", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    reasons = []
+    for item in advice:
+
+        def shown(value: Any) -> str:
+            return "-" if value is None else f"{value:g}"
+
+        table.add_row(
+            item["queue"],
+            f"{item['arrivals_per_minute']:.2f}",
+            shown(item["mean_service_seconds"]),
+            f"{item['offered_load']:.2f}",
+            str(item["workers_needed"]),
+            shown(item["expected_wait_seconds"]),
+            shown(item["keda_list_length"]),
+        )
+        reasons.append(f"[dim]{item['queue']}:[/] {item['reasoning']}")
+    table.caption = "\n".join(reasons)
+    return table
+
+
 def case_summary(name: str, job: Job, reviews: Iterable[Any]) -> Table:
     """One pressure-injury case: its triage, findings and the reviews it opened."""
     result = job.result if isinstance(job.result, dict) else {}

@@ -20,6 +20,7 @@ from vigia.audit import AuditDraft, AuditEntry, chain
 from vigia.escalation import Review, ReviewStatus
 from vigia.job import Job, JobState, StageState
 from vigia.monitoring import DURATION_BUCKETS, Alert, AlertSeverity, PipelineTimes, StageDurations, times_of
+from vigia.scaling import QueueLoad
 from vigia.store import bulk
 from vigia.store.base import DeadFilter, DeadJob, ReviewFilter
 from vigia.store.database import Database
@@ -313,6 +314,35 @@ class OversightStore:
                 .group_by(stage_runs.c.queue)
             ).all()
         return {queue: int(count) for queue, count in rows}
+
+    def queue_loads(self, since: float, now: float) -> list[QueueLoad]:
+        """Per queue, the stage runs that became ready in [since, now] (arrivals: a run
+        retried counts once) and those that finished there, with their mean duration."""
+        window = now - since
+        with self._database.reading() as connection:
+            arrived: dict[str, int] = dict(
+                connection.execute(
+                    sa.select(stage_runs.c.queue, sa.func.count())
+                    .where(
+                        stage_runs.c.available_at >= since,
+                        stage_runs.c.available_at <= now,
+                        stage_runs.c.state != StageState.PENDING.value,
+                    )
+                    .group_by(stage_runs.c.queue)
+                ).all()
+            )
+            served = {
+                queue: (int(count), None if mean is None else float(mean))
+                for queue, count, mean in connection.execute(
+                    sa.select(stage_runs.c.queue, sa.func.count(), sa.func.avg(stage_runs.c.duration))
+                    .where(stage_runs.c.finished_at >= since, stage_runs.c.duration.is_not(None))
+                    .group_by(stage_runs.c.queue)
+                ).all()
+            }
+        return [
+            QueueLoad(queue, int(arrived.get(queue, 0)), *served.get(queue, (0, None)), window)
+            for queue in sorted({*arrived, *served})
+        ]
 
     def finished_since(self, since: float) -> tuple[int, int, list[PipelineTimes]]:
         """Jobs finished since ``since`` (not counting notifications): how many, how many

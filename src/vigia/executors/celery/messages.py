@@ -50,8 +50,10 @@ def send(app: Celery, registry: Registry, runs: Sequence[Dispatch]) -> int:
                 soft_time_limit=timeout + SOFT_LIMIT_MARGIN,
                 time_limit=timeout + HARD_LIMIT_MARGIN,
                 producer=producer,
-                # Flower and the worker's log show the run, never the job's input (patient
-                # data) that the message may carry; and Celery need not repr it per message.
+                # Flower and the worker's log name the pipeline and stage (one task name
+                # serves them all) and show the run, never the job's input (patient data)
+                # that the message may carry; and Celery need not repr it per message.
+                shadow=task_label(item.pipeline, item.stage),
                 argsrepr=f"[{item.run_id}]",
                 kwargsrepr="{}",
                 # Nothing to declare: Celery sends to a queue through Redis's anonymous
@@ -61,6 +63,11 @@ def send(app: Celery, registry: Registry, runs: Sequence[Dispatch]) -> int:
             )
             sent += 1
     return sent
+
+
+def task_label(pipeline: str, stage: str) -> str:
+    """The name a stage run's task shows under (Celery's shadow name): `pipeline:stage`."""
+    return f"{pipeline}:{stage}"
 
 
 def work_message(item: Dispatch) -> list[str]:
