@@ -7,9 +7,15 @@ CI, where ``VIGIA_REQUIRE_SERVICES=1`` says they must be there (the idea of dram
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -124,3 +130,65 @@ def redis_url() -> Iterator[str]:
         client.flushdb()
     finally:
         client.close()
+
+
+# --- an S3-compatible server ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class S3Server:
+    """moto's standalone server, speaking the S3 protocol on a local port."""
+
+    endpoint: str
+
+    def environment(self) -> dict[str, str]:
+        """What boto3 reads to reach it (the variables a deployment would set)."""
+        return {
+            "AWS_ENDPOINT_URL_S3": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "vigia-test",
+            "AWS_SECRET_ACCESS_KEY": "vigia-test-secret",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    server_binary = Path(sys.executable).with_name("moto_server")
+    if not server_binary.exists():
+        service_missing("moto's S3 server is not installed (pip install 'moto[server]')")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(server_binary), "-H", "127.0.0.1", "-p", str(port)], stdout=output, stderr=subprocess.STDOUT
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                service_missing(f"moto's S3 server did not start: {log.read_text(errors='replace')[-500:]}")
+            time.sleep(0.1)
+    try:
+        yield S3Server(endpoint)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture
+def s3_blob_url(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A bucket of its own for the test, and boto3 pointed at the server; its VIGIA_BLOB_URL."""
+    import boto3  # noqa: PLC0415 -- the S3 extra
+
+    for name, value in s3_server.environment().items():
+        monkeypatch.setenv(name, value)
+    bucket = f"vigia-test-{secrets.token_hex(6)}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/jobs"

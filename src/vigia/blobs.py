@@ -39,6 +39,11 @@ class BlobRef:
         return cls(value["sha256"], int(value["size"]), str(value["media_type"]), value.get("filename"))
 
 
+def is_digest(text: str) -> bool:
+    """Whether ``text`` is a content hash as blob references hold them (64 hex digits)."""
+    return bool(_DIGEST.match(text))
+
+
 def display_name(filename: str | None) -> str | None:
     """A client's file name made harmless to show: last path part, no control characters."""
     if not filename:
@@ -138,35 +143,48 @@ class LocalBlobStore:
         self, chunks: AsyncIterator[bytes], *, accepts: Iterable[str], max_bytes: int, filename: str | None
     ) -> BlobRef:
         """Store a stream, checking its size as it comes and its type from its first bytes."""
-        accepted = set(accepts)
         self.root.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        size = 0
-        head = b""
-        handle, temporary = tempfile.mkstemp(dir=self.root, prefix=".upload-")
-        try:
-            with os.fdopen(handle, "wb") as output:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise PayloadTooLarge(f"the file is larger than the {max_bytes:,}-byte limit", limit=max_bytes)
-                    if len(head) < media.SNIFF_BYTES:
-                        head = (head + chunk)[: media.SNIFF_BYTES]
-                        if len(head) >= media.SNIFF_BYTES:
-                            _check_type(head, accepted)
-                    digest.update(chunk)
-                    output.write(chunk)
-            if size == 0:
-                raise InvalidInput("the file is empty", field="file")
-            media_type = _check_type(head, accepted)
-            ref = BlobRef(digest.hexdigest(), size, media_type, display_name(filename))
+        async with spooled(chunks, self.root, accepts=accepts, max_bytes=max_bytes, filename=filename) as (
+            ref,
+            temporary,
+        ):
             target = self.path(ref)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(temporary, target)  # same content, same name: a repeat upload is harmless
             return ref
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
+
+
+@contextlib.asynccontextmanager
+async def spooled(
+    chunks: AsyncIterator[bytes], directory: Path, *, accepts: Iterable[str], max_bytes: int, filename: str | None
+) -> AsyncIterator[tuple[BlobRef, Path]]:
+    """A stream written to a temporary file in ``directory`` (never held whole in memory),
+    its size checked as it comes and its type from its first bytes: its reference and the
+    file, removed on leaving unless the caller moved it."""
+    accepted = set(accepts)
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".upload-")
+    try:
+        with os.fdopen(handle, "wb") as output:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"the file is larger than the {max_bytes:,}-byte limit", limit=max_bytes)
+                if len(head) < media.SNIFF_BYTES:
+                    head = (head + chunk)[: media.SNIFF_BYTES]
+                    if len(head) >= media.SNIFF_BYTES:
+                        _check_type(head, accepted)
+                digest.update(chunk)
+                output.write(chunk)
+        if size == 0:
+            raise InvalidInput("the file is empty", field="file")
+        media_type = _check_type(head, accepted)
+        yield BlobRef(digest.hexdigest(), size, media_type, display_name(filename)), Path(temporary)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
 
 
 def _check_type(head: bytes, accepted: set[str]) -> str:

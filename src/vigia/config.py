@@ -22,6 +22,9 @@ class Settings:
     data_dir: Path = Path(constants.DEFAULT_DATA_DIR)
     #: Redis URL of the Celery broker; set, it switches the installation to distributed mode.
     broker_url: str | None = None
+    #: Where job files live: ``s3://bucket/prefix`` for an S3-compatible store (endpoint,
+    #: region and credentials from boto3's usual variables); unset, under ``data_dir``.
+    blob_url: str | None = None
     #: Extra pipelines to load, as ``package.module:attribute`` (comma-separated in the env).
     pipelines: tuple[str, ...] = ()
     #: Queues this process works on (empty: every queue of every registered pipeline).
@@ -130,6 +133,11 @@ class Settings:
         return Path(self.data_dir) / "blobs"
 
     @property
+    def blob_cache_dir(self) -> Path:
+        """Local copies of blobs kept in an S3-compatible store."""
+        return Path(self.data_dir) / "blob-cache"
+
+    @property
     def local_key_file(self) -> Path:
         """Where `vigia serve` keeps the local admin key it creates on first start."""
         return Path(self.data_dir) / "admin.key"
@@ -165,6 +173,7 @@ class Settings:
         for name in (
             "database_url",
             "broker_url",
+            "blob_url",
             "log_level",
             "url",
             "api_key",

@@ -12,7 +12,7 @@ names when called.
               ├─ safeguards_for ───────────── Safeguards ─┐
               │                                           └─ coordinator_for ─ Coordinator
               ├─ event_bus_for ────────────── LocalEventBus | RedisEventBus
-              └─ blobs_for ────────────────── LocalBlobStore
+              └─ blobs_for ────────────────── LocalBlobStore | S3BlobStore
 """
 
 from __future__ import annotations
@@ -127,6 +127,10 @@ def event_bus_for(settings: Settings) -> EventBus:
 
 
 def blobs_for(settings: Settings) -> BlobStore:
+    if settings.blob_url:
+        from vigia.blobs_s3 import S3BlobStore  # noqa: PLC0415 -- boto3 only where S3 is configured
+
+        return S3BlobStore(settings.blob_url, settings.blob_cache_dir)
     return LocalBlobStore(settings.blob_dir)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -72,6 +73,7 @@ class Cluster:
         return Settings(
             database_url=self.database_url,
             broker_url=self.broker_url,
+            blob_url=self.env.get("VIGIA_BLOB_URL"),
             data_dir=self.data_dir,
             poll_interval=0.1,
             lease_seconds=LEASE_SECONDS,
@@ -299,9 +301,18 @@ def test_a_failure_on_a_worker_escalates_and_the_notification_is_delivered_by_a_
     )
 
 
-def test_a_pressure_injury_case_runs_on_workers_with_a_model(cluster: Cluster, tmp_path: Path) -> None:
+@pytest.mark.parametrize("blobs", ["shared directory", "S3"])
+def test_a_pressure_injury_case_runs_on_workers_with_a_model(
+    cluster: Cluster, tmp_path: Path, blobs: str, request: pytest.FixtureRequest
+) -> None:
     model = constant_detector(tmp_path / "model.onnx", yolov5_rows((320, 320, 100, 90, 0.93, STAGE_4)))
     cluster.env.update(VIGIA_PI_MODEL=str(model), VIGIA_AUDIT_KEY="33" * 32)
+    if blobs == "S3":
+        # The photo in a bucket, and the worker on a data directory of its own: it shares
+        # nothing with the API but the store, the broker and the bucket.
+        blob_url = request.getfixturevalue("s3_blob_url")
+        cluster.env.update(request.getfixturevalue("s3_server").environment())
+        cluster.env.update(VIGIA_BLOB_URL=blob_url, VIGIA_DATA_DIR=str(tmp_path / "worker-machine"))
     cluster.start_worker("--concurrency", "2")
 
     async def scenario(vigia: Vigia) -> Any:
@@ -338,6 +349,16 @@ def test_a_pressure_injury_case_runs_on_workers_with_a_model(cluster: Cluster, t
         "audit": "audit_logging",
         "notify": "notifications",
     }
+    if blobs == "S3":
+        import boto3  # noqa: PLC0415 -- the S3 extra
+
+        bucket = cluster.env["VIGIA_BLOB_URL"].removeprefix("s3://").split("/")[0]
+        keys = [item["Key"] for item in boto3.client("s3").list_objects_v2(Bucket=bucket)["Contents"]]
+        original = hashlib.sha256(samples.photo("eschar.png")).hexdigest()
+        # The worker replaced the upload by its stripped copy in the bucket.
+        assert [key for key in keys if original in key] == [f"jobs/{original[:2]}/{original[2:4]}/{original}.replaced"]
+        assert len(keys) == 2
+        assert not (tmp_path / "worker-machine" / "blobs").exists()
 
 
 def test_cancelling_a_job_stops_its_stage_on_a_worker(cluster: Cluster) -> None:
