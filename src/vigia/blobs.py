@@ -44,6 +44,23 @@ def is_digest(text: str) -> bool:
     return bool(_DIGEST.match(text))
 
 
+def digests_in(value: Any) -> set[str]:
+    """The content hashes of every file reference (as `BlobRef.to_input` writes them) in a
+    JSON value, however deep."""
+    found: set[str] = set()
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            digest = item.get("sha256")
+            if isinstance(digest, str) and is_digest(digest):
+                found.add(digest)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return found
+
+
 def display_name(filename: str | None) -> str | None:
     """A client's file name made harmless to show: last path part, no control characters."""
     if not filename:
@@ -66,6 +83,9 @@ class BlobStore(Protocol):
 
     def delete(self, sha256: str) -> bool:
         """Remove the blob with this content hash (and any replacement marker); whether it was there."""
+
+    def replacement_of(self, sha256: str) -> str | None:
+        """The content hash of what replaced this blob, if it was replaced."""
 
     def replace(self, ref: BlobRef, data: bytes, media_type: str) -> BlobRef:
         """Store ``data`` in place of the blob ``ref`` names and delete the original (a photo
@@ -129,6 +149,10 @@ class LocalBlobStore:
         except FileNotFoundError:
             return False
         return True
+
+    def replacement_of(self, sha256: str) -> str | None:
+        replacement = self._replacement(BlobRef(sha256, 0, "application/octet-stream"))
+        return None if replacement is None else replacement.sha256
 
     def _marker(self, ref: BlobRef) -> Path:
         return self.path(ref).with_name(ref.sha256 + ".replaced")

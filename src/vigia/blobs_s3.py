@@ -127,6 +127,15 @@ class S3BlobStore:
 
     # --- reading ---------------------------------------------------------------------------
 
+    def replacement_of(self, sha256: str) -> str | None:
+        try:
+            marker = self.client.get_object(Bucket=self.bucket, Key=self._marker_key(sha256))
+        except botocore.exceptions.ClientError as error:
+            if _missing(error):
+                return None
+            raise
+        return BlobRef.from_input(json.loads(marker["Body"].read())).sha256
+
     def _current(self, ref: BlobRef) -> BlobRef:
         """``ref``, or what replaced it."""
         if self._exists(self._key(ref.sha256)):

@@ -35,6 +35,10 @@ class Settings:
     #: (unset: no cap; free slots still go to the tenant with the fewest first).
     tenant_max_running: int | None = None
     queue_concurrency: Mapping[str, int] = field(default_factory=dict)
+    #: Finished jobs are purged this many days after they finished (unset: kept); a
+    #: pipeline's own days in ``pipeline_retention_days`` (``pipeline=days,...`` in the env).
+    job_retention_days: float | None = None
+    pipeline_retention_days: Mapping[str, float] = field(default_factory=dict)
     lease_seconds: float = constants.DEFAULT_LEASE_SECONDS
     poll_interval: float = constants.DEFAULT_POLL_INTERVAL
     shutdown_grace: float = constants.DEFAULT_SHUTDOWN_GRACE
@@ -109,8 +113,7 @@ class Settings:
             raise ConfigurationError(f"VIGIA_NOTIFY_ATTEMPTS must be at least 1, got {self.notify_attempts}")
         if self.tenant_max_running is not None and self.tenant_max_running < 1:
             raise ConfigurationError(f"VIGIA_TENANT_MAX_RUNNING must be at least 1, got {self.tenant_max_running}")
-        if not self.scale_target_wait > 0:
-            raise ConfigurationError(f"VIGIA_SCALE_TARGET_WAIT must be > 0 seconds, got {self.scale_target_wait}")
+        self._check_retention_and_scaling()
         if self.audit_retention_days <= 0 or self.monitor_interval <= 0:
             raise ConfigurationError("VIGIA_AUDIT_RETENTION_DAYS and VIGIA_MONITOR_INTERVAL must be > 0")
         if self.doc_max_pages < 1 or self.doc_ocr_timeout <= 0 or self.doc_ocr_workers < 0:
@@ -159,6 +162,13 @@ class Settings:
 
     def evolve(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+    def _check_retention_and_scaling(self) -> None:
+        days = [] if self.job_retention_days is None else [self.job_retention_days]
+        if any(not value > 0 for value in [*days, *self.pipeline_retention_days.values()]):
+            raise ConfigurationError("VIGIA_JOB_RETENTION_DAYS and VIGIA_PIPELINE_RETENTION_DAYS must be > 0 days")
+        if not self.scale_target_wait > 0:
+            raise ConfigurationError(f"VIGIA_SCALE_TARGET_WAIT must be > 0 seconds, got {self.scale_target_wait}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -215,12 +225,14 @@ class Settings:
             "alert_failure_rate",
             "alert_p95_seconds",
             "scale_target_wait",
+            "job_retention_days",
             "doc_ocr_timeout",
         ):
             if (text := read(name)) is not None:
                 values[name] = _number(float, name, text)
-        if (text := read("queue_concurrency")) is not None:
-            values["queue_concurrency"] = _queue_counts(text)
+        for name, kind in (("queue_concurrency", int), ("pipeline_retention_days", float)):
+            if (text := read(name)) is not None:
+                values[name] = _named_numbers(kind, name, text)
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
 
@@ -232,13 +244,14 @@ def _number(kind: type[int] | type[float], name: str, text: str) -> Any:
         raise ConfigurationError(f"{constants.ENV_PREFIX}{name.upper()} must be a number, got {text!r}") from None
 
 
-def _queue_counts(text: str) -> dict[str, int]:
-    counts = {}
+def _named_numbers(kind: type[int] | type[float], name: str, text: str) -> dict[str, Any]:
+    """``name=number,...`` (queues' concurrency, pipelines' retention days)."""
+    numbers = {}
     for part in text.split(","):
         if not part.strip():
             continue
-        queue, sep, count = part.partition("=")
+        key, sep, number = part.partition("=")
         if not sep:
-            raise ConfigurationError(f"VIGIA_QUEUE_CONCURRENCY entries look like 'queue=4', got {part!r}")
-        counts[queue.strip()] = _number(int, "queue_concurrency", count.strip())
-    return counts
+            raise ConfigurationError(f"{constants.ENV_PREFIX}{name.upper()} entries look like 'name=4', got {part!r}")
+        numbers[key.strip()] = _number(kind, name, number.strip())
+    return numbers

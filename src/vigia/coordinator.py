@@ -21,6 +21,7 @@ from vigia.audit import AuditDraft
 from vigia.dispatch import Assignment
 from vigia.escalation import Review, ReviewStatus, Safeguards, Urgency
 from vigia.exceptions import IdempotencyConflict, InvalidInput, JobNotFound, ReviewNotFound, VigiaError
+from vigia.expiry import Expiry
 from vigia.job import CLAIMABLE_STAGE_STATES, Event, Job, StageRun, new_job_id
 from vigia.notify.message import Message
 from vigia.orchestrator import ProgressReport, StageOutcome
@@ -421,6 +422,28 @@ class Coordinator:
             return len(job_ids)
 
         return self.store.transact(work)
+
+    def purge_expired(self, expiry: Expiry, limit: int, actor: str = SYSTEM_ACTOR) -> tuple[list[str], set[str]]:
+        """Delete up to ``limit`` jobs past their retention in one transaction (audited);
+        their ids, and the files they named that nothing stored names any more."""
+
+        def work(unit: UnitOfWork) -> tuple[list[str], set[str]]:
+            job_ids, named = unit.delete_expired_jobs(expiry, limit)
+            if not job_ids:
+                return [], set()
+            details: dict[str, Any] = {"count": len(job_ids), "expiry": expiry.describe()}
+            details["job_ids"] = job_ids[: audit_module.MAX_DETAIL_ITEMS]
+            unit.append_audit([AuditDraft("jobs.purged", actor, self._clock(), None, None, None, details)])
+            return job_ids, unit.unreferenced_files(named)
+
+        return self.store.transact(work)
+
+    def unreferenced_files(self, digests: set[str]) -> set[str]:
+        """Of ``digests``, the files no stored job and no document names."""
+        return self.store.transact(lambda unit: unit.unreferenced_files(digests))
+
+    def count_expired(self, expiry: Expiry) -> int:
+        return self.store.transact(lambda unit: unit.count_expired_jobs(expiry))
 
     # --- human review ---------------------------------------------------------------------
 

@@ -15,13 +15,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vigia import monitoring, scaling, trends
+from vigia import monitoring, retention, scaling, trends
 from vigia.anchors import HEAD, RETENTION, AnchorFile, Checkpoint
 from vigia.audit import AuditDraft
+from vigia.blobs import BlobStore
 from vigia.config import Settings
 from vigia.coordinator import Coordinator
 from vigia.escalation import Urgency
 from vigia.exceptions import VigiaError
+from vigia.expiry import Expiry
 from vigia.monitoring import Alert, AlertSeverity, Evaluation, QueueFacts, Snapshot, Thresholds
 from vigia.registry import Registry
 from vigia.scaling import Advice
@@ -77,6 +79,7 @@ class Watch:
         history: HistoryStore | None = None,
         anchors: AnchorFile | None = None,
         sees_workers: Callable[[], bool] = lambda: True,
+        blobs: BlobStore | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -94,6 +97,8 @@ class Watch:
         self.sees_workers = sees_workers
         self.thresholds = thresholds_of(settings)
         self._last_prune = 0.0
+        #: Where the files retention deletes live (none: jobs are not purged from here).
+        self.blobs = blobs
 
     @property
     def required_queues(self) -> tuple[str, ...]:
@@ -222,6 +227,11 @@ class Watch:
         removed = self.prune_audit(now - self.settings.audit_retention_days * 86400)
         if removed:
             log.info("audit.pruned", extra={"entries": removed})
+        if self.blobs is not None and (self.settings.job_retention_days or self.settings.pipeline_retention_days):
+            # A short pause between batches leaves the store to the workers and the API.
+            purged = retention.purge(self.coordinator, self.blobs, Expiry.of(self.settings, now), pause=0.05)
+            if purged.jobs:
+                log.info("jobs.purged", extra={"jobs": purged.jobs, "files": purged.files})
 
     async def run(self, stop: asyncio.Event) -> None:
         """Check every `monitor_interval` seconds until ``stop`` is set; survive failures."""

@@ -229,4 +229,5 @@ def watch_for(parts: Parts, executor: Callable[[], Executor | None]) -> Watch:
         if parts.database.audit_chain_key is not None
         else None,
         sees_workers=lambda: settings.distributed or executor() is not None,
+        blobs=parts.blobs,
     )

@@ -1,12 +1,17 @@
-"""`vigia jobs list`, `vigia status` and `vigia pipelines`: what there is and how it goes."""
+"""`vigia jobs list|purge`, `vigia status` and `vigia pipelines`: what there is, how it goes,
+and retention."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import time
 from typing import Annotated, Any
 
 import typer
+from rich.progress import Progress, TextColumn
 
-from vigia import wiring
+from vigia import retention, wiring
 from vigia.api.schemas import JobPageModel, job_model
 from vigia.app import Vigia
 from vigia.cli import render
@@ -20,11 +25,16 @@ from vigia.cli.support import (
     client_of,
     console,
     either,
+    epoch,
+    errors,
     fail,
+    local_actor,
+    locally,
     settings_of,
 )
 from vigia.client import Client
 from vigia.exceptions import VigiaError
+from vigia.expiry import Expiry
 from vigia.job import JobState
 from vigia.store.base import JobFilter
 
@@ -112,6 +122,50 @@ def pipelines(
                 f"  {stage['name']:<16} after {after:<28} queue {stage['queue']:<18} "
                 f"timeout {stage['timeout']:g}s, {stage['max_attempts']} attempts{flags}"
             )
+
+
+@jobs_app.command("purge")
+def jobs_purge(
+    before: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            help="Purge finished jobs that finished before this time (UTC unless given), whatever the retention."
+        ),
+    ] = None,
+    pipeline: Annotated[str | None, typer.Option(help="Only this pipeline's jobs.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be purged; change nothing.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Purge finished jobs past their retention (VIGIA_JOB_RETENTION_DAYS, a pipeline's
+    VIGIA_PIPELINE_RETENTION_DAYS) or finished before --before, with their events, outputs,
+    reviews and the files nothing else names. Dead jobs and jobs with a waiting review stay.
+    In batches, each one audited; works on the job store this machine is configured for."""
+    settings = settings_of(data_dir)
+    expiry = Expiry.of(settings, time.time(), before=epoch(before), pipeline=pipeline)
+    if expiry.before is None and settings.job_retention_days is None and not settings.pipeline_retention_days:
+        raise fail("no retention is configured (VIGIA_JOB_RETENTION_DAYS): give --before to purge anyway")
+
+    async def purged(vigia: Vigia) -> retention.Purged | int:
+        if dry_run:
+            return await asyncio.to_thread(vigia.coordinator.count_expired, expiry)
+        with Progress(TextColumn("purging"), TextColumn("{task.completed:,} jobs"), console=errors) as shown:
+            task = shown.add_task("purge", total=None)
+
+            def report(progress: retention.Purged) -> None:
+                shown.update(task, completed=progress.jobs)
+
+            return await asyncio.to_thread(
+                retention.purge, vigia.coordinator, vigia.blobs, expiry, actor=local_actor(), progress=report
+            )
+
+    outcome = locally(settings, purged)
+    if isinstance(outcome, int):
+        console.print(f"{outcome:,} finished jobs would be purged")
+    else:
+        console.print(
+            f"purged {outcome.jobs:,} jobs and {outcome.files:,} files in {outcome.batches:,} batches"
+            f" ({outcome.seconds:.1f} s)"
+        )
 
 
 def register(app: typer.Typer) -> None:

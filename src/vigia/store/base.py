@@ -8,13 +8,14 @@ agree on what runs next.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from vigia.audit import AuditDraft, AuditEntry
 from vigia.escalation import Review, ReviewStatus
+from vigia.expiry import Expiry
 from vigia.job import Event, Job, JobState, StageRun
 from vigia.orchestrator import InitialRun
 
@@ -201,6 +202,15 @@ class UnitOfWork(Protocol):
 
     def delete_dead_jobs(self, where: DeadFilter, limit: int) -> list[str]:
         """Delete dead jobs (and what cascades) that ``where`` selects; their ids."""
+
+    def delete_expired_jobs(self, expiry: Expiry, limit: int) -> tuple[list[str], set[str]]:
+        """Delete up to ``limit`` jobs past their retention (and what cascades); their ids
+        and the files they named."""
+
+    def unreferenced_files(self, digests: Iterable[str]) -> set[str]:
+        """Of ``digests``, those no stored job and no document names."""
+
+    def count_expired_jobs(self, expiry: Expiry) -> int: ...
 
 
 class JobStore(Protocol):

@@ -287,3 +287,13 @@ queue_samples = sa.Table(
     sa.Column("consumers", sa.Integer, nullable=False),
     sa.Index("ix_vigia_queue_samples_at", "at"),
 )
+
+# The files (blob content hashes) each job's input names: retention deletes a blob once no
+# job and no document names it any more, without reading every job's input to find out.
+job_files = sa.Table(
+    "vigia_job_files",
+    metadata,
+    sa.Column("job_id", sa.String(32), sa.ForeignKey("vigia_jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Index("ix_vigia_job_files_sha256", "sha256"),
+)

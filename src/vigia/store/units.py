@@ -16,12 +16,14 @@ from sqlalchemy.engine import Connection, Row
 
 from vigia import fairness
 from vigia.audit import AuditDraft, AuditEntry
+from vigia.blobs import digests_in
 from vigia.escalation import Review
 from vigia.exceptions import DuplicateIdempotencyKey
+from vigia.expiry import Expiry
 from vigia.job import CLAIMABLE_STAGE_STATES, Event, Job, JobState, StageRun, StageState
-from vigia.store import bulk, oversight
+from vigia.store import bulk, oversight, retention
 from vigia.store.base import DeadFilter, Dispatch, NewJob, Snapshot, StageWork, WriteSet
-from vigia.store.schema import batches, events, jobs, stage_runs
+from vigia.store.schema import batches, events, job_files, jobs, stage_runs
 
 CLAIMABLE = [state.value for state in CLAIMABLE_STAGE_STATES]
 
@@ -173,6 +175,9 @@ class SQLUnitOfWork:
                 for run in job.runs
             ],
         )
+        named = [{"job_id": job.id, "sha256": digest} for job in new for digest in digests_in(job.input)]
+        if named:
+            self._connection.execute(job_files.insert(), named)
         self._insert_events(new_events)
 
     def insert_batch(self, batch_id: str, tenant: str, pipeline: str, size: int, now: float) -> None:
@@ -360,6 +365,15 @@ class SQLUnitOfWork:
 
     def delete_dead_jobs(self, where: DeadFilter, limit: int) -> list[str]:
         return oversight.delete_dead_jobs(self._connection, where, limit)
+
+    def delete_expired_jobs(self, expiry: Expiry, limit: int) -> tuple[list[str], set[str]]:
+        return retention.delete_expired(self._connection, expiry, limit, row_locks=self._row_locks)
+
+    def unreferenced_files(self, digests: Iterable[str]) -> set[str]:
+        return retention.unreferenced(self._connection, digests)
+
+    def count_expired_jobs(self, expiry: Expiry) -> int:
+        return retention.count_expired(self._connection, expiry)
 
     def expired_leases(self, now: float, limit: int) -> list[StageRun]:
         rows = self._connection.execute(
