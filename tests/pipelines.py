@@ -292,3 +292,44 @@ ALL = [
     resumable,
     patient_data,
 ]
+
+
+# Stages in a process of their own (embedded mode): `spin` burns the CPU for `seconds`
+# reporting progress (and with `refuse` fails for good after asking for a review), each
+# saying which process ran it; `stuck` never returns: it is killed at its timeout.
+isolated = Pipeline("t_isolated")
+
+
+@isolated.stage(after=(), run_in="process", timeout=60)
+def spin(ctx: StageContext) -> dict[str, Any]:
+    seconds = float(ctx.input.get("seconds", 0))
+    deadline = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < deadline:
+        count += 1
+        if count % 100_000 == 0:
+            ctx.progress(min(1.0, 1 - (deadline - time.monotonic()) / max(seconds, 1e-9)), "spinning")
+    ctx.progress(1.0, "done")
+    if ctx.input.get("refuse"):
+        ctx.escalate("the isolated stage asked for a person", severity="high")
+        raise Permanent("refused on purpose")
+    return {"pid": os.getpid(), "loops": count}
+
+
+@isolated.stage(run_in="process", timeout=60)
+def after_spin(ctx: StageContext) -> dict[str, Any]:
+    return {"pid": os.getpid(), "upstream": ctx.outputs["spin"]["pid"]}
+
+
+stuck = Pipeline("t_stuck")
+
+
+@stuck.stage(after=(), run_in="process", timeout=1.0, retry=RetryPolicy(max_attempts=1))
+def hang(ctx: StageContext) -> None:
+    with open(ctx.input["pid_file"], "w") as pid_file:
+        pid_file.write(str(os.getpid()))
+    while True:
+        time.sleep(0.05)
+
+
+ALL.extend([isolated, stuck])

@@ -56,6 +56,17 @@ class S3BlobStore:
         self.client = client or boto3.client("s3")
         self._cache_lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # To a stage's child process: the client and the lock are made again there.
+        return {
+            "url": f"s3://{self.bucket}/{self.prefix}",
+            "cache_dir": self.cache_dir,
+            "cache_bytes": self.cache_bytes,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["url"], state["cache_dir"], cache_bytes=state["cache_bytes"])  # type: ignore[misc]
+
     def _key(self, sha256: str) -> str:
         if not is_digest(sha256):
             raise InvalidInput("not a file reference")

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from vigia.context import StageContext
 
 StageFunction: TypeAlias = Callable[["StageContext"], Any]
-RunIn: TypeAlias = Literal["thread", "loop"]
+RunIn: TypeAlias = Literal["thread", "loop", "process"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 
@@ -62,8 +62,9 @@ class Stage:
     queue: str = constants.DEFAULT_QUEUE
     severity: Severity = Severity.MEDIUM
     weight: float = constants.DEFAULT_STAGE_WEIGHT
-    #: Where a synchronous function runs: a worker thread (default), or on the event loop
-    #: for functions known to be instant. Coroutine functions always run on the loop.
+    #: Where a synchronous function runs: a worker thread (default), on the event loop for
+    #: functions known to be instant, or (embedded mode) in a process of its own, killed at
+    #: the timeout: for CPU-bound work. Coroutine functions run on the loop unless "process".
     run_in: RunIn = "thread"
     description: str = ""
     #: The role that reviews this stage's failures (default: its severity policy's role).
@@ -347,8 +348,10 @@ def _stage_problem(stage: Stage) -> str | None:
         return f"timeout must be a finite number of seconds > 0, got {stage.timeout!r}"
     if not stage.queue or not _NAME.match(stage.queue):
         return f"queue name {stage.queue!r} is not valid"
-    if stage.run_in not in ("thread", "loop"):
-        return f"run_in must be 'thread' or 'loop', got {stage.run_in!r}"
+    if stage.run_in not in ("thread", "loop", "process"):
+        return f"run_in must be 'thread', 'loop' or 'process', got {stage.run_in!r}"
+    if stage.run_in == "process" and "<locals>" in getattr(stage.function, "__qualname__", "<locals>"):
+        return "run_in='process' needs a module-level function (a child process imports it by name)"
     return None
 
 

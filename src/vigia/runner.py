@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, Protocol
 
 from vigia.context import StageContext
 from vigia.exceptions import Permanent, Retry, Skip, StageCancelled, StageTimeout
@@ -25,13 +27,33 @@ class OutputNotSerialisable(TypeError):
     """A stage returned something that is not JSON."""
 
 
-async def run_attempt(stage: Stage, ctx: StageContext, *, run_id: int, threads: Executor | None = None) -> StageOutcome:
+class StageProcesses(Protocol):
+    """Where `run_in="process"` stages run (`vigia.executors.isolated.ProcessPool`): a
+    process taken for an attempt, and the attempt run in it."""
+
+    def child(
+        self, function: Callable[[StageContext], Any], ctx: StageContext
+    ) -> contextlib.AbstractAsyncContextManager[Any]: ...
+
+    async def run(self, child: Any, function: Callable[[StageContext], Any], ctx: StageContext) -> Any: ...
+
+
+async def run_attempt(
+    stage: Stage,
+    ctx: StageContext,
+    *,
+    run_id: int,
+    threads: Executor | None = None,
+    processes: StageProcesses | None = None,
+) -> StageOutcome:
     """Run ``stage`` once under its timeout; never raises for the stage's own failures.
 
     A synchronous stage runs in ``threads``. Python cannot stop a thread, so a sync stage
     that overruns its timeout is abandoned: the attempt is recorded as timed out and
     `ctx.cancelled` turns true, and the thread runs on until the function returns, its
-    result discarded.
+    result discarded. A `run_in="process"` stage runs in ``processes`` (a thread without
+    them: a Celery worker's pool process is a process of its own already), whose child is
+    killed at the timeout.
     """
     started = time.time()
 
@@ -61,10 +83,19 @@ async def run_attempt(stage: Stage, ctx: StageContext, *, run_id: int, threads: 
 
     # A deadline on this task rather than `wait_for`, which would run the stage in a task of
     # its own (one more task per attempt); it also says whether it was our deadline that hit.
-    deadline = asyncio.timeout(stage.timeout)
+    deadline = asyncio.timeout(None)
+    isolated = processes if stage.run_in == "process" else None
     try:
-        async with deadline:
-            result = await _invoke(stage, ctx, threads)
+        # A stage's process is taken (started, the first time) before its timeout runs.
+        async with (
+            isolated.child(stage.function, ctx) if isolated is not None else contextlib.nullcontext() as child,
+            deadline,
+        ):
+            deadline.reschedule(asyncio.get_running_loop().time() + stage.timeout)
+            if isolated is not None:
+                result = await isolated.run(child, stage.function, ctx)
+            else:
+                result = await _invoke(stage, ctx, threads)
         return ended("succeeded", output=_as_json(result))
     except TimeoutError as error:
         if not deadline.expired():

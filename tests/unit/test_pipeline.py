@@ -314,7 +314,7 @@ def test_bad_queue_name_is_rejected(queue: str) -> None:
 
 def test_bad_run_in_is_rejected() -> None:
     with pytest.raises(PipelineDefinitionError, match="run_in"):
-        Pipeline("runin", stages=[stage("a", run_in="process")])  # type: ignore[arg-type]
+        Pipeline("runin", stages=[stage("a", run_in="fork")])  # type: ignore[arg-type]
 
 
 def test_non_callable_function_is_rejected() -> None:

@@ -28,6 +28,7 @@ from vigia.context import StageContext
 from vigia.coordinator import Assignment, Coordinator, Settled
 from vigia.events import EventBus
 from vigia.exceptions import StoreUnavailable, TransientConflict
+from vigia.executors.isolated import ProcessPool
 from vigia.job import Event, StageRun
 from vigia.orchestrator import ProgressReport, StageOutcome
 from vigia.runner import clean_text, run_attempt
@@ -88,6 +89,8 @@ class EmbeddedExecutor:
         self._db = writes or ThreadPoolExecutor(1, thread_name_prefix="vigia-store")
         # Each slot can hold a thread, plus room for abandoned (timed-out) sync stages.
         self._threads = ThreadPoolExecutor(2 * sum(self.capacity.values()) + 4, thread_name_prefix="vigia-stage")
+        #: Children for `run_in="process"` stages, started on first use (most never need one).
+        self._process_pool: ProcessPool | None = None
         self._inflight: dict[int, _Inflight] = {}
         self._busy: dict[str, int] = dict.fromkeys(self.capacity, 0)
         self._outcomes: list[StageOutcome] = []
@@ -148,6 +151,8 @@ class EmbeddedExecutor:
         if self._owns_db:
             self._db.shutdown(wait=True)
         self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._process_pool is not None:
+            self._process_pool.close()
         log.info("executor.stopped", extra={"owner": self.owner})
 
     def wake(self, queues: Iterable[str] = ()) -> None:
@@ -206,12 +211,18 @@ class EmbeddedExecutor:
         task = asyncio.create_task(self._execute(assignment, context), name=f"vigia-stage-{run.id}")
         self._inflight[run.id] = _Inflight(assignment, context, task)
 
+    def _processes(self) -> ProcessPool:
+        if self._process_pool is None:
+            self._process_pool = ProcessPool(max(self.capacity.values(), default=1))
+        return self._process_pool
+
     async def _execute(self, assignment: Assignment, context: StageContext) -> None:
         run = assignment.run
         outcome: StageOutcome
         try:
             stage = self.coordinator.registry.get(assignment.job.pipeline).node(run.stage).stage
-            outcome = await run_attempt(stage, context, run_id=run.id, threads=self._threads)
+            processes = self._processes() if stage.run_in == "process" else None
+            outcome = await run_attempt(stage, context, run_id=run.id, threads=self._threads, processes=processes)
         except asyncio.CancelledError:
             outcome = self._outcome_without_result(run, "cancelled")
         except Exception as error:  # not the stage's failure (run_attempt catches those): ours

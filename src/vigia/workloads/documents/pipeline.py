@@ -313,7 +313,17 @@ pipeline = Pipeline(
     check_file=check_file,
     stages=[
         Stage("store", store, queue=DOCUMENTS_QUEUE, weight=10, timeout=120, severity=Severity.MEDIUM),
-        Stage("extract", extract, queue=DOCUMENTS_QUEUE, weight=10, timeout=3600, severity=Severity.MEDIUM),
+        # In a process of its own in embedded mode: rendering and reading pages is CPU work,
+        # and a document past its hour is killed rather than left running.
+        Stage(
+            "extract",
+            extract,
+            queue=DOCUMENTS_QUEUE,
+            weight=10,
+            timeout=3600,
+            severity=Severity.MEDIUM,
+            run_in="process",
+        ),
         Stage("clean", clean, queue=DOCUMENTS_QUEUE, weight=10, timeout=300),
         Stage("chunk", chunk, queue=DOCUMENTS_QUEUE, weight=10, timeout=300),
         Stage("metadata", metadata, queue=DOCUMENTS_QUEUE, weight=10, timeout=300, critical=False),

@@ -270,6 +270,7 @@ pipeline = Pipeline(
             severity=Severity.HIGH,
             critical=False,  # without it the case still goes on, to a person
             weight=3,
+            run_in="process",  # the model's inference is CPU work; killed at its timeout
         ),
         Stage("risk", risk, after=(), queue="medical_priority", timeout=60, severity=Severity.HIGH),
         Stage(
