@@ -10,12 +10,13 @@ from sqlalchemy.engine import Connection
 
 from vigia.escalation import ReviewStatus
 from vigia.expiry import FINISHED_STATES, Expiry
+from vigia.job import JobState
 from vigia.store.schema import documents, events, job_files, jobs, reviews, stage_runs
 
 
-def _expired(expiry: Expiry) -> sa.ColumnElement[bool] | None:
-    """Finished jobs past their pipeline's cutoff, none with a review still waiting; None
-    when nothing can expire."""
+def _expired(expiry: Expiry, states: tuple[JobState, ...] = FINISHED_STATES) -> sa.ColumnElement[bool] | None:
+    """Finished jobs (in ``states``) past their pipeline's cutoff, none with a review still
+    waiting; None when nothing can expire."""
     by_pipeline = []
     for pipeline, cutoff in expiry.cutoffs().items():
         if cutoff is not None:
@@ -33,7 +34,8 @@ def _expired(expiry: Expiry) -> sa.ColumnElement[bool] | None:
         )
         .exists()
     )
-    return sa.and_(jobs.c.state.in_([state.value for state in FINISHED_STATES]), sa.or_(*by_pipeline), sa.not_(waiting))
+    state = jobs.c.state == states[0].value if len(states) == 1 else jobs.c.state.in_([item.value for item in states])
+    return sa.and_(state, sa.or_(*by_pipeline), sa.not_(waiting))
 
 
 def count_expired(connection: Connection, expiry: Expiry) -> int:
@@ -48,14 +50,20 @@ def delete_expired(
 ) -> tuple[list[str], set[str]]:
     """Delete up to ``limit`` expired jobs (oldest finished first) with their stage runs,
     events, reviews and file names; their ids, and the files they named."""
-    condition = _expired(expiry)
-    if condition is None:
-        return [], set()
-    query = sa.select(jobs.c.id).where(condition).order_by(jobs.c.finished_at).limit(limit)
-    if row_locks:
-        # Another purge (a second serving process) takes other jobs meanwhile.
-        query = query.with_for_update(of=jobs, skip_locked=True)
-    job_ids = list(connection.scalars(query))
+    job_ids: list[str] = []
+    # One state at a time, oldest first: each query a range of the (state, finished_at)
+    # index that stops at ``limit``, where one over all states would sort every match.
+    for state in FINISHED_STATES:
+        condition = _expired(expiry, (state,))
+        if condition is None:
+            return [], set()
+        query = sa.select(jobs.c.id).where(condition).order_by(jobs.c.finished_at).limit(limit - len(job_ids))
+        if row_locks:
+            # Another purge (a second serving process) takes other jobs meanwhile.
+            query = query.with_for_update(of=jobs, skip_locked=True)
+        job_ids += connection.scalars(query)
+        if len(job_ids) >= limit:
+            break
     if not job_ids:
         return [], set()
     named = set(connection.scalars(sa.select(job_files.c.sha256).where(job_files.c.job_id.in_(job_ids))))
