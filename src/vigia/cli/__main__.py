@@ -2,4 +2,5 @@
 
 from vigia.cli import main
 
-main()
+if __name__ == "__main__":  # not when a spawned stage process imports the main module
+    main()
