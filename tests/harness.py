@@ -5,6 +5,7 @@ the API tests run. Shared by the integration test modules."""
 from __future__ import annotations
 
 import contextlib
+import json
 import struct
 import threading
 import time
@@ -127,6 +128,19 @@ class Harness:
         assert response.status_code == 202, response.text
         return response.json()
 
+    def submit_file(
+        self, pipeline: str, data: bytes, filename: str, job_input: Any = None, who: str = "submitter"
+    ) -> dict[str, Any]:
+        """A multipart submission: the file, and the input as its JSON field."""
+        response = self.client.post(
+            f"{API}/pipelines/{pipeline}/jobs",
+            files={"file": (filename, data, "application/octet-stream")},
+            data={"input": json.dumps(job_input or {})},
+            headers=self.headers(who),
+        )
+        assert response.status_code == 202, response.text
+        return response.json()
+
     def job(self, job_id: str, who: str = "submitter") -> dict[str, Any]:
         response = self.client.get(f"{API}/jobs/{job_id}", headers=self.headers(who))
         assert response.status_code == 200, response.text
@@ -201,6 +215,20 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
 
 def problem_fields(error: dict[str, Any]) -> list[str]:
     return [problem["field"] for problem in error["details"].get("problems", [])]
+
+
+#: A pressure-injury case of mild risk, for tests that need one to carry a photo.
+MILD_CASE = {
+    "patient_code": "PT-MILD",
+    "braden": {
+        "sensory_perception": 3,
+        "moisture": 3,
+        "activity": 3,
+        "mobility": 3,
+        "nutrition": 3,
+        "friction_shear": 2,
+    },
+}
 
 
 def label() -> str:

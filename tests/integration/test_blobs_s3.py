@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,25 +17,13 @@ import psutil
 import pytest
 
 from tests import document_corpus
-from tests.harness import API, harness
+from tests.harness import API, MILD_CASE, harness
 from vigia.blobs import BlobRef
 from vigia.blobs_s3 import S3BlobStore, parse_url
 from vigia.exceptions import ConfigurationError, PayloadTooLarge, StoreUnavailable, UnsupportedMediaType
 from vigia.workloads.pressure_injury import samples
 
 pytestmark = pytest.mark.timeout(300)
-
-CASE = {
-    "patient_code": "PT-S3",
-    "braden": {
-        "sensory_perception": 3,
-        "moisture": 3,
-        "activity": 3,
-        "mobility": 3,
-        "nutrition": 3,
-        "friction_shear": 2,
-    },
-}
 
 
 def objects(url: str) -> dict[str, int]:
@@ -143,26 +130,14 @@ def test_a_bad_url_and_an_unreachable_server_are_said_plainly(tmp_path: Path, mo
 def test_the_workloads_run_on_s3_in_embedded_mode(s3_blob_url: str, sqlite_url: str, tmp_path: Path) -> None:
     with harness(sqlite_url, tmp_path, blob_url=s3_blob_url, max_upload_bytes=30 * 2**20) as api:
         photo = samples.photo("erythema.jpg")
-        case = api.client.post(
-            f"{API}/pipelines/pressure_injury_case/jobs",
-            files={"file": ("María Pérez.jpg", photo, "application/octet-stream")},
-            data={"input": json.dumps(CASE)},
-            headers=api.headers(),
-        )
-        assert case.status_code == 202, case.text
+        case = api.submit_file("pressure_injury_case", photo, "María Pérez.jpg", MILD_CASE)
         pdf = document_corpus.text_pdf(document_corpus.corpus(1, seed=5)[0])
-        document = api.client.post(
-            f"{API}/pipelines/document_ingest/jobs",
-            files={"file": ("oficio.pdf", pdf, "application/octet-stream")},
-            data={"input": "{}"},
-            headers=api.headers(),
-        )
-        assert document.status_code == 202, document.text
-        case_job = api.wait(case.json()["id"], timeout=180)
-        document_job = api.wait(document.json()["id"], timeout=180)
+        document = api.submit_file("document_ingest", pdf, "oficio.pdf")
+        case_job = api.wait(case["id"], timeout=180)
+        document_job = api.wait(document["id"], timeout=180)
         assert case_job["state"] in ("succeeded", "degraded"), case_job
         assert document_job["state"] in ("succeeded", "degraded"), document_job
-        served = api.client.get(f"{API}/jobs/{case.json()['id']}/file", headers=api.headers())
+        served = api.client.get(f"{API}/jobs/{case['id']}/file", headers=api.headers())
         assert served.status_code == 200
     stored = objects(s3_blob_url)
     original = hashlib.sha256(photo).hexdigest()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -19,9 +20,9 @@ from vigia.store.base import ReviewFilter
 pytestmark = pytest.mark.timeout(300)
 
 
-def wait_until(condition: object, timeout: float, what: str) -> None:
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
 
@@ -30,11 +31,8 @@ def test_a_process_stage_runs_in_a_reused_child_and_reports_from_there(sqlite_ur
     with harness(sqlite_url, tmp_path) as api:
         ids = []
         for _ in range(2):  # one after the other: the same child serves both
-            response = api.client.post(
-                f"{API}/pipelines/t_isolated/jobs", json={"input": {"seconds": 0.3}}, headers=api.headers()
-            )
-            assert response.status_code == 202, response.text
-            ids.append(response.json()["id"])
+            response = api.submit("t_isolated", {"seconds": 0.3})
+            ids.append(response["id"])
             assert api.wait(ids[-1], timeout=120)["state"] == "succeeded"
         outputs = [{run.stage: run.output for run in api.vigia.store.get_runs(job_id)} for job_id in ids]
         events = api.client.get(f"{API}/jobs/{ids[0]}/events?after=0", headers=api.headers())
@@ -48,10 +46,8 @@ def test_a_process_stage_runs_in_a_reused_child_and_reports_from_there(sqlite_ur
 
 def test_an_error_and_an_escalation_in_the_child_count_as_in_a_thread(sqlite_url: str, tmp_path: Path) -> None:
     with harness(sqlite_url, tmp_path) as api:
-        response = api.client.post(
-            f"{API}/pipelines/t_isolated/jobs", json={"input": {"seconds": 0, "refuse": True}}, headers=api.headers()
-        )
-        job = api.wait(response.json()["id"], timeout=120)
+        response = api.submit("t_isolated", {"seconds": 0, "refuse": True})
+        job = api.wait(response["id"], timeout=120)
         reviews = api.vigia.oversight.list_reviews(ReviewFilter(job_id=job["id"]))
     assert job["state"] == "failed", job
     assert job["error_type"] == "Permanent" and "refused on purpose" in job["error_message"]
@@ -63,10 +59,8 @@ def test_an_error_and_an_escalation_in_the_child_count_as_in_a_thread(sqlite_url
 def test_a_stage_past_its_timeout_is_killed_not_abandoned(sqlite_url: str, tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     with harness(sqlite_url, tmp_path) as api:
-        response = api.client.post(
-            f"{API}/pipelines/t_stuck/jobs", json={"input": {"pid_file": str(pid_file)}}, headers=api.headers()
-        )
-        job = api.wait(response.json()["id"], timeout=60)
+        response = api.submit("t_stuck", {"pid_file": str(pid_file)})
+        job = api.wait(response["id"], timeout=60)
         assert job["state"] in ("failed", "dead"), job
         assert job["error_type"] == "StageTimeout", job
         assert pid_file.exists(), api.client.get(f"{API}/jobs/{job['id']}/events?after=0", headers=api.headers()).text
@@ -77,10 +71,8 @@ def test_a_stage_past_its_timeout_is_killed_not_abandoned(sqlite_url: str, tmp_p
 
 def test_cancelling_the_job_kills_its_running_child(sqlite_url: str, tmp_path: Path) -> None:
     with harness(sqlite_url, tmp_path) as api:
-        response = api.client.post(
-            f"{API}/pipelines/t_isolated/jobs", json={"input": {"seconds": 60}}, headers=api.headers()
-        )
-        job_id = response.json()["id"]
+        response = api.submit("t_isolated", {"seconds": 60})
+        job_id = response["id"]
         api.wait(job_id, until=lambda job: job["progress"] > 0, timeout=60)
         # The stage's child (not multiprocessing's resource tracker, also a child).
         children = [child for child in psutil.Process().children() if "spawn_main" in " ".join(child.cmdline())]

@@ -5,7 +5,6 @@ stay; a file goes once no job and no document names it, with what replaced it.""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from tests.harness import API, Harness, harness
+from tests.harness import API, MILD_CASE, Harness, harness
 from vigia import retention
 from vigia.blobs import BlobRef
 from vigia.cli import app as cli_app
@@ -24,34 +23,14 @@ from vigia.store.base import ReviewFilter
 from vigia.workloads.pressure_injury import samples
 
 DAY = 86_400
-CASE = {
-    "patient_code": "PT-R",
-    "braden": {
-        "sensory_perception": 3,
-        "moisture": 3,
-        "activity": 3,
-        "mobility": 3,
-        "nutrition": 3,
-        "friction_shear": 2,
-    },
-}
 
 
 def submit_case(api: Harness, photo: bytes, name: str) -> str:
-    response = api.client.post(
-        f"{API}/pipelines/pressure_injury_case/jobs",
-        files={"file": (name, photo, "application/octet-stream")},
-        data={"input": json.dumps(CASE)},
-        headers=api.headers(),
-    )
-    assert response.status_code == 202, response.text
-    return str(response.json()["id"])
+    return str(api.submit_file("pressure_injury_case", photo, name, MILD_CASE)["id"])
 
 
 def submit(api: Harness, pipeline: str, job_input: dict[str, Any]) -> str:
-    response = api.client.post(f"{API}/pipelines/{pipeline}/jobs", json={"input": job_input}, headers=api.headers())
-    assert response.status_code == 202, response.text
-    return str(response.json()["id"])
+    return str(api.submit(pipeline, job_input)["id"])
 
 
 def age(api: Harness, job_ids: list[str], days: float) -> None:

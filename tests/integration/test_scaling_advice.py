@@ -25,13 +25,8 @@ def test_the_advice_reasons_from_the_runs_the_store_saw(sqlite_url: str, tmp_pat
     with harness(sqlite_url, tmp_path, scale_target_wait=0.5) as api:
         ids = []
         for _ in range(JOBS):
-            response = api.client.post(
-                f"{API}/pipelines/t_chaos/jobs",
-                json={"input": {"journal": str(journal), "pace": PACE}},
-                headers=api.headers(),
-            )
-            assert response.status_code == 202, response.text
-            ids.append(response.json()["id"])
+            response = api.submit("t_chaos", {"journal": str(journal), "pace": PACE})
+            ids.append(response["id"])
         assert {api.wait(job_id)["state"] for job_id in ids} == {"succeeded"}
         status = api.client.get(f"{API}/monitoring/status", headers=api.headers("admin"))
         assert status.status_code == 200, status.text
@@ -84,10 +79,8 @@ def test_monitor_rules_writes_the_rules_of_the_configured_thresholds_on_metrics_
     # Every metric a rule reads is one the API exports.
     with harness(sqlite_url, tmp_path) as api:
         # A finished job: the failure rate is exported only once there is one.
-        submitted = api.client.post(
-            f"{API}/pipelines/t_chaos/jobs", json={"input": {"journal": str(tmp_path / "j")}}, headers=api.headers()
-        )
-        assert api.wait(submitted.json()["id"])["state"] == "succeeded"
+        submitted = api.submit("t_chaos", {"journal": str(tmp_path / "j")})
+        assert api.wait(submitted["id"])["state"] == "succeeded"
         metrics = api.client.get(f"{API}/metrics", headers=api.headers("admin"))
         assert metrics.status_code == 200
     exported = set(re.findall(r"^# TYPE (vigia_\w+)", metrics.text, flags=re.MULTILINE))

@@ -147,15 +147,8 @@ class ProcessPool:
         self.size = max(1, size)
         self._context = multiprocessing.get_context("spawn")
         self._idle: list[_Child] = []
-        self._busy = 0
         self._lock = threading.Lock()
-        self._slots: asyncio.Semaphore | None = None
-        self.started = 0
-
-    def _semaphore(self) -> asyncio.Semaphore:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.size)
-        return self._slots
+        self._slots = asyncio.Semaphore(self.size)
 
     def _take(self) -> _Child:
         with self._lock:
@@ -168,7 +161,6 @@ class ProcessPool:
         process = self._context.Process(target=_child, args=(child_end,), daemon=True, name="vigia-stage")
         process.start()
         child_end.close()
-        self.started += 1
         return _Child(process, parent_end)
 
     @staticmethod
@@ -201,7 +193,7 @@ class ProcessPool:
         """A child for one attempt of ``function``, started if none is idle and made to
         import the function's module, both before the stage's timeout runs (the pool's
         time, not the stage's); given back after, or killed if the attempt broke off."""
-        async with self._semaphore():
+        async with self._slots:
             child = await asyncio.to_thread(self._take)
             try:
                 await asyncio.to_thread(self._load, child, function, _database_url(ctx))

@@ -317,31 +317,25 @@ class OversightStore:
 
     def queue_loads(self, since: float, now: float) -> list[QueueLoad]:
         """Per queue, the stage runs that became ready in [since, now] (arrivals: a run
-        retried counts once) and those that finished there, with their mean duration."""
-        window = now - since
+        retried counts once) and those that finished there, with their mean duration; one
+        pass over the stage runs."""
+        arrived = sa.and_(
+            stage_runs.c.available_at >= since,
+            stage_runs.c.available_at <= now,
+            stage_runs.c.state != StageState.PENDING.value,
+        )
+        served = sa.and_(stage_runs.c.finished_at >= since, stage_runs.c.duration.is_not(None))
+        query = sa.select(
+            stage_runs.c.queue,
+            sa.func.sum(sa.case((arrived, 1), else_=0)),
+            sa.func.sum(sa.case((served, 1), else_=0)),
+            sa.func.avg(sa.case((served, stage_runs.c.duration))),
+        ).group_by(stage_runs.c.queue)
         with self._database.reading() as connection:
-            arrived: dict[str, int] = dict(
-                connection.execute(
-                    sa.select(stage_runs.c.queue, sa.func.count())
-                    .where(
-                        stage_runs.c.available_at >= since,
-                        stage_runs.c.available_at <= now,
-                        stage_runs.c.state != StageState.PENDING.value,
-                    )
-                    .group_by(stage_runs.c.queue)
-                ).all()
-            )
-            served = {
-                queue: (int(count), None if mean is None else float(mean))
-                for queue, count, mean in connection.execute(
-                    sa.select(stage_runs.c.queue, sa.func.count(), sa.func.avg(stage_runs.c.duration))
-                    .where(stage_runs.c.finished_at >= since, stage_runs.c.duration.is_not(None))
-                    .group_by(stage_runs.c.queue)
-                ).all()
-            }
+            rows = connection.execute(query.where(sa.or_(arrived, served))).all()
         return [
-            QueueLoad(queue, int(arrived.get(queue, 0)), *served.get(queue, (0, None)), window)
-            for queue in sorted({*arrived, *served})
+            QueueLoad(queue, int(arrivals or 0), int(finished or 0), None if mean is None else float(mean), now - since)
+            for queue, arrivals, finished, mean in sorted(rows)
         ]
 
     def finished_since(self, since: float) -> tuple[int, int, list[PipelineTimes]]:
