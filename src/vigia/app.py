@@ -24,6 +24,7 @@ from vigia.escalation import Review, ReviewStatus
 from vigia.events import RedisEventBus
 from vigia.exceptions import VigiaError
 from vigia.executors.base import Executor
+from vigia.executors.embedded import EmbeddedExecutor
 from vigia.job import Event, Job, StageRun
 from vigia.pipeline import Pipeline
 from vigia.store.base import Batch, DeadFilter, DeadJob, JobFilter, JobPage, ReviewFilter
@@ -152,13 +153,17 @@ class Vigia:
 
         Submissions that arrive while the store is busy are written together, in one
         transaction, when it is free: under load, one commit serves many callers."""
-        future: asyncio.Future[Submitted | VigiaError] = asyncio.get_running_loop().create_future()
-        self._pending_submissions.append(
-            (JobRequest(pipeline, job_input, tenant, idempotency_key, priority, actor), future)
-        )
-        if self._submission_writer is None:
-            self._submission_writer = asyncio.create_task(self._write_submissions())
-        outcome = await future
+        request = JobRequest(pipeline, job_input, tenant, idempotency_key, priority, actor)
+        outcome: Submitted | VigiaError | None = None
+        if isinstance(self.executor, EmbeddedExecutor):
+            # With the executor's next write, which also claims the job's first stage.
+            outcome = await self.executor.submit(request)
+        if outcome is None:
+            future: asyncio.Future[Submitted | VigiaError] = asyncio.get_running_loop().create_future()
+            self._pending_submissions.append((request, future))
+            if self._submission_writer is None:
+                self._submission_writer = asyncio.create_task(self._write_submissions())
+            outcome = await future
         if isinstance(outcome, VigiaError):
             raise outcome
         return outcome

@@ -13,12 +13,13 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from vigia import audit as audit_module
 from vigia import constants, dispatch, orchestrator
 from vigia.audit import AuditDraft
-from vigia.dispatch import Assignment
+from vigia.dispatch import Assignment, Claimed, SlotOffer
 from vigia.escalation import Review, ReviewStatus, Safeguards, Urgency
 from vigia.exceptions import IdempotencyConflict, InvalidInput, JobNotFound, ReviewNotFound, VigiaError
 from vigia.expiry import Expiry
@@ -41,7 +42,27 @@ REAP_BATCH = 500
 #: Jobs retried per transaction by a bulk retry.
 RETRY_CHUNK = 100
 
-__all__ = ["SYSTEM_ACTOR", "Assignment", "Coordinator", "JobRequest", "Settled", "Submitted"]
+__all__ = [
+    "SYSTEM_ACTOR",
+    "Assignment",
+    "Claimed",
+    "Coordinator",
+    "JobRequest",
+    "Settled",
+    "SlotOffer",
+    "Submitted",
+    "Written",
+]
+
+
+@dataclass(slots=True)
+class Written:
+    """What `Coordinator.write` stored: each submission's outcome in order, the settlement,
+    and the claim (None when none was made)."""
+
+    submitted: list[Submitted | VigiaError]
+    settled: Settled
+    claimed: Claimed | None
 
 
 class Coordinator:
@@ -90,67 +111,95 @@ class Coordinator:
     def submit_many(self, requests: Sequence[JobRequest]) -> list[Submitted | VigiaError]:
         """Store independent submissions in one transaction (one commit for many callers);
         each one succeeds or fails on its own."""
-        outcomes: list[Submitted | VigiaError | None] = [None] * len(requests)
+        return self.write(requests).submitted
+
+    def write(
+        self,
+        requests: Sequence[JobRequest] = (),
+        outcomes: Sequence[StageOutcome] = (),
+        reports: Sequence[ProgressReport] = (),
+        offer: SlotOffer | None = None,
+    ) -> Written:
+        """Submissions (`submit_many`), then finished attempts and progress (`settle`), then a
+        claim for ``offer``'s free slots, in one transaction: what an embedded executor has
+        gathered meanwhile costs one commit. The claim is made when a job was created or a
+        stage run became ready here, or always with ``offer.eager``."""
+        submitted, checked = self._checked(requests)
+        if not checked and not outcomes and not reports and offer is None:
+            return Written([item for item in submitted if item is not None], Settled(), None)
+
+        def work(unit: UnitOfWork) -> Written:
+            stored = self._store_submissions(unit, checked) if checked else {}
+            settled = self._settle_in(unit, outcomes, reports, ()) if outcomes or reports else Settled()
+            created = any(isinstance(done, Submitted) and done.created for done in stored.values())
+            claimed = None
+            if offer is not None and (offer.eager or created or settled.ready):
+                claimed = self._claim_in(unit, offer)
+            results = [stored.get(index, item) for index, item in enumerate(submitted)]
+            return Written([item for item in results if item is not None], settled, claimed)
+
+        return self.store.transact(work)
+
+    def _checked(
+        self, requests: Sequence[JobRequest]
+    ) -> tuple[list[Submitted | VigiaError | None], list[tuple[int, JobRequest, Pipeline, Any, str]]]:
+        """Each request's input checked by its pipeline (outside any transaction): the
+        refusals by position, and what passed."""
+        refused: list[Submitted | VigiaError | None] = [None] * len(requests)
         checked: list[tuple[int, JobRequest, Pipeline, Any, str]] = []
         for index, request in enumerate(requests):
             try:
                 pipeline = self.registry.get(request.pipeline)
                 checked.append((index, request, pipeline, *checked_input(pipeline, request.input)))
             except VigiaError as error:
-                outcomes[index] = error
+                refused[index] = error
             except Exception as error:  # a pipeline's validator failed: this request only
                 log.warning("submit.validator_failed", extra={"error_type": type(error).__name__})
-                outcomes[index] = InvalidInput(
+                refused[index] = InvalidInput(
                     f"the pipeline's input check failed ({type(error).__name__})", pipeline=request.pipeline
                 )
+        return refused, checked
 
-        def work(unit: UnitOfWork) -> dict[int, Submitted | VigiaError]:
-            stored: dict[int, Submitted | VigiaError] = {}
-            unkeyed: list[tuple[NewJob, Submitted]] = []
-            for index, request, pipeline, job_input, fingerprint in checked:
-                new = new_job(
-                    pipeline,
-                    job_input,
-                    fingerprint,
-                    tenant=request.tenant,
-                    priority=request.priority,
-                    now=self._clock(),
-                    idempotency_key=request.idempotency_key,
-                )
-                if request.idempotency_key is None:
-                    unkeyed.append(new)
-                    stored[index] = new[1]
-                    continue
-                # A keyed job is written at once, so that a later request in this batch
-                # with the same key finds it.
-                existing = unit.find_idempotent(request.tenant, request.idempotency_key)
-                if existing is None:
-                    unit.insert_jobs([new[0]], new[1].events)
-                    stored[index] = new[1]
-                elif existing.input_hash != fingerprint:
-                    stored[index] = IdempotencyConflict(
-                        "this Idempotency-Key was already used with a different pipeline or input",
-                        job_id=existing.id,
-                    )
-                else:
-                    stored[index] = Submitted(existing, [], created=False)
-            if unkeyed:
-                unit.insert_jobs([job for job, _ in unkeyed], [event for _, done in unkeyed for event in done.events])
-            actors = {index: request.actor for index, request, *_ in checked}
-            self.oversight.audit_submissions(
-                unit,
-                [
-                    (actors[index], done)
-                    for index, done in stored.items()
-                    if isinstance(done, Submitted) and done.created
-                ],
+    def _store_submissions(
+        self, unit: UnitOfWork, checked: Sequence[tuple[int, JobRequest, Pipeline, Any, str]]
+    ) -> dict[int, Submitted | VigiaError]:
+        stored: dict[int, Submitted | VigiaError] = {}
+        unkeyed: list[tuple[NewJob, Submitted]] = []
+        for index, request, pipeline, job_input, fingerprint in checked:
+            new = new_job(
+                pipeline,
+                job_input,
+                fingerprint,
+                tenant=request.tenant,
+                priority=request.priority,
+                now=self._clock(),
+                idempotency_key=request.idempotency_key,
             )
-            return stored
-
-        if checked:
-            for index, outcome in self.store.transact(work).items():
-                outcomes[index] = outcome
-        return [outcome for outcome in outcomes if outcome is not None]
+            if request.idempotency_key is None:
+                unkeyed.append(new)
+                stored[index] = new[1]
+                continue
+            # A keyed job is written at once, so that a later request in this batch with the
+            # same key finds it.
+            existing = unit.find_idempotent(request.tenant, request.idempotency_key)
+            if existing is None:
+                unit.insert_jobs([new[0]], new[1].events)
+                stored[index] = new[1]
+            elif existing.input_hash != fingerprint:
+                stored[index] = IdempotencyConflict(
+                    "this Idempotency-Key was already used with a different pipeline or input",
+                    job_id=existing.id,
+                )
+            else:
+                stored[index] = Submitted(existing, [], created=False)
+        if unkeyed:
+            unit.insert_jobs([job for job, _ in unkeyed], [event for _, done in unkeyed for event in done.events])
+        actors = {index: request.actor for index, request, *_ in checked}
+        self.oversight.audit_submissions(
+            unit,
+            [(actors[index], done) for index, done in stored.items() if isinstance(done, Submitted) and done.created],
+        )
+        return stored
 
     def submit_batch(
         self,
@@ -223,29 +272,30 @@ class Coordinator:
         self, free_slots: Mapping[str, int], owner: str, lease_seconds: float
     ) -> tuple[list[Assignment], list[Event]]:
         """Claim up to ``free_slots[queue]`` ready stage runs per queue."""
+        claimed = self.store.transact(lambda unit: self._claim_in(unit, SlotOffer(free_slots, owner, lease_seconds)))
+        return claimed.assignments, claimed.events
 
-        def work(unit: UnitOfWork) -> tuple[list[Assignment], list[Event]]:
-            now = self._clock()
-            claimed: list[StageRun] = []
-            for queue, limit in free_slots.items():
-                claimed.extend(unit.claim(queue, limit, owner, now + lease_seconds, now, self.tenant_cap))
-            if not claimed:
-                return [], []
-            settlement = self._settlement(unit, [run.job_id for run in claimed], now)
-            runnable: list[tuple[Pipeline, StageRun]] = []
-            for run in claimed:
-                job = settlement.jobs[run.job_id]
-                pipeline = settlement.pipeline_for(job)
-                if pipeline is not None:
-                    settlement.apply(orchestrator.on_claimed(pipeline, job, run, now))
-                    runnable.append((pipeline, run))
-            settled = self.oversight.commit(unit, settlement)
-            return [
+    def _claim_in(self, unit: UnitOfWork, offer: SlotOffer) -> Claimed:
+        now = self._clock()
+        claimed = unit.claim(offer.free_slots, offer.owner, now + offer.lease_seconds, now, self.tenant_cap)
+        if not claimed:
+            return Claimed([], [])
+        settlement = self._settlement(unit, [run.job_id for run in claimed], now)
+        runnable: list[tuple[Pipeline, StageRun]] = []
+        for run in claimed:
+            job = settlement.jobs[run.job_id]
+            pipeline = settlement.pipeline_for(job)
+            if pipeline is not None:
+                settlement.apply(orchestrator.on_claimed(pipeline, job, run, now))
+                runnable.append((pipeline, run))
+        settled = self.oversight.commit(unit, settlement)
+        return Claimed(
+            [
                 dispatch.assignment(pipeline, settlement.jobs[run.job_id], settlement.runs[run.job_id], run)
                 for pipeline, run in runnable
-            ], settled.events
-
-        return self.store.transact(work)
+            ],
+            settled.events,
+        )
 
     def assignment_for(self, run_id: int, owner: str, lease_seconds: float) -> Assignment | None:
         """What a distributed worker needs to run the stage run its message names, read
@@ -302,32 +352,41 @@ class Coordinator:
         recorded as sent: the caller sends them itself."""
         if not outcomes and not reports and not claims:
             return Settled()
+        return self.store.transact(
+            lambda unit: self._settle_in(unit, outcomes, reports, claims, dispatching=dispatching)
+        )
 
-        def work(unit: UnitOfWork) -> Settled:
-            now = self._clock()
-            job_ids = [run.job_id for run in claims] + [report.job_id for report in reports]
-            settlement = self._settlement(unit, job_ids + [outcome.job_id for outcome in outcomes], now)
-            # By attempt: a stale claim refused must not drop a later attempt's outcome.
-            refused = {(run.id, run.attempts) for run in claims if not settlement.record_claim(run)}
-            # Progress first: an attempt's reports come before its outcome.
-            for report in reports:
-                if report.job_id in settlement.jobs and (report.run_id, report.attempt) not in refused:
-                    job = settlement.jobs[report.job_id]
-                    pipeline = settlement.pipeline_for(job)
-                    if pipeline is not None:
-                        settlement.apply(orchestrator.on_progress(pipeline, job, settlement.runs[job.id], report))
-            for outcome in outcomes:
-                if (outcome.run_id, outcome.attempt) not in refused:
-                    self._settle_outcome(settlement, outcome)
-            if dispatching:
-                settlement.mark_dispatched()
-            settled = self.oversight.commit(unit, settlement)
-            settled.refused = {run_id for run_id, _ in refused}
-            if dispatching:
-                settled.ready = [self._with_work(settlement, item) for item in settled.ready]
-            return settled
-
-        return self.store.transact(work)
+    def _settle_in(
+        self,
+        unit: UnitOfWork,
+        outcomes: Sequence[StageOutcome],
+        reports: Sequence[ProgressReport],
+        claims: Sequence[StageRun],
+        *,
+        dispatching: bool = False,
+    ) -> Settled:
+        now = self._clock()
+        job_ids = [run.job_id for run in claims] + [report.job_id for report in reports]
+        settlement = self._settlement(unit, job_ids + [outcome.job_id for outcome in outcomes], now)
+        # By attempt: a stale claim refused must not drop a later attempt's outcome.
+        refused = {(run.id, run.attempts) for run in claims if not settlement.record_claim(run)}
+        # Progress first: an attempt's reports come before its outcome.
+        for report in reports:
+            if report.job_id in settlement.jobs and (report.run_id, report.attempt) not in refused:
+                job = settlement.jobs[report.job_id]
+                pipeline = settlement.pipeline_for(job)
+                if pipeline is not None:
+                    settlement.apply(orchestrator.on_progress(pipeline, job, settlement.runs[job.id], report))
+        for outcome in outcomes:
+            if (outcome.run_id, outcome.attempt) not in refused:
+                self._settle_outcome(settlement, outcome)
+        if dispatching:
+            settlement.mark_dispatched()
+        settled = self.oversight.commit(unit, settlement)
+        settled.refused = {run_id for run_id, _ in refused}
+        if dispatching:
+            settled.ready = [self._with_work(settlement, item) for item in settled.ready]
+        return settled
 
     def _settle_outcome(self, settlement: Settlement, outcome: StageOutcome) -> None:
         if outcome.job_id not in settlement.jobs:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from vigia.job import Job, StageRun, StageState
+from vigia.job import Event, Job, StageRun, StageState
 from vigia.pipeline import Pipeline
 from vigia.registry import Registry
 from vigia.store.base import Dispatch, StageWork
@@ -26,6 +26,28 @@ class Assignment:
     job: Job
     #: Outputs of the stages this one depends on, directly or not.
     outputs: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SlotOffer:
+    """An executor's free slots, offered to a write so that it claims ready stage runs in
+    its own transaction (a submission claiming its job's first stage) instead of leaving
+    them to a claim of their own."""
+
+    free_slots: Mapping[str, int]
+    owner: str
+    lease_seconds: float
+    #: Claim even if the write makes nothing ready (a poll, a wake, a slot freed where runs
+    #: were left waiting).
+    eager: bool = False
+
+
+@dataclass(slots=True)
+class Claimed:
+    """What a claim took (and the events it wrote), for the executor that offered the slots."""
+
+    assignments: list[Assignment]
+    events: list[Event]
 
 
 def upstream_outputs(pipeline: Pipeline, runs: Mapping[str, StageRun], stage: str) -> dict[str, Any]:

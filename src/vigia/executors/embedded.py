@@ -1,10 +1,12 @@
 """The embedded executor: stage runs on this process's asyncio loop and threads.
 
-The job store is the queue: the dispatcher claims ready stage runs per queue up to that
-queue's concurrency, so work submitted by another process, retries that came due and
-stages left behind by a killed process are all found the same way. Everything a stage
-reports goes through one settle loop that writes what has accumulated in a single
-transaction, so the store's cost is paid per batch rather than per stage run.
+The job store is the queue: claims take ready stage runs per queue up to that queue's
+concurrency, so work submitted by another process, retries that came due and stages left
+behind by a killed process are all found the same way. One writer loop writes what has
+gathered meanwhile (this process's submissions, finished attempts, progress) and claims for
+the free slots, all in one transaction: a lone job costs a commit for its submission and
+first claim and one for its outcome (shared with the next submission when one comes within
+a moment), and under load the store's cost is paid per batch rather than per stage run.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,9 +28,9 @@ from typing import Any, TypeVar
 from vigia.blobs import BlobStore
 from vigia.config import Settings
 from vigia.context import StageContext
-from vigia.coordinator import Assignment, Coordinator, Settled
+from vigia.coordinator import Assignment, Coordinator, JobRequest, Settled, SlotOffer, Submitted, Written
 from vigia.events import EventBus
-from vigia.exceptions import StoreUnavailable, TransientConflict
+from vigia.exceptions import StoreUnavailable, TransientConflict, VigiaError
 from vigia.executors.isolated import ProcessPool
 from vigia.job import Event, StageRun
 from vigia.orchestrator import ProgressReport, StageOutcome
@@ -40,8 +43,10 @@ T = TypeVar("T")
 
 #: Pause before trying the store again after it failed.
 STORE_RETRY_DELAY = 1.0
-#: How long the dispatcher lets news accumulate before claiming.
-CLAIM_COALESCE_SECONDS = 0.002
+#: How long the writer lets news accumulate before writing what needs no haste.
+WRITE_COALESCE_SECONDS = 0.002
+#: Writes tried after `stop` before what is left is given up to the reaper.
+CLOSING_ATTEMPTS = 3
 
 
 def worker_id(kind: str = "embedded") -> str:
@@ -93,10 +98,20 @@ class EmbeddedExecutor:
         self._process_pool: ProcessPool | None = None
         self._inflight: dict[int, _Inflight] = {}
         self._busy: dict[str, int] = dict.fromkeys(self.capacity, 0)
+        #: Queues whose last claim may have left ready runs waiting (see `_adopt`).
+        self._held_back: set[str] = set()
         self._outcomes: list[StageOutcome] = []
         self._reports: list[ProgressReport] = []
-        self._wake = asyncio.Event()
+        self._submissions: list[tuple[JobRequest, asyncio.Future[Submitted | VigiaError]]] = []
+        #: The next write should claim even if it makes nothing ready itself.
+        self._claim_wanted = True
+        #: Something waits to be written; `_urgent`: without waiting for more to join it.
         self._pending = asyncio.Event()
+        self._urgent = asyncio.Event()
+        #: Held by the writer loop while it writes: `stop` waits for a claim in flight.
+        self._writing = asyncio.Lock()
+        #: The writer loop has ended: submissions go elsewhere (see `submit`).
+        self._closed = False
         self._stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -116,8 +131,7 @@ class EmbeddedExecutor:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._tasks = [
-            asyncio.create_task(self._dispatch_loop(), name="vigia-dispatch"),
-            asyncio.create_task(self._settle_loop(), name="vigia-settle"),
+            asyncio.create_task(self._write_loop(), name="vigia-writer"),
             asyncio.create_task(self._lease_loop(), name="vigia-leases"),
             asyncio.create_task(self._reap_loop(), name="vigia-reaper"),
         ]
@@ -130,9 +144,10 @@ class EmbeddedExecutor:
         # of it: a cancelled claim or settlement could have committed with nobody to act on it.
         self._stopping = True
         self._stop_event.set()
-        self._wake.set()
-        dispatcher, settler, leases, reaper = self._tasks
-        await asyncio.gather(dispatcher, reaper, return_exceptions=True)
+        writer, leases, reaper = self._tasks
+        await asyncio.gather(reaper, return_exceptions=True)
+        async with self._writing:
+            pass  # a claim in flight has started its stages: they are among those waited for
         running = [item.task for item in self._inflight.values()]
         if running:
             _, late = await asyncio.wait(running, timeout=self.shutdown_grace)
@@ -146,8 +161,8 @@ class EmbeddedExecutor:
         # Record what is left (stopped stages are handed back) so a restart need not wait
         # for their leases to expire; if the store is down, the reaper recovers them later.
         self._closing = True
-        self._pending.set()
-        await asyncio.gather(settler, leases, return_exceptions=True)
+        self._wake_writer(urgent=True)
+        await asyncio.gather(writer, leases, return_exceptions=True)
         if self._owns_db:
             self._db.shutdown(wait=True)
         self._threads.shutdown(wait=False, cancel_futures=True)
@@ -156,7 +171,18 @@ class EmbeddedExecutor:
         log.info("executor.stopped", extra={"owner": self.owner})
 
     def wake(self, queues: Iterable[str] = ()) -> None:
-        self._wake.set()
+        self._claim_wanted = True
+        self._wake_writer(urgent=True)
+
+    async def submit(self, request: JobRequest) -> Submitted | VigiaError | None:
+        """Store a submission with the next write, which also claims its first stage when a
+        slot is free; None once this executor has stopped writing (store it elsewhere)."""
+        if self._closed:
+            return None
+        future: asyncio.Future[Submitted | VigiaError] = asyncio.get_running_loop().create_future()
+        self._submissions.append((request, future))
+        self._wake_writer(urgent=True)
+        return await future
 
     def job_cancelled(self, job_id: str) -> None:
         for item in self._inflight.values():
@@ -167,31 +193,142 @@ class EmbeddedExecutor:
     def running(self) -> int:
         return len(self._inflight)
 
-    # --- the loops ----------------------------------------------------------------------
+    # --- the writer loop ----------------------------------------------------------------
 
-    async def _dispatch_loop(self) -> None:
-        while not self._stopping:
-            free = {queue: cap - self._busy[queue] for queue, cap in self.capacity.items() if cap > self._busy[queue]}
-            self._wake.clear()
-            if free:
+    def _wake_writer(self, *, urgent: bool) -> None:
+        self._pending.set()
+        if urgent:
+            self._urgent.set()
+
+    def _has_writes(self) -> bool:
+        return bool(self._submissions or self._outcomes or self._reports)
+
+    async def _write_loop(self) -> None:
+        failures = 0
+        while True:
+            if self._closing and (not self._has_writes() or failures >= CLOSING_ATTEMPTS):
+                self._closed = True  # no await since the check: nothing was added meanwhile
+                for _, future in self._submissions:
+                    future.set_exception(StoreUnavailable("the executor stopped before storing this job"))
+                self._submissions = []
+                return
+            if not self._pending.is_set():
                 try:
-                    assignments, events = await self._store(
-                        self.coordinator.claim, free, self.owner, self.lease_seconds
-                    )
-                except Exception as error:  # keep dispatching whatever one claim ran into
-                    log.error("claim.failed", extra={"error": str(error), "error_type": type(error).__name__})
-                    await asyncio.sleep(STORE_RETRY_DELAY)
-                    continue
-                self._publish(events)
-                for assignment in assignments:
-                    self._start(assignment)
-                if assignments and any(self._busy[q] < self.capacity[q] for q in self.capacity):
-                    continue  # stages finished meanwhile, or more became ready: look again now
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            # News rarely comes alone (a burst of submissions, a batch of finished stages):
-            # a moment's pause lets one claim take them all instead of one transaction each.
-            await asyncio.sleep(CLAIM_COALESCE_SECONDS)
+                    await asyncio.wait_for(self._pending.wait(), self.poll_interval)
+                except TimeoutError:
+                    # Retries that came due, work of other processes, runs left by a killed one.
+                    self._claim_wanted = True
+            if not self._urgent.is_set() and not self._closing:
+                # Outcomes and progress alone wait a moment for company (more of them, or a
+                # submission to share the commit with); a claim, for the news that tends to
+                # follow it (a burst of submissions, a batch of finished stages).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), WRITE_COALESCE_SECONDS)
+            elif self._claim_wanted and not self._submissions:
+                await asyncio.sleep(WRITE_COALESCE_SECONDS)
+            self._pending.clear()
+            self._urgent.clear()
+            async with self._writing:
+                failures = 0 if await self._write_once() else failures + 1
+            if failures:
+                await asyncio.sleep(0 if self._closing else STORE_RETRY_DELAY)
+
+    async def _write_once(self) -> bool:
+        """Write what has gathered and claim for the free slots; False if the store failed
+        (what was gathered is kept for the next attempt, submissions are told)."""
+        submissions, self._submissions = self._submissions, []
+        outcomes, self._outcomes = self._outcomes, []
+        reports, self._reports = self._reports, []
+        eager, self._claim_wanted = self._claim_wanted, False
+        free = {} if self._stopping else self._free_slots()
+        offer = SlotOffer(free, self.owner, self.lease_seconds, eager=eager) if free else None
+        if offer is None and not submissions and not outcomes and not reports:
+            return True
+        requests = [request for request, _ in submissions]
+        try:
+            written = await self._store(self.coordinator.write, requests, outcomes, reports, offer)
+        except (StoreUnavailable, TransientConflict) as error:
+            log.error("write.failed", extra={"error": str(error)})
+            # Nothing is dropped: put it back and try again (a submitter hears of it and
+            # may submit again: its job was not stored).
+            self._outcomes[:0] = outcomes
+            self._reports[:0] = reports
+            self._claim_wanted = self._claim_wanted or eager or bool(requests)
+            self._fail_submissions(submissions, error)
+            return False
+        except Exception as error:
+            # Something in this batch is refused (by the store, or trips a bug of ours);
+            # retrying it whole would fail for ever and stop every job: go item by item.
+            log.error("write.refused", extra={"error": str(error), "error_type": type(error).__name__})
+            written = await self._write_separately(submissions, outcomes, reports, offer)
+        else:
+            for (_, future), result in zip(submissions, written.submitted, strict=True):
+                if not future.done():
+                    future.set_result(result)
+        self.completed += len(outcomes)
+        self._record(written, free)
+        return True
+
+    def _record(self, written: Written, free: Mapping[str, int]) -> None:
+        created = [item for item in written.submitted if isinstance(item, Submitted) and item.created]
+        # In the order they were written: the submissions' events, then what followed.
+        self._publish([event for item in created for event in item.events])
+        self._publish(written.settled.events)
+        if written.claimed is not None:
+            self._publish(written.claimed.events)
+            self._adopt(free, written.claimed.assignments)
+        elif not free and (created or written.settled.ready):
+            self._held_back = set(self.capacity)  # no slot free: claim when one frees
+
+    def _fail_submissions(
+        self, submissions: list[tuple[JobRequest, asyncio.Future[Submitted | VigiaError]]], error: BaseException
+    ) -> None:
+        for _, future in submissions:
+            if not future.done():
+                future.set_exception(error)
+
+    async def _write_separately(
+        self,
+        submissions: list[tuple[JobRequest, asyncio.Future[Submitted | VigiaError]]],
+        outcomes: list[StageOutcome],
+        reports: list[ProgressReport],
+        offer: SlotOffer | None,
+    ) -> Written:
+        """After a refused write: the submissions with the claim, then each outcome alone."""
+        written = Written([], Settled(), None)
+        if submissions or offer is not None:
+            try:
+                written = await self._store(
+                    self.coordinator.write, [request for request, _ in submissions], (), (), offer
+                )
+            except Exception as error:
+                self._fail_submissions(submissions, error)
+                self._claim_wanted = True
+            else:
+                for (_, future), result in zip(submissions, written.submitted, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        settled = await self._settle_one_by_one(outcomes, reports)
+        written.settled.events += settled.events
+        written.settled.ready += settled.ready
+        return written
+
+    def _free_slots(self) -> dict[str, int]:
+        return {queue: cap - self._busy[queue] for queue, cap in self.capacity.items() if cap > self._busy[queue]}
+
+    def _adopt(self, free: Mapping[str, int], assignments: list[Assignment]) -> None:
+        """Start what a claim took and remember the queues where ready runs may have been
+        left waiting for a slot: those with no free slot or whose claim filled every free
+        one, and all of them under a tenant cap (the cap, not the slots, may have held runs
+        back). A slot freed on any other queue needs no claim: anything that becomes ready
+        is claimed by the write that makes it so."""
+        for assignment in assignments:
+            self._start(assignment)
+        if self.coordinator.tenant_cap is not None:
+            self._held_back = set(self.capacity)
+            return
+        taken = Counter(assignment.run.queue for assignment in assignments)
+        self._held_back = {queue for queue in self.capacity if taken[queue] >= free.get(queue, 0)}
 
     def _start(self, assignment: Assignment) -> None:
         run = assignment.run
@@ -239,9 +376,10 @@ class EmbeddedExecutor:
             if item is not None and item.context is context:
                 del self._inflight[run.id]
             self._busy[run.queue] -= 1
-            self._wake.set()
+            if run.queue in self._held_back:
+                self._claim_wanted = True  # a slot is free for what the last claim left waiting
         self._outcomes.append(outcome)
-        self._pending.set()
+        self._wake_writer(urgent=False)
 
     @staticmethod
     def _outcome_without_result(run: StageRun, status: Any) -> StageOutcome:
@@ -270,41 +408,7 @@ class EmbeddedExecutor:
 
     def _add_report(self, report: ProgressReport) -> None:
         self._reports.append(report)
-        self._pending.set()
-
-    async def _settle_loop(self) -> None:
-        while not self._closing:
-            await self._pending.wait()
-            self._pending.clear()
-            await self._settle_pending(attempts=3 if self._closing else None)
-        await self._settle_pending(attempts=3)
-
-    async def _settle_pending(self, attempts: int | None = None) -> None:
-        failures = 0
-        while self._outcomes or self._reports:
-            outcomes, self._outcomes = self._outcomes, []
-            reports, self._reports = self._reports, []
-            try:
-                settled = await self._store(self.coordinator.settle, outcomes, reports)
-            except (StoreUnavailable, TransientConflict) as error:
-                # Nothing is dropped: put it back and try again.
-                log.error("settle.failed", extra={"error": str(error)})
-                self._outcomes[:0] = outcomes
-                self._reports[:0] = reports
-                failures += 1
-                if (attempts is not None or self._closing) and failures >= (attempts or 3):
-                    return  # stopping with the store down: the reaper recovers these runs later
-                await asyncio.sleep(STORE_RETRY_DELAY)
-                continue
-            except Exception as error:
-                # Something in this batch is refused (by the store, or trips a bug of ours);
-                # retrying it whole would fail for ever and stop every job: go item by item.
-                log.error("settle.refused", extra={"error": str(error), "error_type": type(error).__name__})
-                settled = await self._settle_one_by_one(outcomes, reports)
-            self.completed += len(outcomes)
-            self._publish(settled.events)
-            if settled.ready:
-                self._wake.set()
+        self._wake_writer(urgent=False)
 
     async def _settle_one_by_one(self, outcomes: list[StageOutcome], reports: list[ProgressReport]) -> Settled:
         total = Settled()
@@ -335,7 +439,7 @@ class EmbeddedExecutor:
             total.events += settled.events
             total.ready += settled.ready
         if self._outcomes:
-            self._pending.set()
+            self._wake_writer(urgent=False)
         return total
 
     async def _lease_loop(self) -> None:
@@ -367,7 +471,7 @@ class EmbeddedExecutor:
             else:
                 self._publish(settled.events)
                 if settled.ready or settled.events:
-                    self._wake.set()
+                    self.wake()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_event.wait(), max(self.lease_seconds / 2, self.poll_interval))
 

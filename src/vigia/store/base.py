@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from vigia.audit import AuditDraft, AuditEntry
+from vigia.audit import AuditDraft
 from vigia.escalation import Review, ReviewStatus
 from vigia.expiry import Expiry
 from vigia.job import Event, Job, JobState, StageRun
@@ -171,10 +171,16 @@ class UnitOfWork(Protocol):
     def find_idempotent(self, tenant: str, key: str) -> Job | None: ...
 
     def claim(
-        self, queue: str, limit: int, owner: str, lease_until: float, now: float, tenant_cap: int | None = None
+        self,
+        free_slots: Mapping[str, int],
+        owner: str,
+        lease_until: float,
+        now: float,
+        tenant_cap: int | None = None,
     ) -> list[StageRun]:
-        """Mark up to ``limit`` ready stage runs of ``queue`` as running under ``owner``, the
-        slots shared between tenants (`vigia.fairness`), none to a tenant at ``tenant_cap``."""
+        """Mark up to ``free_slots[queue]`` ready stage runs of each queue as running under
+        ``owner``, the slots shared between tenants (`vigia.fairness`), none to a tenant at
+        ``tenant_cap``."""
 
     def take_for_dispatch(
         self,
@@ -196,9 +202,9 @@ class UnitOfWork(Protocol):
 
     def update_review(self, review: Review) -> None: ...
 
-    def append_audit(self, drafts: Sequence[AuditDraft]) -> list[AuditEntry]:
-        """Chain entries after the last one (they are chained in commit order: the chain's
-        end stays locked until this unit of work ends)."""
+    def append_audit(self, drafts: Sequence[AuditDraft]) -> None:
+        """Chain entries after the last one when the unit of work ends (they are chained in
+        commit order: the chain's end stays locked until the transaction commits)."""
 
     def delete_dead_jobs(self, where: DeadFilter, limit: int) -> list[str]:
         """Delete dead jobs (and what cascades) that ``where`` selects; their ids."""

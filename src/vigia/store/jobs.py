@@ -34,15 +34,22 @@ class SQLJobStore:
     @contextlib.contextmanager
     def unit_of_work(self) -> Iterator[SQLUnitOfWork]:
         with self.database.writing() as connection:
-            yield SQLUnitOfWork(connection, row_locks=self.database.row_locks, audit_key=self.database.audit_chain_key)
+            unit = SQLUnitOfWork(connection, row_locks=self.database.row_locks, audit_key=self.database.audit_chain_key)
+            yield unit
+            unit.finish()
 
     def transact(self, work: Callable[[SQLUnitOfWork], T], attempts: int = 5) -> T:
         """Run ``work`` in a unit of work, again if it collided with another transaction."""
         row_locks = self.database.row_locks
         key = self.database.audit_chain_key
-        return self.database.transact(
-            lambda connection: work(SQLUnitOfWork(connection, row_locks=row_locks, audit_key=key)), attempts
-        )
+
+        def run(connection: Connection) -> T:
+            unit = SQLUnitOfWork(connection, row_locks=row_locks, audit_key=key)
+            result = work(unit)
+            unit.finish()
+            return result
+
+        return self.database.transact(run, attempts)
 
     # --- reads --------------------------------------------------------------------------
 

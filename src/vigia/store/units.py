@@ -15,7 +15,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Row
 
 from vigia import fairness
-from vigia.audit import AuditDraft, AuditEntry
+from vigia.audit import AuditDraft
 from vigia.blobs import digests_in
 from vigia.escalation import Review
 from vigia.exceptions import DuplicateIdempotencyKey
@@ -66,6 +66,60 @@ def _update_statement(table: sa.Table, key: sa.Column[Any], shape: tuple[str, ..
     return statement
 
 
+#: Candidate statements by the queues they read and whether tenants are left out in each.
+_CANDIDATES: dict[tuple[tuple[str, bool], ...], sa.Select[Any] | sa.CompoundSelect[Any]] = {}
+_CLAIM_ORDER = (stage_runs.c.priority.desc(), stage_runs.c.available_at, stage_runs.c.id)
+
+
+def _candidates(
+    wanted: Mapping[str, int], capped: Mapping[str, list[str]], now: float
+) -> tuple[sa.Select[Any] | sa.CompoundSelect[Any], dict[str, Any]]:
+    """One statement reading the next ready stage runs of every queue with free slots: per
+    queue and claimable state, rows in index order (a single arm over both states would sort
+    the queue's whole backlog), more than the slots so that they can be shared between
+    tenants (`vigia.fairness`), all arms in one round trip."""
+    shape = tuple((queue, bool(capped.get(queue))) for queue in wanted)
+    parameters: dict[str, Any] = {"now": now}
+    for index, queue in enumerate(wanted):
+        parameters[f"queue_{index}"] = queue
+        parameters[f"limit_{index}"] = wanted[queue] * fairness.LOOKAHEAD
+        if capped.get(queue):
+            parameters[f"capped_{index}"] = capped[queue]
+    statement = _CANDIDATES.get(shape)
+    if statement is None:
+        arms = []
+        for index, (_, leaves_out) in enumerate(shape):
+            for state in CLAIMABLE:
+                arm = (
+                    sa.select(
+                        stage_runs.c.id,
+                        stage_runs.c.job_id,
+                        stage_runs.c.queue,
+                        stage_runs.c.priority,
+                        stage_runs.c.available_at,
+                        jobs.c.tenant,
+                    )
+                    .join(jobs, jobs.c.id == stage_runs.c.job_id)
+                    .where(
+                        stage_runs.c.queue == sa.bindparam(f"queue_{index}"),
+                        stage_runs.c.state == state,
+                        stage_runs.c.available_at <= sa.bindparam("now"),
+                        jobs.c.tenant.not_in(sa.bindparam(f"capped_{index}", expanding=True))
+                        if leaves_out
+                        else sa.true(),
+                    )
+                    .order_by(*_CLAIM_ORDER)
+                    .limit(sa.bindparam(f"limit_{index}", type_=sa.Integer))
+                )
+                # SQLite takes ORDER BY and LIMIT in an arm of a compound select only inside
+                # a subquery.
+                arms.append(sa.select(arm.subquery()))
+        statement = arms[0] if len(arms) == 1 else sa.union_all(*arms)
+        if len(_CANDIDATES) < 1024:  # shapes are few: the subsets of an installation's queues
+            _CANDIDATES[shape] = statement
+    return statement, parameters
+
+
 def _load_snapshots(connection: Connection, job_ids: list[str], *, lock: bool) -> dict[str, Snapshot]:
     """Jobs (locked first with ``lock``) and their stage runs."""
     if len(job_ids) == 1:
@@ -107,6 +161,9 @@ class SQLUnitOfWork:
         self._audit_key = audit_key
         #: PostgreSQL: many rows in one statement (see `vigia.store.bulk`).
         self._bulk = row_locks
+        #: Events and audit entries of this transaction, written by `finish`.
+        self._events: list[Event] = []
+        self._audits: list[AuditDraft] = []
 
     def load(self, job_ids: Sequence[str], *, lock: bool = True) -> dict[str, Snapshot]:
         if not job_ids:
@@ -186,42 +243,41 @@ class SQLUnitOfWork:
         )
 
     def claim(
-        self, queue: str, limit: int, owner: str, lease_until: float, now: float, tenant_cap: int | None = None
+        self,
+        free_slots: Mapping[str, int],
+        owner: str,
+        lease_until: float,
+        now: float,
+        tenant_cap: int | None = None,
     ) -> list[StageRun]:
-        if limit <= 0:
+        wanted = {queue: limit for queue, limit in free_slots.items() if limit > 0}
+        if not wanted:
             return []
-        # One query per claimable state, each read in index order, then merged: a single
-        # query over both states would sort the whole backlog of the queue. More are read
-        # than claimed, so that the slots can be shared between tenants (vigia.fairness).
-        order = (stage_runs.c.priority.desc(), stage_runs.c.available_at, stage_runs.c.id)
-        busy = self._in_progress(queue, sent=False) if tenant_cap is not None else {}
+        busy = self._in_progress(sent=False) if tenant_cap is not None else {}
         # Tenants at their cap are left out in the query: their backlog cannot hide others'.
-        capped = [tenant for tenant, count in busy.items() if count >= (tenant_cap or 0)]
-        per_state = [
-            sa.select(stage_runs.c.id, stage_runs.c.job_id, *order[:2], jobs.c.tenant)
-            .join(jobs, jobs.c.id == stage_runs.c.job_id)
-            .where(
-                stage_runs.c.queue == queue,
-                stage_runs.c.state == state,
-                stage_runs.c.available_at <= now,
-                jobs.c.tenant.not_in(capped) if capped else sa.true(),
-            )
-            .order_by(*order)
-            .limit(limit * fairness.LOOKAHEAD)
-            for state in CLAIMABLE
-        ]
-        rows = {row.id: row for query in per_state for row in self._connection.execute(query)}
+        capped = {
+            queue: [tenant for (where, tenant), count in busy.items() if where == queue and count >= (tenant_cap or 0)]
+            for queue in wanted
+        }
+        statement, parameters = _candidates(wanted, capped, now)
+        rows = {row.id: row for row in self._connection.execute(statement, parameters)}
         if not rows:
             return []
         if tenant_cap is None and len({row.tenant for row in rows.values()}) > 1:
-            busy = self._in_progress(queue, sent=False)
-        picked = fairness.share(
-            [fairness.Candidate(row.id, row.tenant, row.priority, row.available_at) for row in rows.values()],
-            limit,
-            busy,
-            tenant_cap,
-        )
-        candidates = [rows[run_id] for run_id in picked]
+            busy = self._in_progress(sent=False)
+        by_queue: dict[str, list[fairness.Candidate]] = defaultdict(list)
+        for row in rows.values():
+            by_queue[row.queue].append(fairness.Candidate(row.id, row.tenant, row.priority, row.available_at))
+        candidates = [
+            rows[run_id]
+            for queue, waiting in by_queue.items()
+            for run_id in fairness.share(
+                waiting,
+                wanted[queue],
+                {tenant: count for (where, tenant), count in busy.items() if where == queue},
+                tenant_cap,
+            )
+        ]
         if not candidates:
             return []
         run_ids = [row.id for row in candidates]
@@ -269,17 +325,19 @@ class SQLUnitOfWork:
         )
         return [StageRun.from_row(row._mapping) for row in rows]
 
-    def _in_progress(self, queue: str | None, *, sent: bool) -> dict[str, int]:
-        """Stage runs in progress per tenant (on ``queue``, or per "queue/tenant" for all):
-        running, and with ``sent`` also those handed to a worker's queue and not yet taken."""
+    def _in_progress(self, *, sent: bool) -> dict[tuple[str, str], int]:
+        """Stage runs in progress per (queue, tenant): running, and with ``sent`` also those
+        handed to a worker's queue and not yet taken."""
         busy: sa.ColumnElement[bool] = stage_runs.c.state == StageState.RUNNING.value
         if sent:
             busy = sa.or_(busy, sa.and_(stage_runs.c.state.in_(CLAIMABLE), stage_runs.c.dispatched_at.is_not(None)))
-        key = jobs.c.tenant if queue is not None else stage_runs.c.queue + "/" + jobs.c.tenant
-        query = sa.select(key, sa.func.count()).join(jobs, jobs.c.id == stage_runs.c.job_id).where(busy)
-        if queue is not None:
-            query = query.where(stage_runs.c.queue == queue)
-        return {str(name): int(count) for name, count in self._connection.execute(query.group_by(key))}
+        query = (
+            sa.select(stage_runs.c.queue, jobs.c.tenant, sa.func.count())
+            .join(jobs, jobs.c.id == stage_runs.c.job_id)
+            .where(busy)
+            .group_by(stage_runs.c.queue, jobs.c.tenant)
+        )
+        return {(str(queue), str(tenant)): int(count) for queue, tenant, count in self._connection.execute(query)}
 
     def take_for_dispatch(
         self,
@@ -320,15 +378,15 @@ class SQLUnitOfWork:
         if tenant_cap is not None:
             # Nothing more of a tenant is sent to a queue where it already has its cap in
             # progress (running or waiting in the broker): what is held back goes later.
-            busy = self._in_progress(None, sent=True)
-            capped = [tuple(key.split("/", 1)) for key, count in busy.items() if count >= tenant_cap]
+            busy = self._in_progress(sent=True)
+            capped = [key for key, count in busy.items() if count >= tenant_cap]
             if capped:
                 query = query.where(sa.not_(sa.tuple_(stage_runs.c.queue, jobs.c.tenant).in_(capped)))
         found = list(self._connection.execute(query))
         if tenant_cap is not None and found:
             kept = []
             for row in found:
-                slot = f"{row.queue}/{row.tenant}"
+                slot = (row.queue, row.tenant)
                 if busy.get(slot, 0) < tenant_cap:
                     busy[slot] = busy.get(slot, 0) + 1
                     kept.append(row)
@@ -360,8 +418,19 @@ class SQLUnitOfWork:
     def update_review(self, review: Review) -> None:
         oversight.update_review(self._connection, review)
 
-    def append_audit(self, drafts: Sequence[AuditDraft]) -> list[AuditEntry]:
-        return oversight.append_audit(self._connection, drafts, row_locks=self._row_locks, key=self._audit_key)
+    def append_audit(self, drafts: Sequence[AuditDraft]) -> None:
+        self._audits.extend(drafts)
+
+    def finish(self) -> None:
+        """Write the events of the whole transaction in one statement, then chain its audit
+        entries, last: one read and one update of the chain's head for them all, and its
+        lock held only for the end."""
+        if self._events:
+            self._write_events(self._events)
+            self._events = []
+        if self._audits:
+            oversight.append_audit(self._connection, self._audits, row_locks=self._row_locks, key=self._audit_key)
+            self._audits = []
 
     def delete_dead_jobs(self, where: DeadFilter, limit: int) -> list[str]:
         return oversight.delete_dead_jobs(self._connection, where, limit)
@@ -416,6 +485,9 @@ class SQLUnitOfWork:
                 )
 
     def _insert_events(self, new_events: Sequence[Event]) -> None:
+        self._events.extend(new_events)
+
+    def _write_events(self, new_events: Sequence[Event]) -> None:
         rows = [
             {
                 "job_id": item.job_id,
