@@ -374,7 +374,7 @@ class SQLUnitOfWork:
         )
         if self._row_locks:
             query = query.with_for_update(of=stage_runs, skip_locked=True)
-        busy: dict[str, int] = {}
+        busy: dict[tuple[str, str], int] = {}
         if tenant_cap is not None:
             # Nothing more of a tenant is sent to a queue where it already has its cap in
             # progress (running or waiting in the broker): what is held back goes later.
