@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import signal
+import socket
 from types import FrameType
 
 import uvicorn
@@ -46,6 +48,14 @@ class Server(uvicorn.Server):
     def __init__(self, app: FastAPI, *, host: str, port: int) -> None:
         super().__init__(uvicorn.Config(app, host=host, port=port, log_level="warning", http=JsonErrorsProtocol))
         self._app = app
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        # What startup built (modules, the app, its pipelines and models) lives as long as
+        # the process: moved out of the collector's sight, it is no longer walked by every
+        # full collection, which otherwise stopped all requests for about 40 ms each time.
+        gc.collect()
+        gc.freeze()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)

@@ -57,24 +57,30 @@ def _review_row(review: Review) -> dict[str, Any]:
     return {column.name: row[column.name] for column in reviews.c}
 
 
+# Built once: the audit chain is extended by nearly every transaction.
+_READ_HEAD = sa.select(audit_head).where(audit_head.c.id == _HEAD)
+_LOCK_HEAD = _READ_HEAD.with_for_update()
+_INSERT_AUDIT = audit_log.insert()
+_MOVE_HEAD = (
+    audit_head.update()
+    .where(audit_head.c.id == _HEAD)
+    .values(last_seq=sa.bindparam("seq"), last_hash=sa.bindparam("hash"))
+)
+
+
 def append_audit(
     connection: Connection, drafts: Sequence[AuditDraft], *, row_locks: bool, key: bytes | None
 ) -> list[AuditEntry]:
     if not drafts:
         return []
-    query = sa.select(audit_head).where(audit_head.c.id == _HEAD)
-    if row_locks:
-        query = query.with_for_update()
-    head = connection.execute(query).one()
+    head = connection.execute(_LOCK_HEAD if row_locks else _READ_HEAD).one()
     entries = chain(head.last_hash, head.last_seq, drafts, key)
     rows = [entry.to_dict() for entry in entries]
     if row_locks:  # PostgreSQL: one statement for the lot
         bulk.insert_rows(connection, audit_log, rows)
     else:
-        connection.execute(audit_log.insert(), rows)
-    connection.execute(
-        audit_head.update().where(audit_head.c.id == _HEAD).values(last_seq=entries[-1].seq, last_hash=entries[-1].hash)
-    )
+        connection.execute(_INSERT_AUDIT, rows)
+    connection.execute(_MOVE_HEAD, {"seq": entries[-1].seq, "hash": entries[-1].hash})
     return entries
 
 

@@ -57,6 +57,24 @@ RUN_WITH_SIBLINGS = _WITH_RUNS.where(
 _UPDATES: dict[tuple[str, tuple[str, ...]], sa.Update] = {}
 
 
+_MARK_RUNNING = (
+    stage_runs.update()
+    .where(stage_runs.c.id.in_(sa.bindparam("run_ids", expanding=True)))
+    .values(
+        state=StageState.RUNNING.value,
+        attempts=stage_runs.c.attempts + 1,
+        lease_owner=sa.bindparam("owner"),
+        lease_until=sa.bindparam("until"),
+        started_at=sa.bindparam("now"),
+        finished_at=None,
+        duration=None,
+        progress=0.0,
+    )
+    .returning(*stage_runs.c)
+)
+_MARK_RUNNING_RECHECKED = _MARK_RUNNING.where(stage_runs.c.state.in_(CLAIMABLE))
+
+
 def _update_statement(table: sa.Table, key: sa.Column[Any], shape: tuple[str, ...]) -> sa.Update:
     statement = _UPDATES.get((table.name, shape))
     if statement is None:
@@ -305,23 +323,9 @@ class SQLUnitOfWork:
     ) -> list[StageRun]:
         if not run_ids:
             return []
-        condition: sa.ColumnElement[bool] = stage_runs.c.id.in_(run_ids)
-        if recheck_state:
-            condition = sa.and_(condition, stage_runs.c.state.in_(CLAIMABLE))
         rows = self._connection.execute(
-            stage_runs.update()
-            .where(condition)
-            .values(
-                state=StageState.RUNNING.value,
-                attempts=stage_runs.c.attempts + 1,
-                lease_owner=owner,
-                lease_until=lease_until,
-                started_at=now,
-                finished_at=None,
-                duration=None,
-                progress=0.0,
-            )
-            .returning(*stage_runs.c)
+            _MARK_RUNNING_RECHECKED if recheck_state else _MARK_RUNNING,
+            {"run_ids": run_ids, "owner": owner, "until": lease_until, "now": now},
         )
         return [StageRun.from_row(row._mapping) for row in rows]
 
