@@ -122,19 +122,23 @@ class Coordinator:
     ) -> Written:
         """Submissions (`submit_many`), then finished attempts and progress (`settle`), then a
         claim for ``offer``'s free slots, in one transaction: what an embedded executor has
-        gathered meanwhile costs one commit. The claim is made when a job was created or a
-        stage run became ready here, or always with ``offer.eager``."""
+        gathered meanwhile costs one commit. The claim is made on the queues where a job was
+        created or a stage run became ready here, or on all of them with ``offer.eager``."""
         submitted, checked = self._checked(requests)
         if not checked and not outcomes and not reports and offer is None:
             return Written([item for item in submitted if item is not None], Settled(), None)
 
         def work(unit: UnitOfWork) -> Written:
-            stored = self._store_submissions(unit, checked) if checked else {}
+            stored, fresh = self._store_submissions(unit, checked) if checked else ({}, set())
             settled = self._settle_in(unit, outcomes, reports, ()) if outcomes or reports else Settled()
-            created = any(isinstance(done, Submitted) and done.created for done in stored.values())
             claimed = None
-            if offer is not None and (offer.eager or created or settled.ready):
-                claimed = self._claim_in(unit, offer)
+            if offer is not None:
+                # Where nothing became ready the last claim found all there was (or the
+                # offer would be eager): only the queues with news are read.
+                news = fresh | {item.queue for item in settled.ready}
+                wanted = offer if offer.eager else offer.only(news)
+                if wanted.free_slots:
+                    claimed = self._claim_in(unit, wanted)
             results = [stored.get(index, item) for index, item in enumerate(submitted)]
             return Written([item for item in results if item is not None], settled, claimed)
 
@@ -162,8 +166,11 @@ class Coordinator:
 
     def _store_submissions(
         self, unit: UnitOfWork, checked: Sequence[tuple[int, JobRequest, Pipeline, Any, str]]
-    ) -> dict[int, Submitted | VigiaError]:
+    ) -> tuple[dict[int, Submitted | VigiaError], set[str]]:
+        """Each submission's outcome by position, and the queues of the stage runs the new
+        jobs made ready."""
         stored: dict[int, Submitted | VigiaError] = {}
+        fresh: set[str] = set()
         unkeyed: list[tuple[NewJob, Submitted]] = []
         for index, request, pipeline, job_input, fingerprint in checked:
             new = new_job(
@@ -175,7 +182,9 @@ class Coordinator:
                 now=self._clock(),
                 idempotency_key=request.idempotency_key,
             )
+            ready = {run.queue for run in new[0].runs if run.state in CLAIMABLE_STAGE_STATES}
             if request.idempotency_key is None:
+                fresh |= ready
                 unkeyed.append(new)
                 stored[index] = new[1]
                 continue
@@ -185,6 +194,7 @@ class Coordinator:
             if existing is None:
                 unit.insert_jobs([new[0]], new[1].events)
                 stored[index] = new[1]
+                fresh |= ready
             elif existing.input_hash != fingerprint:
                 stored[index] = IdempotencyConflict(
                     "this Idempotency-Key was already used with a different pipeline or input",
@@ -199,7 +209,7 @@ class Coordinator:
             unit,
             [(actors[index], done) for index, done in stored.items() if isinstance(done, Submitted) and done.created],
         )
-        return stored
+        return stored, fresh
 
     def submit_batch(
         self,
@@ -279,7 +289,7 @@ class Coordinator:
         now = self._clock()
         claimed = unit.claim(offer.free_slots, offer.owner, now + offer.lease_seconds, now, self.tenant_cap)
         if not claimed:
-            return Claimed([], [])
+            return Claimed([], [], tuple(offer.free_slots))
         settlement = self._settlement(unit, [run.job_id for run in claimed], now)
         runnable: list[tuple[Pipeline, StageRun]] = []
         for run in claimed:
@@ -295,6 +305,7 @@ class Coordinator:
                 for pipeline, run in runnable
             ],
             settled.events,
+            tuple(offer.free_slots),
         )
 
     def assignment_for(self, run_id: int, owner: str, lease_seconds: float) -> Assignment | None:

@@ -8,7 +8,7 @@ said (`planned_claim`), without reading the store at all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,9 +37,13 @@ class SlotOffer:
     free_slots: Mapping[str, int]
     owner: str
     lease_seconds: float
-    #: Claim even if the write makes nothing ready (a poll, a wake, a slot freed where runs
-    #: were left waiting).
+    #: Claim on every queue even if the write makes nothing ready (a poll, a wake, a slot
+    #: freed where runs were left waiting); otherwise only where it makes runs ready.
     eager: bool = False
+
+    def only(self, queues: Iterable[str]) -> SlotOffer:
+        wanted = set(queues)
+        return replace(self, free_slots={queue: n for queue, n in self.free_slots.items() if queue in wanted})
 
 
 @dataclass(slots=True)
@@ -48,6 +52,8 @@ class Claimed:
 
     assignments: list[Assignment]
     events: list[Event]
+    #: The queues the claim was made for.
+    queues: tuple[str, ...] = ()
 
 
 def upstream_outputs(pipeline: Pipeline, runs: Mapping[str, StageRun], stage: str) -> dict[str, Any]:

@@ -182,6 +182,32 @@ def test_jobs_run_on_worker_processes_with_live_events(cluster: Cluster) -> None
     assert len(facts.consumers("narrow")) == 2
 
 
+def test_a_backlog_travels_several_runs_to_a_message_and_each_runs_once(cluster: Cluster) -> None:
+    cluster.start_worker("--concurrency", "2")
+    cluster.start_worker("--concurrency", "2")
+    journal = cluster.data_dir / "journal"
+
+    async def scenario(vigia: Vigia) -> list[Job]:
+        # All at once: the dispatcher finds a backlog of first stages. Each message then
+        # holds its runs longer than the keeper's interval (8 x 50 ms), so the runs still
+        # waiting their turn have their claims written meanwhile and are not sent again.
+        _, jobs = await vigia.submit_batch("t_chaos", [{"journal": str(journal), "pace": 0.05}] * 96)
+        return [await vigia.wait(job.id, timeout=180) for job in jobs]
+
+    finished: list[Job] = run_api(cluster, scenario)  # type: ignore[assignment]
+    assert [job.state for job in finished] == [JobState.SUCCEEDED] * 96, cluster.logs()
+    logged = "".join(path.read_text(errors="replace") for path in cluster.data_dir.glob("worker-*.log"))
+    assert "Task t_chaos:first x" in logged, logged[-3000:]
+    starts = [line.split()[:2] for line in journal.read_text().splitlines()]
+    assert len(starts) == 2 * 96 and len({tuple(start) for start in starts}) == 2 * 96  # each stage once
+    store = SQLJobStore(Database(cluster.database_url))
+    try:
+        attempts = {run.attempts for job in finished for run in store.get_runs(job.id)}
+    finally:
+        store.database.close()
+    assert attempts == {1}
+
+
 def test_kill_9_of_a_worker_machine_mid_run_loses_no_job(cluster: Cluster) -> None:
     doomed = cluster.start_worker("--concurrency", "2")
     cluster.start_worker("--concurrency", "2")

@@ -212,18 +212,14 @@ class EmbeddedExecutor:
                     future.set_exception(StoreUnavailable("the executor stopped before storing this job"))
                 self._submissions = []
                 return
-            if not self._pending.is_set():
-                try:
-                    await asyncio.wait_for(self._pending.wait(), self.poll_interval)
-                except TimeoutError:
-                    # Retries that came due, work of other processes, runs left by a killed one.
-                    self._claim_wanted = True
+            if not self._pending.is_set() and not await _set_within(self._pending, self.poll_interval):
+                # Retries that came due, work of other processes, runs left by a killed one.
+                self._claim_wanted = True
             if not self._urgent.is_set() and not self._closing:
                 # Outcomes and progress alone wait a moment for company (more of them, or a
                 # submission to share the commit with); a claim, for the news that tends to
                 # follow it (a burst of submissions, a batch of finished stages).
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._urgent.wait(), WRITE_COALESCE_SECONDS)
+                await _set_within(self._urgent, WRITE_COALESCE_SECONDS)
             elif self._claim_wanted and not self._submissions:
                 await asyncio.sleep(WRITE_COALESCE_SECONDS)
             self._pending.clear()
@@ -274,11 +270,10 @@ class EmbeddedExecutor:
         # In the order they were written: the submissions' events, then what followed.
         self._publish([event for item in created for event in item.events])
         self._publish(written.settled.events)
-        if written.claimed is not None:
-            self._publish(written.claimed.events)
-            self._adopt(free, written.claimed.assignments)
-        elif not free and (created or written.settled.ready):
-            self._held_back = set(self.capacity)  # no slot free: claim when one frees
+        claimed = written.claimed
+        if claimed is not None:
+            self._publish(claimed.events)
+        self._adopt(free, claimed.queues if claimed else (), claimed.assignments if claimed else [])
 
     def _fail_submissions(
         self, submissions: list[tuple[JobRequest, asyncio.Future[Submitted | VigiaError]]], error: BaseException
@@ -316,19 +311,24 @@ class EmbeddedExecutor:
     def _free_slots(self) -> dict[str, int]:
         return {queue: cap - self._busy[queue] for queue, cap in self.capacity.items() if cap > self._busy[queue]}
 
-    def _adopt(self, free: Mapping[str, int], assignments: list[Assignment]) -> None:
-        """Start what a claim took and remember the queues where ready runs may have been
-        left waiting for a slot: those with no free slot or whose claim filled every free
-        one, and all of them under a tenant cap (the cap, not the slots, may have held runs
-        back). A slot freed on any other queue needs no claim: anything that becomes ready
-        is claimed by the write that makes it so."""
+    def _adopt(self, free: Mapping[str, int], claimed_on: Iterable[str], assignments: list[Assignment]) -> None:
+        """Start what a claim took and note the queues where ready runs may have been left
+        waiting for a slot: every queue with no free slot, each queue claimed on whose
+        claim filled every free slot, and all of them under a tenant cap (the cap, not the
+        slots, may have held runs back). A slot freed on another queue needs no claim:
+        whatever becomes ready is claimed by the write that makes it so."""
         for assignment in assignments:
             self._start(assignment)
         if self.coordinator.tenant_cap is not None:
             self._held_back = set(self.capacity)
             return
         taken = Counter(assignment.run.queue for assignment in assignments)
-        self._held_back = {queue for queue in self.capacity if taken[queue] >= free.get(queue, 0)}
+        for queue in claimed_on:
+            if taken[queue] >= free.get(queue, 0):
+                self._held_back.add(queue)
+            else:
+                self._held_back.discard(queue)
+        self._held_back |= {queue for queue in self.capacity if free.get(queue, 0) == 0}
 
     def _start(self, assignment: Assignment) -> None:
         run = assignment.run
@@ -483,6 +483,17 @@ class EmbeddedExecutor:
     def _publish(self, events: list[Event]) -> None:
         if events:
             self.bus.publish(events)
+
+
+async def _set_within(event: asyncio.Event, seconds: float) -> bool:
+    """Wait for ``event`` up to ``seconds``; whether it was set. A deadline on this task
+    rather than `asyncio.wait_for`, which would start a task of its own each time."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -1,6 +1,7 @@
 """The distributed executor: each stage run is a Celery task over Redis.
 
-Celery carries only "run stage run N" messages; what runs next, retries, joins,
+Celery carries only "run stage run N" messages (several runs of one stage in a message
+under a backlog); what runs next, retries, joins,
 degradation and dead-lettering are decided by the same coordinator and orchestrator as in
 embedded mode. A pool process hands what it finished to the housekeeping processes of the
 workers (`handoff`), which settle it in batches and send what became ready. The store stays
@@ -8,8 +9,8 @@ the record: a message lost with a Redis restart is sent again from it, a duplica
 its stage run no longer ready (or its outcome refused) and does nothing.
 
     messages    what a message carries, and sending batches of them
-    app         the Celery app with Vigía's settings and its one task
-    runtime     running a stage run in a pool process
+    app         the Celery app with Vigía's settings and its tasks
+    runtime     running a message's stage runs in a pool process
     keeper      a pool process's long stage runs: claims, progress, leases, cancellation
     handoff     finished attempts handed to the settlers over Redis
     dispatcher  settling, sending what became ready, the API process's dispatcher

@@ -1,5 +1,5 @@
-"""The Celery app of a Vigía installation: Vigía's settings, and the one task that runs a
-stage run in a pool process (see `vigia.executors.celery.runtime`)."""
+"""The Celery app of a Vigía installation: Vigía's settings, and the tasks that run a stage
+run, or several of one stage, in a pool process (see `vigia.executors.celery.runtime`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from vigia import constants
 from vigia.config import Settings
 from vigia.exceptions import ConfigurationError
 from vigia.executors.celery import transport
-from vigia.executors.celery.messages import HARD_LIMIT_MARGIN, TASK_NAME
+from vigia.executors.celery.messages import BATCH_TASK_NAME, HARD_LIMIT_MARGIN, TASK_NAME
 from vigia.executors.celery.runtime import Runtime
 from vigia.registry import Registry
 
@@ -50,5 +50,15 @@ def make_celery(settings: Settings, registry: Registry) -> Celery:
         redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
         return runtime.run_stage(task.app, run_id, None if redelivered or not isinstance(work, str) else work)
 
+    def run_stages(task: Any, runs: list[Any]) -> list[str]:
+        redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
+        wanted = []
+        for item in runs:
+            if isinstance(item, list) and item and isinstance(item[0], int):
+                work = item[1] if len(item) > 1 and isinstance(item[1], str) and not redelivered else None
+                wanted.append((item[0], work))
+        return runtime.run_stages(task.app, wanted)
+
     app.task(name=TASK_NAME, bind=True, acks_late=True, ignore_result=True)(run_stage)
+    app.task(name=BATCH_TASK_NAME, bind=True, acks_late=True, ignore_result=True)(run_stages)
     return app

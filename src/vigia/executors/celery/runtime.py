@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -116,12 +116,41 @@ class Runtime:
         return Task(assignment.run, job.pipeline, job.input, assignment.outputs, job.tenant)
 
     def run_stage(self, app: Celery, run_id: int, work: str | None = None) -> str:
+        return self.run_stages(app, [(run_id, work)])[0]
+
+    def run_stages(self, app: Celery, runs: Sequence[tuple[int, str | None]]) -> list[str]:
+        """Run the stage runs of one message, one after another. Each is held by the keeper
+        from the start, so that a run still waiting its turn past the keeper's interval has
+        its claim written (the store shows it taken, and the dispatcher does not send it
+        again) and a run another delivery took meanwhile is skipped."""
         parts = self.parts()
-        task = self.task(parts, run_id, work)
-        if task is None:
-            return "duplicate"
+        prepared: list[tuple[Task, Held] | None] = []
+        for run_id, work in runs:
+            task = self.task(parts, run_id, work)
+            prepared.append(None if task is None else (task, self._hold(parts, task)))
+        statuses = []
+        for item in prepared:
+            if item is None:
+                statuses.append("duplicate")
+                continue
+            task, held = item
+            if held.finished:  # the keeper's claim was refused: another delivery has it
+                parts.keeper.release(held)
+                statuses.append("duplicate")
+                continue
+            stage = self.registry.get(task.pipeline).node(task.claim.stage).stage
+            try:
+                outcome = self.loop().run_until_complete(
+                    run_attempt(stage, held.context, run_id=task.claim.id, threads=parts.threads)
+                )
+            finally:
+                claimed = parts.keeper.release(held)
+            self._hand_over(app, parts, Finished(outcome, tuple(held.take_reports()), None if claimed else task.claim))
+            statuses.append(outcome.status)
+        return statuses
+
+    def _hold(self, parts: Parts, task: Task) -> Held:
         run = task.claim
-        stage = self.registry.get(task.pipeline).node(run.stage).stage
         reports: list[ProgressReport] = []
         reports_lock = threading.Lock()
 
@@ -149,12 +178,7 @@ class Runtime:
         )
         held = Held(run, context, take_reports)
         parts.keeper.hold(held)
-        try:
-            outcome = self.loop().run_until_complete(run_attempt(stage, context, run_id=run.id, threads=parts.threads))
-        finally:
-            claimed = parts.keeper.release(held)
-        self._hand_over(app, parts, Finished(outcome, tuple(take_reports()), None if claimed else run))
-        return outcome.status
+        return held
 
     def _hand_over(self, app: Celery, parts: Parts, finished: Finished) -> None:
         coordinator, bus, handoff = parts.coordinator, parts.bus, parts.handoff
