@@ -3,7 +3,9 @@
     python benchmarks/distributed.py [--jobs 1000] [--rounds 2]
 
 Vigía: `vigia worker --concurrency 2` (two prefork processes) with the job store on a fresh
-PostgreSQL database, the no-op 1-stage and 3-stage pipelines of benchmarks/engine.py.
+PostgreSQL database, the no-op 1-stage and 3-stage pipelines of benchmarks/engine.py: with
+the default stage timeout (each run its own Celery message, as plain Celery's tasks), and
+declared short (`short-*`, a 30 s timeout: a backlog goes several runs to a message).
 Plain Celery: a worker with the same settings (`--concurrency 2`, acks_late, prefetch 1,
 JSON, no result backend, task events on) running a no-op task, and a chain of three. Each configuration:
 workers started and ready first, then the whole batch sent, timed until the last is done.
@@ -238,8 +240,10 @@ def main(jobs: int, rounds: int, only: list[str]) -> None:
             for label, runner in (
                 ("plain-1", lambda: plain_round(jobs, 1, Path(directory))),
                 ("vigia-1", lambda: vigia_round("noop-1", jobs, Path(directory))),
+                ("short-1", lambda: vigia_round("short-1", jobs, Path(directory))),
                 ("plain-3", lambda: plain_round(jobs // 3, 3, Path(directory))),
                 ("vigia-3", lambda: vigia_round("noop-3", jobs // 3, Path(directory))),
+                ("short-3", lambda: vigia_round("short-3", jobs // 3, Path(directory))),
             ):
                 if not only or label in only:
                     results.setdefault(label, []).append(runner())
@@ -255,8 +259,10 @@ def main(jobs: int, rounds: int, only: list[str]) -> None:
     for label, plain in (
         ("plain-1", "plain-1"),
         ("vigia-1", "plain-1"),
+        ("short-1", "plain-1"),
         ("plain-3", "plain-3"),
         ("vigia-3", "plain-3"),
+        ("short-3", "plain-3"),
     ):
         if label not in results:
             continue
@@ -292,7 +298,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--only",
         action="append",
-        choices=["plain-1", "vigia-1", "plain-3", "vigia-3"],
+        choices=["plain-1", "vigia-1", "short-1", "plain-3", "vigia-3", "short-3"],
         default=[],
         help="run only these configurations (repeat the option; ratios need the plain one too)",
     )

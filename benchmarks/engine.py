@@ -29,10 +29,11 @@ def _noop_sync(ctx: StageContext) -> None:
     return None
 
 
-def _pipeline(name: str, stages: int, *, threaded: bool = False) -> Pipeline:
+def _pipeline(name: str, stages: int, *, threaded: bool = False, timeout: float | None = None) -> Pipeline:
     pipeline = Pipeline(name)
     for number in range(stages):
-        pipeline.stage(f"s{number}")(_noop_sync if threaded else _noop)
+        options = {} if timeout is None else {"timeout": timeout}
+        pipeline.stage(f"s{number}", **options)(_noop_sync if threaded else _noop)
     return pipeline
 
 
@@ -40,6 +41,10 @@ PIPELINES = {
     "noop-1": _pipeline("noop-1", 1),
     "noop-3": _pipeline("noop-3", 3),
     "noop-1-thread": _pipeline("noop-1-thread", 1, threaded=True),
+    # Declared short (a 30 s timeout): in distributed mode a backlog of them goes several
+    # runs to a Celery message (vigia.executors.celery.messages.batches_of).
+    "short-1": _pipeline("short-1", 1, timeout=30),
+    "short-3": _pipeline("short-3", 3, timeout=30),
 }
 #: The same pipelines as a list, for VIGIA_PIPELINES=engine:PIPELINE_LIST in worker processes.
 PIPELINE_LIST = list(PIPELINES.values())

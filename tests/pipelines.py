@@ -276,9 +276,16 @@ def _journalled(ctx: StageContext) -> dict[str, Any]:
 chaos.stage("first", after=())(_journalled)
 chaos.stage("second", after=("first",))(_journalled)
 
+# The same, declared short (a timeout under `BATCHABLE_TIMEOUT`): in distributed mode a
+# backlog of them goes several runs to a Celery message.
+brief = Pipeline("t_brief")
+brief.stage("first", after=(), timeout=10)(_journalled)
+brief.stage("second", after=("first",), timeout=10)(_journalled)
+
 
 ALL = [
     chaos,
+    brief,
     chain,
     parallel,
     narrow,

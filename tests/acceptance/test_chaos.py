@@ -130,8 +130,9 @@ class Installation:
 class Clients:
     """CLIENTS threads submitting JOBS jobs, each retrying its key until the server answers."""
 
-    def __init__(self, installation: Installation, key: str, journal: Path) -> None:
+    def __init__(self, installation: Installation, key: str, journal: Path, pipeline: str) -> None:
         self.installation = installation
+        self.pipeline = pipeline
         self.headers = {"Authorization": f"Bearer {key}"}
         self.journal = journal
         self.acknowledged: dict[int, str] = {}
@@ -151,7 +152,7 @@ class Clients:
         while time.monotonic() < deadline:
             try:
                 response = http.post(
-                    f"/pipelines/{PIPELINE}/jobs", json=body, headers={"Idempotency-Key": f"chaos-{number}"}
+                    f"/pipelines/{self.pipeline}/jobs", json=body, headers={"Idempotency-Key": f"chaos-{number}"}
                 )
             except httpx.TransportError:
                 time.sleep(0.05)  # the server is down: the same key again once it is back
@@ -179,11 +180,11 @@ class Clients:
         self.pool.shutdown()
 
 
-def jobs_by_state(engine: sa.Engine) -> dict[str, int]:
+def jobs_by_state(engine: sa.Engine, pipeline: str) -> dict[str, int]:
     with engine.connect() as connection:
         rows = connection.execute(
             sa.text("SELECT state, count(*) FROM vigia_jobs WHERE pipeline = :pipeline GROUP BY state"),
-            {"pipeline": PIPELINE},
+            {"pipeline": pipeline},
         )
         return {state: int(count) for state, count in rows}
 
@@ -219,14 +220,14 @@ def run_states(engine: sa.Engine, runs: set[tuple[str, str]]) -> dict[tuple[str,
     return {(job_id, stage): state for job_id, stage, state in rows if (job_id, stage) in runs}
 
 
-def chaos(installation: Installation, worker_args: tuple[str, ...], mode: str) -> None:
+def chaos(installation: Installation, worker_args: tuple[str, ...], mode: str, pipeline: str = PIPELINE) -> None:
     journal = installation.data_dir / "journal.txt"
     engine = sa.create_engine(installation.database_url)
     installation.start_server()
     wait_for(installation.answering, 60, "the server to answer")
     installation.start("worker", "worker", *worker_args)
     key = (installation.data_dir / "admin.key").read_text().strip()
-    clients = Clients(installation, key, journal)
+    clients = Clients(installation, key, journal, pipeline)
     try:
         # 1. The server dies while the clients submit (and its dispatching or embedded workers with it).
         wait_for(lambda: clients.count() >= 400, 120, "400 submissions")
@@ -255,7 +256,7 @@ def chaos(installation: Installation, worker_args: tuple[str, ...], mode: str) -
             120,
             "the worker to hold stage runs",
             0.02,
-            lambda: f"(holds {len(held)}; {clients.count()} submitted; jobs {jobs_by_state(engine)})",
+            lambda: f"(holds {len(held)}; {clients.count()} submitted; jobs {jobs_by_state(engine, pipeline)})",
         )
         pids = installation.kill("worker")
         killed |= pids
@@ -276,11 +277,11 @@ def chaos(installation: Installation, worker_args: tuple[str, ...], mode: str) -
         assert clients.refused == [], clients.refused[:10]
         started = time.monotonic()
         wait_for(
-            lambda: jobs_by_state(engine).get("succeeded", 0) >= JOBS,
+            lambda: jobs_by_state(engine, pipeline).get("succeeded", 0) >= JOBS,
             240,
             "every job to succeed",
             0.2,
-            lambda: f"(jobs {jobs_by_state(engine)}; {stage_runs_by_state(engine)})",
+            lambda: f"(jobs {jobs_by_state(engine, pipeline)}; {stage_runs_by_state(engine)})",
         )
         drained_after = time.monotonic() - started
     except BaseException:
@@ -295,24 +296,24 @@ def chaos(installation: Installation, worker_args: tuple[str, ...], mode: str) -
         f" {len(held)} stage runs: all taken back and finished after {held_finished_after:.2f} s"
         f" (lease {LEASE_SECONDS} s); the remaining jobs done {drained_after:.2f} s after the last submission"
     )
-    check_nothing_lost_or_duplicated(engine, clients.acknowledged, journal, killed)
+    check_nothing_lost_or_duplicated(engine, clients.acknowledged, journal, killed, pipeline)
     engine.dispose()
 
 
 def check_nothing_lost_or_duplicated(
-    engine: sa.Engine, acknowledged: dict[int, str], journal: Path, killed: set[int]
+    engine: sa.Engine, acknowledged: dict[int, str], journal: Path, killed: set[int], pipeline: str
 ) -> None:
     with engine.connect() as connection:
         jobs = connection.execute(
             sa.text("SELECT id, idempotency_key, state FROM vigia_jobs WHERE pipeline = :pipeline"),
-            {"pipeline": PIPELINE},
+            {"pipeline": pipeline},
         ).all()
         runs = connection.execute(
             sa.text(
                 "SELECT r.job_id, r.stage, r.state, r.attempts FROM vigia_stage_runs r"
                 " JOIN vigia_jobs j ON j.id = r.job_id WHERE j.pipeline = :pipeline"
             ),
-            {"pipeline": PIPELINE},
+            {"pipeline": pipeline},
         ).all()
         sequences = connection.execute(
             sa.text(
@@ -320,7 +321,7 @@ def check_nothing_lost_or_duplicated(
                 " FROM vigia_events e JOIN vigia_jobs j ON j.id = e.job_id WHERE j.pipeline = :pipeline"
                 " GROUP BY e.job_id"
             ),
-            {"pipeline": PIPELINE},
+            {"pipeline": pipeline},
         ).all()
 
     # Lost: every acknowledged job is there; duplicated: one job per key, no more jobs than keys.
@@ -418,3 +419,13 @@ def test_kill_9_of_server_and_worker_under_load_in_embedded_mode(embedded: Insta
 def test_kill_9_of_server_and_worker_under_load_in_distributed_mode(distributed: Installation) -> None:
     distributed.start("worker-steady", "worker", "--concurrency", "4")
     chaos(distributed, ("--concurrency", "4"), "distributed, Celery + Redis + PostgreSQL")
+
+
+@pytest.mark.postgres
+def test_kill_9_under_load_in_distributed_mode_with_several_runs_to_a_message(distributed: Installation) -> None:
+    # Stages declared short: the backlog travels several runs to a Celery message, so the
+    # killed worker also held runs of its messages that had not started yet.
+    distributed.start("worker-steady", "worker", "--concurrency", "4")
+    chaos(distributed, ("--concurrency", "4"), "distributed, several runs to a message", "t_brief")
+    logged = "".join(distributed.log(name).read_text(errors="replace") for name in ("worker", "worker-steady"))
+    assert "Task t_brief:first x" in logged or "Task t_brief:second x" in logged

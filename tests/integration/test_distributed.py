@@ -191,13 +191,13 @@ def test_a_backlog_travels_several_runs_to_a_message_and_each_runs_once(cluster:
         # All at once: the dispatcher finds a backlog of first stages. Each message then
         # holds its runs longer than the keeper's interval (8 x 50 ms), so the runs still
         # waiting their turn have their claims written meanwhile and are not sent again.
-        _, jobs = await vigia.submit_batch("t_chaos", [{"journal": str(journal), "pace": 0.05}] * 96)
+        _, jobs = await vigia.submit_batch("t_brief", [{"journal": str(journal), "pace": 0.05}] * 96)
         return [await vigia.wait(job.id, timeout=180) for job in jobs]
 
     finished: list[Job] = run_api(cluster, scenario)  # type: ignore[assignment]
     assert [job.state for job in finished] == [JobState.SUCCEEDED] * 96, cluster.logs()
     logged = "".join(path.read_text(errors="replace") for path in cluster.data_dir.glob("worker-*.log"))
-    assert "Task t_chaos:first x" in logged, logged[-3000:]
+    assert "Task t_brief:first x" in logged, logged[-3000:]
     starts = [line.split()[:2] for line in journal.read_text().splitlines()]
     assert len(starts) == 2 * 96 and len({tuple(start) for start in starts}) == 2 * 96  # each stage once
     store = SQLJobStore(Database(cluster.database_url))
