@@ -200,6 +200,10 @@ class EmbeddedExecutor:
         if urgent:
             self._urgent.set()
 
+    def _alone(self) -> bool:
+        """Little to write, and no slot freed where runs were left waiting."""
+        return len(self._outcomes) + len(self._reports) <= 1 and not (self._claim_wanted and self._held_back)
+
     def _has_writes(self) -> bool:
         return bool(self._submissions or self._outcomes or self._reports)
 
@@ -215,12 +219,17 @@ class EmbeddedExecutor:
             if not self._pending.is_set() and not await _set_within(self._pending, self.poll_interval):
                 # Retries that came due, work of other processes, runs left by a killed one.
                 self._claim_wanted = True
-            if not self._urgent.is_set() and not self._closing:
-                # Outcomes and progress alone wait a moment for company (more of them, or a
-                # submission to share the commit with); a claim, for the news that tends to
-                # follow it (a burst of submissions, a batch of finished stages).
-                await _set_within(self._urgent, WRITE_COALESCE_SECONDS)
-            elif self._claim_wanted and not self._submissions:
+            if self._closing:
+                pass
+            elif not self._urgent.is_set():
+                if self._alone():
+                    # A lone outcome or progress report waits a moment for company (a
+                    # submission to share the commit with, say). Under a backlog there is
+                    # company enough: the write goes at once.
+                    await _set_within(self._urgent, WRITE_COALESCE_SECONDS)
+            elif self._claim_wanted and not self._has_writes():
+                # A wake (a retry, a batch submitted): news rarely comes alone, and a moment's
+                # pause lets one claim take it all.
                 await asyncio.sleep(WRITE_COALESCE_SECONDS)
             self._pending.clear()
             self._urgent.clear()
