@@ -98,6 +98,8 @@ class EmbeddedExecutor:
         self._process_pool: ProcessPool | None = None
         self._inflight: dict[int, _Inflight] = {}
         self._busy: dict[str, int] = dict.fromkeys(self.capacity, 0)
+        #: Whether other stages depend on a (pipeline, stage), as learnt (see `_leads_on`).
+        self._successors: dict[tuple[str, str], bool] = {}
         #: Queues whose last claim may have left ready runs waiting (see `_adopt`).
         self._held_back: set[str] = set()
         self._outcomes: list[StageOutcome] = []
@@ -388,7 +390,21 @@ class EmbeddedExecutor:
             if run.queue in self._held_back:
                 self._claim_wanted = True  # a slot is free for what the last claim left waiting
         self._outcomes.append(outcome)
-        self._wake_writer(urgent=False)
+        # An outcome that other stages wait for is written at once; one that only ends its
+        # job may wait a moment for company.
+        self._wake_writer(urgent=self._leads_on(assignment.job.pipeline, run.stage))
+
+    def _leads_on(self, pipeline_name: str, stage: str) -> bool:
+        """Whether any stage of the pipeline depends on ``stage``."""
+        key = (pipeline_name, stage)
+        leads = self._successors.get(key)
+        if leads is None:
+            try:
+                nodes = self.coordinator.registry.get(pipeline_name).nodes.values()
+            except VigiaError:
+                return False
+            leads = self._successors[key] = any(stage in node.depends_on for node in nodes)
+        return leads
 
     @staticmethod
     def _outcome_without_result(run: StageRun, status: Any) -> StageOutcome:
