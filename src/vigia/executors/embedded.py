@@ -249,8 +249,8 @@ class EmbeddedExecutor:
         eager, self._claim_wanted = self._claim_wanted, False
         free = {} if self._stopping else self._free_slots()
         offer = SlotOffer(free, self.owner, self.lease_seconds, eager=eager) if free else None
-        if offer is None and not submissions and not outcomes and not reports:
-            return True
+        if not submissions and not outcomes and not reports and (offer is None or not eager):
+            return True  # nothing to write, and no claim asked for
         requests = [request for request, _ in submissions]
         try:
             written = await self._store(self.coordinator.write, requests, outcomes, reports, offer)
@@ -262,6 +262,7 @@ class EmbeddedExecutor:
             self._reports[:0] = reports
             self._claim_wanted = self._claim_wanted or eager or bool(requests)
             self._fail_submissions(submissions, error)
+            self._wake_writer(urgent=True)  # again after the pause, not at the next poll
             return False
         except Exception as error:
             # Something in this batch is refused (by the store, or trips a bug of ours);
@@ -317,6 +318,8 @@ class EmbeddedExecutor:
         settled = await self._settle_one_by_one(outcomes, reports)
         written.settled.events += settled.events
         written.settled.ready += settled.ready
+        if settled.ready:
+            self.wake()  # claimed by the next write
         return written
 
     def _free_slots(self) -> dict[str, int]:
