@@ -222,14 +222,13 @@ class EmbeddedExecutor:
                 # Retries that came due, work of other processes, runs left by a killed one.
                 self._claim_wanted = True
             if self._closing:
-                pass
-            elif not self._urgent.is_set():
-                if self._alone():
-                    # A lone outcome or progress report waits a moment for company (a
-                    # submission to share the commit with, say). Under a backlog there is
-                    # company enough: the write goes at once.
-                    await _set_within(self._urgent, WRITE_COALESCE_SECONDS)
-            elif self._claim_wanted and not self._has_writes():
+                pass  # write what is left at once
+            elif not self._urgent.is_set() and self._alone():
+                # A lone outcome or progress report waits a moment for company (a submission
+                # to share the commit with, say). Under a backlog there is company enough:
+                # the write goes at once.
+                await _set_within(self._urgent, WRITE_COALESCE_SECONDS)
+            elif self._urgent.is_set() and self._claim_wanted and not self._has_writes():
                 # A wake (a retry, a batch submitted): news rarely comes alone, and a moment's
                 # pause lets one claim take it all.
                 await asyncio.sleep(WRITE_COALESCE_SECONDS)

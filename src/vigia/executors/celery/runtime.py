@@ -128,26 +128,31 @@ class Runtime:
         for run_id, work in runs:
             task = self.task(parts, run_id, work)
             prepared.append(None if task is None else (task, self._hold(parts, task)))
-        statuses = []
-        for item in prepared:
-            if item is None:
-                statuses.append("duplicate")
-                continue
-            task, held = item
-            if held.finished:  # the keeper's claim was refused: another delivery has it
-                parts.keeper.release(held)
-                statuses.append("duplicate")
-                continue
-            stage = self.registry.get(task.pipeline).node(task.claim.stage).stage
-            try:
-                outcome = self.loop().run_until_complete(
-                    run_attempt(stage, held.context, run_id=task.claim.id, threads=parts.threads)
-                )
-            finally:
-                claimed = parts.keeper.release(held)
-            self._hand_over(app, parts, Finished(outcome, tuple(held.take_reports()), None if claimed else task.claim))
-            statuses.append(outcome.status)
+        statuses: list[str] = []
+        try:
+            for item in prepared:
+                statuses.append("duplicate" if item is None else self._run_held(app, parts, *item))
+        finally:
+            # Should the message end early (Celery's soft time limit), the runs it did not
+            # reach are let go: their leases lapse and the reaper hands them back, instead
+            # of the keeper renewing them for ever.
+            for item in prepared[len(statuses) :]:
+                if item is not None:
+                    parts.keeper.release(item[1])
         return statuses
+
+    def _run_held(self, app: Celery, parts: Parts, task: Task, held: Held) -> str:
+        try:
+            if held.finished:  # the keeper's claim was refused: another delivery has it
+                return "duplicate"
+            stage = self.registry.get(task.pipeline).node(task.claim.stage).stage
+            outcome = self.loop().run_until_complete(
+                run_attempt(stage, held.context, run_id=task.claim.id, threads=parts.threads)
+            )
+        finally:
+            claimed = parts.keeper.release(held)
+        self._hand_over(app, parts, Finished(outcome, tuple(held.take_reports()), None if claimed else task.claim))
+        return outcome.status
 
     def _hold(self, parts: Parts, task: Task) -> Held:
         run = task.claim
